@@ -1,0 +1,51 @@
+"""Test-suite configuration: every ``async def`` test runs on trio and on asyncio.
+
+The fixtures of :mod:`triopipe.testing` come from the package's pytest plugin
+(entry point ``triopipe``), so install the package first:
+``pip install -e '.[test]'``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+# One parameter per event loop. Module scope, like anyio's own default: tests
+# are grouped by backend, and module-scoped async fixtures remain possible.
+# asyncio runs in debug mode, which reports never-awaited coroutines and
+# unclosed transports.
+_BACKENDS = [
+    pytest.param(("asyncio", {"debug": True}), id="asyncio"),
+    pytest.param(("trio", {}), id="trio"),
+]
+
+
+@pytest.fixture(scope="module", params=_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """The event loop (and its options) that async tests and fixtures run on."""
+    return request.param
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> None:
+    """Mark every ``async def`` test with ``pytest.mark.anyio``.
+
+    This must happen while the test is collected, before pytest works out its
+    fixtures: marking in ``pytest_collection_modifyitems`` would be too late
+    to parametrize it over ``anyio_backend`` (anyio then rebuilds the item and
+    loses the test's own ``parametrize`` arguments).
+    """
+    if not collector.istestfunction(obj, name):
+        return
+    # Hypothesis wraps the test; look at the coroutine function inside.
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)
+    if not inspect.iscoroutinefunction(inner):
+        return
+    own_marks = getattr(obj, "pytestmark", [])
+    if collector.get_closest_marker("trio") or any(m.name == "trio" for m in own_marks):
+        return  # left to pytest-trio
+    pytest.mark.anyio(obj)
+    pytest.mark.usefixtures("anyio_backend")(obj)

@@ -1,0 +1,37 @@
+"""triopipe: a Redis client for structured concurrency, built for pipelining.
+
+See https://triopipe.readthedocs.io/ for the guides; the public names are all
+importable from here.
+"""
+
+from __future__ import annotations
+
+from ._batch import Pending as Pending
+from ._client import Client as Client
+from ._client import ClientStatistics as ClientStatistics
+from ._client import open_client as open_client
+from ._connection import ConnectionStatistics as ConnectionStatistics
+from ._exceptions import AskError as AskError
+from ._exceptions import AuthenticationError as AuthenticationError
+from ._exceptions import BusyLoadingError as BusyLoadingError
+from ._exceptions import ClusterDownError as ClusterDownError
+from ._exceptions import ConnectError as ConnectError
+from ._exceptions import ConnectionLostError as ConnectionLostError
+from ._exceptions import CrossSlotError as CrossSlotError
+from ._exceptions import ExecAbortError as ExecAbortError
+from ._exceptions import MaxClientsError as MaxClientsError
+from ._exceptions import MovedError as MovedError
+from ._exceptions import NoPermissionError as NoPermissionError
+from ._exceptions import NoScriptError as NoScriptError
+from ._exceptions import OutOfMemoryError as OutOfMemoryError
+from ._exceptions import ProtocolError as ProtocolError
+from ._exceptions import ReadOnlyError as ReadOnlyError
+from ._exceptions import RedirectError as RedirectError
+from ._exceptions import ResponseError as ResponseError
+from ._exceptions import TransportError as TransportError
+from ._exceptions import TriopipeError as TriopipeError
+from ._exceptions import TryAgainError as TryAgainError
+from ._exceptions import WatchError as WatchError
+from ._exceptions import WrongTypeError as WrongTypeError
+
+__version__ = "0.1.0"

@@ -1,0 +1,227 @@
+"""The client for one server, and :func:`open_client`.
+
+``open_client`` owns a task group holding every connection task; leaving its
+block closes the connections, fails whatever is still pending, and no task or
+socket outlives it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from ._commands import Arg, Command, Commands, Key
+from ._commands import keys as key_commands
+from ._config import DEFAULT_URL, ClientConfig, parse_url
+from ._connection import ConnectionGroup, ConnectionStatistics, Request
+from ._exceptions import ResponseError
+from ._resp import encode_command, encode_commands
+
+__all__ = ["Client", "ClientStatistics", "open_client"]
+
+T = TypeVar("T")
+
+# Commands per window of execute_many: small enough that the first replies
+# come back while later windows are still being encoded, large enough that
+# the per-window cost (one request, one checkpoint) vanishes.
+_WINDOW = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientStatistics:
+    """A snapshot of a client, from :meth:`Client.statistics`.
+
+    Attributes:
+        connections: connections in the group.
+        connected: connections currently up.
+        commands_in_flight: commands submitted and not yet answered, in total.
+        commands_queued: commands not yet written to a socket, in total.
+        connects: successful connects so far (more than ``connections`` means
+            reconnects happened).
+        per_connection: one snapshot per connection.
+    """
+
+    connections: int
+    connected: int
+    commands_in_flight: int
+    commands_queued: int
+    connects: int
+    per_connection: tuple[ConnectionStatistics, ...]
+
+
+class Client(Commands):
+    """A client for one Redis server, made by :func:`open_client`.
+
+    Many tasks may use one client at once: their commands share writes
+    (auto-pipelining) over the connection group.
+    """
+
+    __slots__ = ("_config", "_group", "_window")
+
+    def __init__(self, group: ConnectionGroup) -> None:
+        self._group = group
+        self._config = group.config
+        self._window = max(1, min(_WINDOW, self._config.max_in_flight // 2))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._group.closed else "open"
+        return f"<Client {self._config.url} connections={self._config.connections} {state}>"
+
+    @property
+    def config(self) -> ClientConfig:
+        """The options this client was opened with (the password stays hidden in its repr)."""
+        return self._config
+
+    async def execute(self, *args: Arg) -> Any:
+        """Run one command and return its reply as the protocol gives it.
+
+        Raises:
+            ResponseError: the server answered with an error.
+            ConnectionLostError: the connection broke before the reply came.
+            anyio.ClosedResourceError: the client is closed.
+        """
+        reply = await self._group.choose().call(encode_command(args), 1)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def execute_many(
+        self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
+    ) -> list[Any]:
+        """Run many commands as one pipeline and return their replies in order.
+
+        All commands of one call go over one connection, in order. Up to
+        ``max_in_flight // 2`` (at most 1000) commands form a window; a call of
+        one window is queued atomically (all or nothing, even if cancelled).
+        Larger inputs, any iterable including generators, are encoded and sent
+        window by window as replies come back, so memory stays bounded.
+
+        Args:
+            commands: argument sequences, e.g. ``[("SET", "a", 1), ("GET", "a")]``.
+            raise_on_error: True: raise the first error reply once every reply
+                has arrived. False: return error replies in place, as
+                :class:`ResponseError` instances.
+        """
+        connection = self._group.choose()
+        requests: list[Request] = []
+        try:
+            for window in _windows(commands, self._window):
+                count = len(window)
+                payload = encode_commands(window)
+                if not connection.has_capacity(count):
+                    await connection.wait_for_capacity(count)
+                requests.append(connection.submit(payload, count))
+                if count == self._window:
+                    # Let the sender write this window while the next is built.
+                    await anyio.lowlevel.checkpoint()
+            results: list[Any] = []
+            for request in requests:
+                replies = await connection.wait(request)
+                if request.replies is None:
+                    results.append(replies)
+                else:
+                    results.extend(replies)
+        except BaseException:
+            for request in requests:
+                request.abandoned = True
+            raise
+        if raise_on_error:
+            for reply in results:
+                if isinstance(reply, ResponseError):
+                    raise reply
+        return results
+
+    async def scan_iter(
+        self, match: Key | None = None, count: int | None = None
+    ) -> AsyncIterator[Any]:
+        """Iterate over the keys of the database with ``SCAN`` (keys may repeat)."""
+        cursor = 0
+        while True:
+            cursor, keys = await self._run_command(
+                key_commands.scan(cursor, match=match, count=count)
+            )
+            for key in keys:
+                yield key
+            if cursor == 0:
+                return
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of the connection group's state."""
+        snapshots = tuple(self._group.statistics())
+        return ClientStatistics(
+            connections=len(snapshots),
+            connected=sum(s.connected for s in snapshots),
+            commands_in_flight=sum(s.commands_in_flight for s in snapshots),
+            commands_queued=sum(s.commands_queued for s in snapshots),
+            connects=sum(s.connects for s in snapshots),
+            per_connection=snapshots,
+        )
+
+    def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
+        return self._run_command(command)
+
+    async def _run_command(self, command: Command[T]) -> T:
+        reply = await self.execute(*command.args)
+        transform = command.transform
+        return reply if transform is None else transform(reply)
+
+
+def _windows(commands: Iterable[Sequence[Arg]], size: int) -> Iterator[list[Sequence[Arg]]]:
+    window: list[Sequence[Arg]] = []
+    for command in commands:
+        window.append(command)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+@asynccontextmanager
+async def open_client(url: str = DEFAULT_URL, **options: Any) -> AsyncIterator[Client]:
+    """Open a client for the server at ``url``; close it when the block exits.
+
+    Connects the whole group before yielding, so a wrong address or password
+    fails here. Later breaks reconnect on demand.
+
+    Args:
+        url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...``
+            (TLS) or ``unix:///path/to/socket[?db=N]``.
+        **options: ``connections``, ``protocol``, ``decode``, ``username``,
+            ``password``, ``db``, ``client_name``, ``ssl_context``,
+            ``connect_timeout``, ``max_in_flight``; they override the URL.
+
+    Raises:
+        ConnectError: the server could not be reached in time.
+        AuthenticationError: the server refused the credentials.
+    """
+    config = parse_url(url, options)
+    async with _connection_group(config) as group:
+        yield Client(group)
+
+
+@asynccontextmanager
+async def _connection_group(config: ClientConfig) -> AsyncIterator[ConnectionGroup]:
+    """A connected group whose tasks live in a task group of its own.
+
+    Errors of the body and of connecting propagate as themselves, not wrapped
+    in an exception group: the connection tasks never raise.
+    """
+    error: BaseException | None = None
+    async with anyio.create_task_group() as task_group:
+        group = ConnectionGroup(config, task_group)
+        try:
+            await group.connect()
+            yield group
+        except BaseException as exc:
+            error = exc
+        finally:
+            group.close()
+            task_group.cancel_scope.cancel()
+    if error is not None:
+        raise error

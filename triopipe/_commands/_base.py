@@ -1,0 +1,117 @@
+"""Command specs and the descriptor that turns them into facade methods.
+
+A helper is written once, as a *builder*: a plain function that checks its
+arguments and returns a :class:`Command` (the arguments to send, and how to
+shape the reply). A facade decides where the command goes: :class:`command`
+binds a builder to any object with a ``_dispatch`` method, so the client, the
+sharded and cluster clients (``await redis.get(k)``) and batches
+(``b.get(k)`` -> ``Pending``) share one definition of every helper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+
+if TYPE_CHECKING:
+    from .._batch import Pending
+
+__all__ = ["Arg", "Command", "Key", "command"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: What a command argument may be: sent as bytes, str as utf-8, numbers as text.
+Arg = bytes | bytearray | memoryview | str | int | float
+#: A key: bytes, or str (utf-8).
+Key = bytes | str
+
+
+class Command(Generic[T]):
+    """One command to send, and how to shape its reply into ``T``.
+
+    ``transform`` never sees error replies: those raise (or are returned as
+    exceptions by ``execute_many(raise_on_error=False)``) untouched.
+    """
+
+    __slots__ = ("args", "transform")
+
+    def __init__(self, args: tuple[Arg, ...], transform: Callable[[Any], T] | None = None) -> None:
+        self.args = args
+        self.transform = transform
+
+    def __repr__(self) -> str:
+        return f"Command{self.args!r}"
+
+
+class _AsyncDispatch(Protocol):
+    def _dispatch(self, command: Command[T], /) -> Awaitable[T]: ...
+
+
+class _PendingDispatch(Protocol):
+    def _dispatch(self, command: Command[T], /) -> Pending[T]: ...
+
+
+class command(Generic[P, T]):  # noqa: N801 - used like a function, as a decorator
+    """Make a command builder a method of every facade that has ``_dispatch``."""
+
+    def __init__(self, builder: Callable[P, Command[T]]) -> None:
+        self.builder = builder
+        self.__doc__ = builder.__doc__
+        self.__name__ = builder.__name__
+        self.__wrapped__ = builder
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> command[P, T]: ...
+    @overload
+    def __get__(
+        self, obj: _PendingDispatch, owner: type[Any] | None = None
+    ) -> Callable[P, Pending[T]]: ...
+    @overload
+    def __get__(
+        self, obj: _AsyncDispatch, owner: type[Any] | None = None
+    ) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, obj: Any, owner: type[Any] | None = None) -> Any:
+        if obj is None:
+            return self
+        builder = self.builder
+        dispatch = obj._dispatch
+
+        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return dispatch(builder(*args, **kwargs))
+
+        method.__name__ = builder.__name__
+        method.__doc__ = builder.__doc__
+        return method
+
+
+# Reply shapers shared by the command groups. They make the typed helpers
+# return the same Python types under RESP2 and RESP3.
+
+
+def to_bool(reply: Any) -> bool:
+    """1/0 integers and RESP3 booleans as ``bool``."""
+    return bool(reply)
+
+
+def is_ok(reply: Any) -> bool:
+    """``+OK`` as True; nil (a condition not met) as False."""
+    return reply == b"OK" or reply == "OK"
+
+
+def to_dict(reply: Any) -> dict[Any, Any]:
+    """A RESP3 map, or a RESP2 flat array of pairs, as ``dict``."""
+    if isinstance(reply, dict):
+        return reply
+    items = iter(reply)
+    return dict(zip(items, items, strict=True))
+
+
+def to_set(reply: Any) -> set[Any]:
+    """A RESP3 set or a RESP2 array as ``set``."""
+    return set(reply)
+
+
+def to_float(reply: Any) -> float | None:
+    """A RESP3 double or a RESP2 bulk string as ``float`` (nil stays None)."""
+    return None if reply is None else float(reply)

@@ -1,0 +1,581 @@
+"""Connections: the one place that touches sockets.
+
+Theory of operation
+-------------------
+
+A :class:`Connection` is a logical connection to one server. It owns at most
+one *link* at a time: one socket's lifetime, from connect to break. A link has
+
+- a send queue of :class:`Request` objects (encoded commands not yet written),
+  bounded by ``max_in_flight``;
+- a FIFO ``pending`` of requests already written, awaiting replies;
+- a *sender* task that moves everything queued into ``pending`` and writes it
+  with one ``send``, and a *receiver* task that feeds bytes to the RESP reader
+  and hands each reply to ``pending[0]``.
+
+A request is one submission: a single command or a whole batch (many
+commands, one payload, one waiter). Submitting is synchronous and
+checkpoint-free (:meth:`Connection.submit`): the request is appended to the
+send queue in the same step that makes it the owner of the next replies, so a
+cancellation can never leave a command written without an owner, or an owner
+without its command. Only waiting for the reply is cancellable; a cancelled
+waiter marks its request *abandoned*: if it was never written the sender drops
+it, otherwise the receiver reads its replies and throws them away. No reply
+can ever reach a caller other than the one that sent the command.
+
+When a link breaks (EOF, socket error, protocol error), it fails every request
+at once: those in ``pending`` with ``ConnectionLostError(sent=True)`` (their
+outcome is unknown), those still queued with ``sent=False``. The next
+submission starts a new link; connecting waits a capped, jittered exponential
+backoff after failures. Nothing written is ever resent.
+
+The handshake (``HELLO``/``AUTH``/``SELECT``) runs on the new socket before
+the sender starts, so it completes before any user command is written;
+commands submitted meanwhile wait in the send queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._config import ClientConfig
+from ._exceptions import (
+    ConnectError,
+    ConnectionLostError,
+    ProtocolError,
+    ResponseError,
+    TransportError,
+)
+from ._resp import NEED_DATA, Push, Reader, encode_commands, make_reader
+from ._resp._handshake import Handshake
+
+__all__ = [
+    "Connection",
+    "ConnectionGroup",
+    "ConnectionStatistics",
+    "Request",
+]
+
+logger = logging.getLogger("triopipe")
+
+_READ_SIZE = 256 * 1024
+# Reconnect backoff: base * 2**(failures - 1), capped, times a jitter factor
+# in [0.5, 1) so that many clients do not reconnect in lockstep.
+_BACKOFF_BASE = 0.02
+_BACKOFF_CAP = 1.0
+
+# Errors that mean "the byte stream is gone"; anything else is a bug and
+# propagates.
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ssl.SSLError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
+
+
+class Request:
+    """One submission: a single command, or a batch sharing one write.
+
+    ``count`` replies are expected. A single command's reply lands in
+    ``value``; a batch's replies are appended to ``replies`` in order.
+    """
+
+    __slots__ = ("abandoned", "count", "error", "event", "payload", "replies", "value")
+
+    def __init__(self, payload: bytes, count: int) -> None:
+        self.payload = payload
+        self.count = count
+        self.replies: list[Any] | None = None if count == 1 else []
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.event = anyio.Event()
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionStatistics:
+    """A snapshot of one connection, from :meth:`Connection.statistics`.
+
+    Attributes:
+        connected: a link is up and past its handshake.
+        commands_in_flight: commands submitted whose replies have not been read
+            (queued or written); abandoned ones count until their reply is read.
+        commands_queued: commands not yet written to the socket.
+        protocol: the RESP version the current link speaks (0 when none).
+        connects: successful connects so far.
+    """
+
+    connected: bool
+    commands_in_flight: int
+    commands_queued: int
+    protocol: int
+    connects: int
+
+
+class _Link:
+    """One socket's lifetime: send queue, pending FIFO and their accounting."""
+
+    __slots__ = (
+        "capacity_event",
+        "capacity_waiters",
+        "closed",
+        "connected",
+        "error",
+        "in_flight",
+        "pending",
+        "protocol",
+        "queue",
+        "ready",
+        "scope",
+        "sender_wakeup",
+    )
+
+    def __init__(self) -> None:
+        self.queue: deque[Request] = deque()
+        self.pending: deque[Request] = deque()
+        # Commands queued or written whose replies have not been read.
+        self.in_flight = 0
+        self.closed = False
+        self.connected = False
+        self.protocol = 0
+        self.error: BaseException | None = None
+        self.sender_wakeup: anyio.Event | None = None
+        self.capacity_waiters = 0
+        self.capacity_event: anyio.Event | None = None
+        self.ready = anyio.Event()
+        self.scope: anyio.CancelScope | None = None
+
+
+class Connection:
+    """A logical connection to one server: reconnects on demand, one link at a time.
+
+    Args:
+        config: the server and options.
+        task_group: the client's task group; link tasks run in it.
+        on_push: called with each RESP3 push frame that arrives.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        task_group: anyio.abc.TaskGroup,
+        *,
+        on_push: Callable[[Push], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._task_group = task_group
+        self._on_push = on_push
+        self._handshake = Handshake(
+            protocol=config.protocol,
+            username=config.username,
+            password=config.password,
+            client_name=config.client_name,
+            db=config.db,
+        )
+        self._max_in_flight = config.max_in_flight
+        self._link: _Link | None = None
+        self._failures = 0
+        self._connects = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Connection {self._config.address} in_flight={self.load}>"
+
+    # -- submission (synchronous, checkpoint-free) ---------------------------
+
+    @property
+    def load(self) -> int:
+        """Commands in flight on the current link; the group picks the lowest."""
+        link = self._link
+        return 0 if link is None else link.in_flight
+
+    def has_capacity(self, count: int) -> bool:
+        """Whether ``count`` more commands may be submitted without waiting."""
+        link = self._link
+        return (
+            link is None
+            or link.in_flight == 0
+            or link.in_flight + count <= self._max_in_flight
+        )
+
+    def submit(self, payload: bytes, count: int) -> Request:
+        """Queue ``count`` encoded commands as one request and return it.
+
+        Never checkpoints: the caller cannot be cancelled between creating the
+        request and queueing it. Callers respect :meth:`has_capacity` first.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        link = self._link
+        if link is None:
+            link = self._start_link()
+        request = Request(payload, count)
+        link.in_flight += count
+        link.queue.append(request)
+        wakeup = link.sender_wakeup
+        if wakeup is not None:
+            link.sender_wakeup = None
+            wakeup.set()
+        return request
+
+    async def wait_for_capacity(self, count: int) -> None:
+        """Wait until :meth:`has_capacity` holds for ``count`` commands (backpressure)."""
+        while not self.has_capacity(count):
+            link = self._link
+            assert link is not None
+            if link.capacity_event is None:
+                link.capacity_event = anyio.Event()
+            event = link.capacity_event
+            link.capacity_waiters += 1
+            try:
+                await event.wait()
+            finally:
+                link.capacity_waiters -= 1
+
+    @staticmethod
+    async def wait(request: Request) -> Any:
+        """Wait for a request's replies: the reply, or the list of replies.
+
+        Cancelling this wait abandons the request: its replies are discarded
+        when they arrive, and if it was not written yet it never will be.
+        """
+        try:
+            await request.event.wait()
+        except BaseException:
+            request.abandoned = True
+            raise
+        if request.error is not None:
+            raise request.error
+        return request.value if request.replies is None else request.replies
+
+    async def call(self, payload: bytes, count: int) -> Any:
+        """Submit (waiting for capacity first if needed) and wait for the reply."""
+        if not self.has_capacity(count):
+            await self.wait_for_capacity(count)
+        return await self.wait(self.submit(payload, count))
+
+    async def connect(self) -> None:
+        """Make sure a link is up and past its handshake, or raise why not."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        link = self._link or self._start_link()
+        await link.ready.wait()
+        if link.error is not None and not link.connected:
+            raise _copy_error(link.error)
+
+    def statistics(self) -> ConnectionStatistics:
+        """A snapshot of this connection's state."""
+        link = self._link
+        if link is None:
+            return ConnectionStatistics(False, 0, 0, 0, self._connects)
+        return ConnectionStatistics(
+            connected=link.connected and not link.closed,
+            commands_in_flight=link.in_flight,
+            commands_queued=sum(request.count for request in link.queue),
+            protocol=link.protocol,
+            connects=self._connects,
+        )
+
+    def close(self) -> None:
+        """Refuse new commands and fail the pending ones (the client is closing)."""
+        self._closed = True
+        link = self._link
+        if link is not None:
+            self._break(link, ConnectionLostError("the client was closed", sent=True))
+
+    # -- the link's life ------------------------------------------------------
+
+    def _start_link(self) -> _Link:
+        link = _Link()
+        self._link = link
+        self._task_group.start_soon(self._run_link, link, name=f"triopipe link {self._config.address}")
+        return link
+
+    def _backoff_delay(self) -> float:
+        if self._failures == 0:
+            return 0.0
+        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (self._failures - 1))
+        return delay * random.uniform(0.5, 1.0)
+
+    async def _run_link(self, link: _Link) -> None:
+        stream: anyio.abc.ByteStream | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                link.scope = scope
+                delay = self._backoff_delay()
+                if delay:
+                    await anyio.sleep(delay)
+                reader = make_reader(decode=self._config.decode)
+                try:
+                    with anyio.fail_after(self._config.connect_timeout):
+                        stream = await self._open_stream()
+                        link.protocol = await self._run_handshake(stream, reader)
+                except (ResponseError, ProtocolError) as exc:
+                    self._failures += 1
+                    self._break(link, exc)
+                    return
+                except (TimeoutError, *_STREAM_ERRORS) as exc:
+                    self._failures += 1
+                    self._break(link, _connect_error(self._config.address, exc))
+                    return
+                self._failures = 0
+                self._connects += 1
+                link.connected = True
+                link.ready.set()
+                logger.debug("connected to %s (RESP%d)", self._config.address, link.protocol)
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(self._send_loop, stream, link)
+                    task_group.start_soon(self._receive_loop, stream, reader, link)
+        finally:
+            # Reached on a break (already handled), on client close, or when
+            # the client's task group is cancelled: fail whatever is left.
+            self._break(link, ConnectionLostError("the client was closed", sent=True))
+            if stream is not None:
+                await anyio.aclose_forcefully(stream)
+
+    async def _open_stream(self) -> anyio.abc.ByteStream:
+        config = self._config
+        if config.unix_path is not None:
+            return await anyio.connect_unix(config.unix_path)
+        if config.tls:
+            context = config.ssl_context or ssl.create_default_context()
+            return await anyio.connect_tcp(
+                config.host,
+                config.port,
+                ssl_context=context,
+                tls_hostname=config.host,
+                tls_standard_compatible=False,
+            )
+        return await anyio.connect_tcp(config.host, config.port)
+
+    async def _run_handshake(self, stream: anyio.abc.ByteStream, reader: Reader) -> int:
+        handshake = self._handshake
+        hello = handshake.first_batch_uses_hello
+        while True:
+            commands = handshake.commands(hello=hello)
+            if not commands:
+                return 2
+            await stream.send(encode_commands(commands))
+            replies = await _read_replies(stream, reader, len(commands))
+            result = handshake.check(replies, hello=hello)
+            if result is not None:
+                return result.protocol
+            hello = False
+
+    def _break(self, link: _Link, error: BaseException) -> None:
+        """Fail every request of ``link`` at once and detach it. Idempotent.
+
+        Synchronous on purpose: from the moment a link is known to be broken no
+        request can be queued on it, because new submissions see it detached.
+        """
+        if link.closed:
+            return
+        link.closed = True
+        link.error = error
+        if self._link is link:
+            self._link = None
+        if link.connected:
+            logger.debug("connection to %s lost: %s", self._config.address, error)
+        for sent, requests in ((True, link.pending), (False, link.queue)):
+            while requests:
+                request = requests.popleft()
+                request.error = _request_error(error, sent=sent)
+                request.event.set()
+        link.in_flight = 0
+        for event in (link.capacity_event, link.sender_wakeup):
+            if event is not None:
+                event.set()
+        link.ready.set()
+        if link.scope is not None:
+            link.scope.cancel()
+
+    async def _send_loop(self, stream: anyio.abc.ByteStream, link: _Link) -> None:
+        queue = link.queue
+        pending = link.pending
+        try:
+            while not link.closed:
+                if not queue:
+                    wakeup = link.sender_wakeup = anyio.Event()
+                    await wakeup.wait()
+                    continue
+                # Everything queued goes out in one write. A request abandoned
+                # before being written is dropped here: it is never sent.
+                chunks = []
+                while queue:
+                    request = queue.popleft()
+                    if request.abandoned:
+                        link.in_flight -= request.count
+                        _release_capacity(link, self._max_in_flight)
+                        continue
+                    pending.append(request)
+                    chunks.append(request.payload)
+                if chunks:
+                    await stream.send(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        except _STREAM_ERRORS as exc:
+            self._break(link, ConnectionLostError(f"writing to {self._config.address} failed: {exc!r}", sent=True))
+
+    async def _receive_loop(
+        self, stream: anyio.abc.ByteStream, reader: Reader, link: _Link
+    ) -> None:
+        pending = link.pending
+        read_replies = reader.read_replies
+        on_push = self._on_push
+        max_in_flight = self._max_in_flight
+        try:
+            while not link.closed:
+                data = await stream.receive(_READ_SIZE)
+                for reply in read_replies(data):
+                    if type(reply) is Push:
+                        if on_push is not None:
+                            on_push(reply)
+                        continue
+                    if not pending:
+                        raise ProtocolError("the server sent a reply with no command waiting for it")
+                    request = pending[0]
+                    replies = request.replies
+                    if replies is None:
+                        pending.popleft()
+                        link.in_flight -= 1
+                        request.value = reply
+                        request.event.set()
+                    else:
+                        replies.append(reply)
+                        if len(replies) == request.count:
+                            pending.popleft()
+                            link.in_flight -= request.count
+                            request.event.set()
+                if link.capacity_waiters:
+                    _release_capacity(link, max_in_flight)
+        except anyio.EndOfStream:
+            self._break(link, ConnectionLostError(f"{self._config.address} closed the connection", sent=True))
+        except ProtocolError as exc:
+            self._break(link, exc)
+        except _STREAM_ERRORS as exc:
+            self._break(link, ConnectionLostError(f"reading from {self._config.address} failed: {exc!r}", sent=True))
+
+
+class ConnectionGroup:
+    """``config.connections`` connections to one server; commands go to the least loaded."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        task_group: anyio.abc.TaskGroup,
+        *,
+        on_push: Callable[[Push], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.connections = [
+            Connection(config, task_group, on_push=on_push) for _ in range(config.connections)
+        ]
+        self._single = self.connections[0] if len(self.connections) == 1 else None
+        self.closed = False
+
+    def choose(self) -> Connection:
+        """The connection with the fewest commands in flight."""
+        if self.closed:
+            raise anyio.ClosedResourceError
+        single = self._single
+        if single is not None:
+            return single
+        return min(self.connections, key=_load)
+
+    async def connect(self) -> None:
+        """Connect every connection of the group in parallel, or raise the first failure."""
+        errors: list[BaseException] = []
+
+        async def connect_one(connection: Connection) -> None:
+            try:
+                await connection.connect()
+            except TransportError as exc:
+                errors.append(exc)
+            except ResponseError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as task_group:
+            for connection in self.connections:
+                task_group.start_soon(connect_one, connection)
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        """Refuse new commands and fail every pending one."""
+        self.closed = True
+        for connection in self.connections:
+            connection.close()
+
+    def statistics(self) -> list[ConnectionStatistics]:
+        """One snapshot per connection."""
+        return [connection.statistics() for connection in self.connections]
+
+
+def _release_capacity(link: _Link, max_in_flight: int) -> None:
+    """Wake the submitters waiting for room, if there is room now."""
+    if link.in_flight < max_in_flight:
+        event = link.capacity_event
+        link.capacity_event = None
+        if event is not None:
+            event.set()
+
+
+def _load(connection: Connection) -> int:
+    return connection.load
+
+
+async def _read_replies(stream: anyio.abc.ByteStream, reader: Reader, count: int) -> list[Any]:
+    """Read exactly ``count`` replies (used by the handshake only)."""
+    replies: list[Any] = []
+    while True:
+        reply = reader.next_reply()
+        if reply is NEED_DATA:
+            reader.feed(await stream.receive(_READ_SIZE))
+            continue
+        if type(reply) is not Push:
+            replies.append(reply)
+            if len(replies) == count:
+                return replies
+
+
+def _connect_error(address: str, exc: BaseException) -> ConnectError:
+    if isinstance(exc, TimeoutError):
+        error = ConnectError(f"timed out connecting to {address}")
+    else:
+        error = ConnectError(f"could not connect to {address}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _request_error(error: BaseException, *, sent: bool) -> BaseException:
+    """A fresh exception for one request: raising one instance in many tasks would tangle tracebacks."""
+    if isinstance(error, ConnectionLostError):
+        return ConnectionLostError(str(error), sent=sent)
+    if isinstance(error, ProtocolError):
+        if not sent:
+            return ConnectionLostError(f"connection closed before sending: {error}", sent=False)
+        copy = ProtocolError(str(error))
+        copy.__cause__ = error
+        return copy
+    return _copy_error(error)
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    if isinstance(error, ResponseError):
+        copy: BaseException = type(error)(error.code, error.message)
+    elif isinstance(error, ConnectError):
+        copy = ConnectError(str(error))
+    else:
+        return error
+    copy.__cause__ = error.__cause__
+    return copy
+

@@ -1,0 +1,257 @@
+"""The whole triopipe error tree.
+
+::
+
+    TriopipeError                  base of everything triopipe raises
+    ├── ResponseError              the server answered with an error reply
+    │   ├── WrongTypeError         WRONGTYPE: operation against a key of the wrong type
+    │   ├── NoScriptError          NOSCRIPT: EVALSHA for a script the server lacks
+    │   ├── ExecAbortError         EXECABORT: EXEC refused because a queued command failed
+    │   ├── WatchError             EXEC returned nil: a watched key changed
+    │   ├── CrossSlotError         CROSSSLOT: keys of one command on different slots/shards
+    │   ├── AuthenticationError    WRONGPASS / NOAUTH / invalid password
+    │   ├── NoPermissionError      NOPERM: the ACL user may not run this
+    │   ├── BusyLoadingError       LOADING: the server is loading its dataset
+    │   ├── ReadOnlyError          READONLY: write sent to a replica
+    │   ├── OutOfMemoryError       OOM: maxmemory reached
+    │   ├── TryAgainError          TRYAGAIN: cluster key migration in progress
+    │   ├── ClusterDownError       CLUSTERDOWN: the cluster cannot serve the slot
+    │   ├── MaxClientsError        ERR max number of clients reached
+    │   └── RedirectError          base of cluster redirections (.slot, .host, .port)
+    │       ├── MovedError         MOVED: the slot lives elsewhere for good
+    │       └── AskError           ASK: the slot is migrating, ask elsewhere once
+    └── TransportError             the connection is unusable
+        ├── ConnectError           could not connect or complete the handshake
+        ├── ConnectionLostError    the connection broke with the command pending
+        └── ProtocolError          the server sent bytes that are not valid RESP
+
+Names end in ``Error`` and never shadow built-ins (``ConnectionError``,
+``TimeoutError``). No exception text ever carries a password: messages are
+built from server replies and addresses only, never from URLs or options.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AskError",
+    "AuthenticationError",
+    "BusyLoadingError",
+    "ClusterDownError",
+    "ConnectError",
+    "ConnectionLostError",
+    "CrossSlotError",
+    "ExecAbortError",
+    "MaxClientsError",
+    "MovedError",
+    "NoPermissionError",
+    "NoScriptError",
+    "OutOfMemoryError",
+    "ProtocolError",
+    "ReadOnlyError",
+    "RedirectError",
+    "ResponseError",
+    "TransportError",
+    "TriopipeError",
+    "TryAgainError",
+    "WatchError",
+    "WrongTypeError",
+    "error_from_reply",
+]
+
+
+class TriopipeError(Exception):
+    """Base class of every exception triopipe raises on purpose."""
+
+
+class ResponseError(TriopipeError):
+    """Raised when the server answers a command with an error reply.
+
+    The connection is fine: only this command failed. ``code`` is the first
+    word of the reply (``"ERR"``, ``"WRONGTYPE"``, ...) and ``message`` the
+    rest.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code} {message}" if message else code)
+        self.code = code
+        self.message = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.code, self.message))
+
+    def __eq__(self, other: object) -> bool:
+        # Error replies are values: two replies with the same text are equal,
+        # which lets tests and users compare results of ``execute_many``.
+        if not isinstance(other, ResponseError):
+            return NotImplemented
+        return (type(self), self.code, self.message) == (
+            type(other),
+            other.code,
+            other.message,
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.code, self.message))
+
+
+class WrongTypeError(ResponseError):
+    """Raised when a command is run against a key holding another type."""
+
+
+class NoScriptError(ResponseError):
+    """Raised when ``EVALSHA`` names a script the server has not cached."""
+
+
+class ExecAbortError(ResponseError):
+    """Raised when ``EXEC`` is refused because a queued command was invalid."""
+
+
+class WatchError(ResponseError):
+    """Raised at the end of a transaction when a watched key was changed.
+
+    Nothing of the transaction was applied; retry it if that is what you want.
+    """
+
+    def __init__(self, code: str = "WATCH", message: str = "watched key changed") -> None:
+        super().__init__(code, message)
+
+
+class CrossSlotError(ResponseError):
+    """Raised when one command's keys live on different slots or shards.
+
+    The sharded and cluster clients raise it before anything is sent; a Redis
+    Cluster node raises it as the ``CROSSSLOT`` error reply.
+    """
+
+
+class AuthenticationError(ResponseError):
+    """Raised when the server refuses the credentials (``WRONGPASS``, ``NOAUTH``).
+
+    Never retried: a wrong password stays wrong.
+    """
+
+
+class NoPermissionError(ResponseError):
+    """Raised when the ACL user lacks the right to run a command (``NOPERM``)."""
+
+
+class BusyLoadingError(ResponseError):
+    """Raised while the server loads its dataset into memory (``LOADING``)."""
+
+
+class ReadOnlyError(ResponseError):
+    """Raised when a write is sent to a read-only replica (``READONLY``)."""
+
+
+class OutOfMemoryError(ResponseError):
+    """Raised when the server refuses a write at ``maxmemory`` (``OOM``)."""
+
+
+class TryAgainError(ResponseError):
+    """Raised when a cluster slot is being migrated (``TRYAGAIN``)."""
+
+
+class ClusterDownError(ResponseError):
+    """Raised when the cluster cannot serve a slot (``CLUSTERDOWN``)."""
+
+
+class MaxClientsError(ResponseError):
+    """Raised when the server has reached its ``maxclients`` limit."""
+
+
+class RedirectError(ResponseError):
+    """Base of the cluster redirections: the slot is served by another node.
+
+    ``slot`` is the key's slot and ``host``/``port`` the node to ask.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        slot, _, address = message.partition(" ")
+        host, _, port = address.rpartition(":")
+        self.slot = int(slot) if slot.isdigit() else -1
+        self.host = host
+        self.port = int(port) if port.isdigit() else 0
+
+
+class MovedError(RedirectError):
+    """Raised when a slot has moved to another cluster node for good."""
+
+
+class AskError(RedirectError):
+    """Raised when a slot is migrating: ask the named node once, with ``ASKING``."""
+
+
+class TransportError(TriopipeError):
+    """Base of the errors that leave a connection unusable."""
+
+
+class ConnectError(TransportError):
+    """Raised when a connection or its handshake cannot be completed in time."""
+
+
+class ConnectionLostError(TransportError):
+    """Raised for every pending command when its connection breaks.
+
+    ``sent`` is True when the command had been written before the break: its
+    outcome is unknown (the server may or may not have applied it), so it is
+    never resent automatically.
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_connection_lost, (str(self), self.sent))
+
+
+def _rebuild_connection_lost(message: str, sent: bool) -> ConnectionLostError:
+    return ConnectionLostError(message, sent=sent)
+
+
+class ProtocolError(TransportError):
+    """Raised when the server sends bytes that are not valid RESP.
+
+    The connection is closed: its byte stream can no longer be trusted.
+    """
+
+
+_ERRORS_BY_CODE: dict[str, type[ResponseError]] = {
+    "WRONGTYPE": WrongTypeError,
+    "NOSCRIPT": NoScriptError,
+    "EXECABORT": ExecAbortError,
+    "CROSSSLOT": CrossSlotError,
+    "WRONGPASS": AuthenticationError,
+    "NOAUTH": AuthenticationError,
+    "NOPERM": NoPermissionError,
+    "LOADING": BusyLoadingError,
+    "READONLY": ReadOnlyError,
+    "OOM": OutOfMemoryError,
+    "TRYAGAIN": TryAgainError,
+    "CLUSTERDOWN": ClusterDownError,
+    "MOVED": MovedError,
+    "ASK": AskError,
+}
+
+# Errors that Redis reports under the generic ERR code, told apart by text.
+_ERR_PREFIXES: tuple[tuple[str, type[ResponseError]], ...] = (
+    ("max number of clients reached", MaxClientsError),
+    ("invalid password", AuthenticationError),
+    ("invalid username-password pair", AuthenticationError),
+    ("Client sent AUTH, but no password is set", AuthenticationError),
+)
+
+
+def error_from_reply(text: str) -> ResponseError:
+    """Build the exception for the error reply ``text`` (without the ``-``)."""
+    code, _, message = text.partition(" ")
+    cls = _ERRORS_BY_CODE.get(code)
+    if cls is None:
+        cls = ResponseError
+        if code == "ERR":
+            for prefix, special in _ERR_PREFIXES:
+                if message.startswith(prefix):
+                    cls = special
+                    break
+    return cls(code, message)

@@ -1,0 +1,159 @@
+"""Encoding commands as RESP arrays of bulk strings.
+
+Every command is sent the same way: ``*<argc>\\r\\n`` followed by one
+``$<len>\\r\\n<bytes>\\r\\n`` per argument. ``hiredis.pack_command`` does this in C;
+:func:`python_encode_command` is the byte-for-byte identical fallback used when
+hiredis is missing (or ``TRIOPIPE_PURE_PYTHON=1`` is set).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeAlias, cast
+
+__all__ = [
+    "HAVE_HIREDIS",
+    "USE_HIREDIS",
+    "Arg",
+    "encode_command",
+    "encode_commands",
+    "python_encode_command",
+]
+
+Arg: TypeAlias = "bytes | bytearray | memoryview | str | int | float"
+
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - hiredis is an optional speed-up
+    HAVE_HIREDIS = False
+else:
+    HAVE_HIREDIS = True
+
+#: Whether the "auto" choice (encoders and ``make_reader``) uses hiredis.
+#: ``TRIOPIPE_PURE_PYTHON=1`` forces the pure implementations, e.g. to test
+#: them; it is read once, at import.
+USE_HIREDIS = HAVE_HIREDIS and os.environ.get("TRIOPIPE_PURE_PYTHON", "") in ("", "0")
+
+# None when encoding in pure Python. The stub leaves the return type out; it
+# is always bytes.
+_pack: Callable[[tuple[Any, ...]], bytes] | None = (
+    cast("Callable[[tuple[Any, ...]], bytes]", hiredis.pack_command) if USE_HIREDIS else None
+)
+
+
+def _unsupported(arg: object) -> TypeError:
+    if isinstance(arg, bool):
+        # int(True) == 1 would go out as "1" without complaint; that is
+        # almost always a bug in the caller, so make it loud.
+        return TypeError(
+            "bool is not a valid Redis argument (it would be sent as 1/0); "
+            "pass an int or a string explicitly"
+        )
+    return TypeError(
+        f"a Redis argument must be bytes, bytearray, memoryview, str, int or float, "
+        f"not {type(arg).__name__}"
+    )
+
+
+def python_encode_command(args: Sequence[Arg]) -> bytes:
+    """Encode one command without hiredis.
+
+    The output is identical to ``hiredis.pack_command``: str as UTF-8, int as
+    decimal, float as ``repr`` (``1e+16``, ``inf``, ``nan``).
+
+    Args:
+        args: The command name and its arguments.
+
+    Returns:
+        The command as a RESP array of bulk strings.
+
+    Raises:
+        ValueError: ``args`` is empty.
+        TypeError: An argument is a bool or of an unsupported type.
+    """
+    if not args:
+        raise ValueError("cannot encode an empty command")
+    parts: list[bytes] = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for arg in args:
+        data: bytes
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, bool):
+            raise _unsupported(arg)
+        elif isinstance(arg, int):
+            data = b"%d" % arg
+        elif isinstance(arg, float):
+            # float.__repr__, not repr(): a subclass's repr must not leak in.
+            data = float.__repr__(arg).encode()
+        elif isinstance(arg, (bytearray, memoryview)):
+            # bytes() honours strides, so a non-contiguous view is sent as
+            # the bytes it shows (hiredis would send its raw buffer instead).
+            data = bytes(arg)
+        else:
+            raise _unsupported(arg)
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
+    return b"".join(parts)
+
+
+def encode_command(args: Sequence[Arg]) -> bytes:
+    """Encode one command, with hiredis when available.
+
+    Args:
+        args: The command name and its arguments. A memoryview must be
+            C-contiguous: hiredis sends the underlying buffer as is.
+
+    Returns:
+        The command as a RESP array of bulk strings.
+
+    Raises:
+        ValueError: ``args`` is empty.
+        TypeError: An argument is a bool or of an unsupported type.
+    """
+    if _pack is None:
+        return python_encode_command(args)
+    if type(args) is not tuple:
+        # pack_command only takes a tuple.
+        args = tuple(args)
+    if not args:
+        # hiredis would happily produce "*0\r\n", which Redis ignores, leaving
+        # the caller waiting for a reply that never comes.
+        raise ValueError("cannot encode an empty command")
+    try:
+        return _pack(args)
+    except TypeError:
+        # hiredis >= 3 refuses bool, bytearray and int subclasses. The pure
+        # encoder handles the legitimate ones (same bytes) and raises a
+        # clearer TypeError for the rest, so no check costs the fast path.
+        return python_encode_command(args)
+
+
+def encode_commands(commands: Iterable[Sequence[Arg]]) -> bytes:
+    """Encode many commands into one bytes object, for one write.
+
+    Args:
+        commands: The commands, each as for :func:`encode_command`.
+
+    Returns:
+        The encoded commands, concatenated in order.
+
+    Raises:
+        ValueError: A command is empty.
+        TypeError: An argument is a bool or of an unsupported type.
+    """
+    if _pack is None:
+        return b"".join([python_encode_command(command) for command in commands])
+    batch = commands if isinstance(commands, list) else list(commands)
+    if all(batch):
+        try:
+            # All in C when every command is a tuple of exact supported types:
+            # the usual case, about as fast as pack_command itself.
+            return b"".join(map(_pack, batch))
+        except TypeError:
+            pass
+    return b"".join([encode_command(command) for command in batch])
