@@ -19,7 +19,6 @@ from ._commands import Arg, Command, Commands, Key
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
 from ._connection import ConnectionGroup, ConnectionStatistics, Request
-from ._exceptions import ResponseError
 from ._resp import encode_command, encode_commands
 
 __all__ = ["Client", "ClientStatistics", "open_client"]
@@ -43,6 +42,9 @@ class ClientStatistics:
         commands_queued: commands not yet written to a socket, in total.
         connects: successful connects so far (more than ``connections`` means
             reconnects happened).
+        commands_written: commands written to sockets so far, in total.
+        writes: socket writes so far, in total (shared writes make it smaller
+            than ``commands_written``).
         per_connection: one snapshot per connection.
     """
 
@@ -51,6 +53,8 @@ class ClientStatistics:
     commands_in_flight: int
     commands_queued: int
     connects: int
+    commands_written: int
+    writes: int
     per_connection: tuple[ConnectionStatistics, ...]
 
 
@@ -86,7 +90,9 @@ class Client(Commands):
             anyio.ClosedResourceError: the client is closed.
         """
         reply = await self._group.choose().call(encode_command(args), 1)
-        if isinstance(reply, ResponseError):
+        # Error replies, and replies that could not be decoded, arrive as
+        # exception instances in their own place.
+        if isinstance(reply, Exception):
             raise reply
         return reply
 
@@ -105,7 +111,8 @@ class Client(Commands):
             commands: argument sequences, e.g. ``[("SET", "a", 1), ("GET", "a")]``.
             raise_on_error: True: raise the first error reply once every reply
                 has arrived. False: return error replies in place, as
-                :class:`ResponseError` instances.
+                :class:`ResponseError` instances (and a reply that is not valid
+                UTF-8 under ``decode=True`` as a :class:`UnicodeDecodeError`).
         """
         connection = self._group.choose()
         requests: list[Request] = []
@@ -115,6 +122,8 @@ class Client(Commands):
                 payload = encode_commands(window)
                 if not connection.has_capacity(count):
                     await connection.wait_for_capacity(count)
+                else:
+                    await connection.checkpoint_if_cancelled()
                 requests.append(connection.submit(payload, count))
                 if count == self._window:
                     # Let the sender write this window while the next is built.
@@ -132,7 +141,7 @@ class Client(Commands):
             raise
         if raise_on_error:
             for reply in results:
-                if isinstance(reply, ResponseError):
+                if isinstance(reply, Exception):
                     raise reply
         return results
 
@@ -159,6 +168,8 @@ class Client(Commands):
             commands_in_flight=sum(s.commands_in_flight for s in snapshots),
             commands_queued=sum(s.commands_queued for s in snapshots),
             connects=sum(s.connects for s in snapshots),
+            commands_written=sum(s.commands_written for s in snapshots),
+            writes=sum(s.writes for s in snapshots),
             per_connection=snapshots,
         )
 
@@ -166,7 +177,9 @@ class Client(Commands):
         return self._run_command(command)
 
     async def _run_command(self, command: Command[T]) -> T:
-        reply = await self.execute(*command.args)
+        reply = await self._group.choose().call(encode_command(command.args), 1)
+        if isinstance(reply, Exception):
+            raise reply
         transform = command.transform
         return reply if transform is None else transform(reply)
 

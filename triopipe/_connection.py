@@ -32,13 +32,25 @@ backoff after failures. Nothing written is ever resent.
 The handshake (``HELLO``/``AUTH``/``SELECT``) runs on the new socket before
 the sender starts, so it completes before any user command is written;
 commands submitted meanwhile wait in the send queue.
+
+Plain TCP and unix sockets are driven directly, non-blocking, with the loop's
+own readiness waits (:class:`_SocketStream`); TLS goes through anyio's stream
+(:class:`_AnyioStream`). On a plain socket an *idle* link (nothing queued,
+nothing awaiting a reply, the sender asleep) writes a submitted request
+synchronously inside :meth:`Connection.submit`: a lone command then costs no
+sender wake-up, which is most of a sequential command's latency. Whatever the
+kernel does not take at once is left to the sender, ahead of everything else.
+Busy links always go through the sender, which coalesces.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import random
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +59,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from ._backend import Backend, Signal, current_backend
 from ._config import ClientConfig
 from ._exceptions import (
     ConnectError,
@@ -91,16 +104,16 @@ class Request:
     ``value``; a batch's replies are appended to ``replies`` in order.
     """
 
-    __slots__ = ("abandoned", "count", "error", "event", "payload", "replies", "value")
+    __slots__ = ("abandoned", "count", "error", "payload", "replies", "signal", "value")
 
-    def __init__(self, payload: bytes, count: int) -> None:
+    def __init__(self, payload: bytes, count: int, signal: Signal) -> None:
         self.payload = payload
         self.count = count
         self.replies: list[Any] | None = None if count == 1 else []
         self.value: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
-        self.event = anyio.Event()
+        self.signal = signal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +127,9 @@ class ConnectionStatistics:
         commands_queued: commands not yet written to the socket.
         protocol: the RESP version the current link speaks (0 when none).
         connects: successful connects so far.
+        commands_written: commands written to sockets so far.
+        writes: socket writes so far; far fewer than ``commands_written``
+            when concurrent commands share writes.
     """
 
     connected: bool
@@ -121,6 +137,8 @@ class ConnectionStatistics:
     commands_queued: int
     protocol: int
     connects: int
+    commands_written: int
+    writes: int
 
 
 class _Link:
@@ -139,6 +157,8 @@ class _Link:
         "ready",
         "scope",
         "sender_wakeup",
+        "stream",
+        "tail",
     )
 
     def __init__(self) -> None:
@@ -150,11 +170,117 @@ class _Link:
         self.connected = False
         self.protocol = 0
         self.error: BaseException | None = None
-        self.sender_wakeup: anyio.Event | None = None
+        # Set while the sender sleeps; setting it wakes the sender.
+        self.sender_wakeup: Signal | None = None
+        # The socket, once connected; only plain sockets take direct writes.
+        self.stream: _Stream | None = None
+        # Bytes of a direct write the kernel did not take; the sender writes
+        # them before anything queued.
+        self.tail: bytes | None = None
         self.capacity_waiters = 0
         self.capacity_event: anyio.Event | None = None
         self.ready = anyio.Event()
         self.scope: anyio.CancelScope | None = None
+
+
+class _SocketStream:
+    """A connected non-blocking TCP or unix socket, driven with the loop's readiness waits."""
+
+    __slots__ = ("_backend", "_yielded", "sock")
+
+    def __init__(self, sock: socket.socket, backend: Backend) -> None:
+        self.sock = sock
+        self._backend = backend
+        self._yielded = True
+
+    def try_send(self, data: bytes) -> int:
+        """Write what the kernel takes now, without waiting; 0 if it takes nothing."""
+        try:
+            return self.sock.send(data)
+        except OSError:
+            # Would block, or the socket is broken: either way the sender
+            # takes over, and a broken socket breaks the link from there.
+            return 0
+
+    async def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        sock = self.sock
+        while view:
+            try:
+                sent = sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                await self._backend.wait_writable(sock)
+                continue
+            view = view[sent:]
+
+    async def receive(self, max_bytes: int) -> bytes:
+        sock = self.sock
+        while True:
+            try:
+                data = sock.recv(max_bytes)
+            except (BlockingIOError, InterruptedError):
+                await self._backend.wait_readable(sock)
+                self._yielded = True
+                continue
+            if not data:
+                raise anyio.EndOfStream
+            # Never read twice in a row without yielding: a server streaming
+            # replies must not starve the tasks those replies wake up.
+            if not self._yielded:
+                await self._backend.checkpoint()
+            self._yielded = False
+            return data
+
+    async def aclose(self) -> None:
+        if self._backend.name == "trio":
+            import trio
+
+            trio.lowlevel.notify_closing(self.sock)
+        self.sock.close()
+
+
+class _AnyioStream:
+    """Any anyio byte stream (used for TLS): no synchronous writes."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+
+    def try_send(self, data: bytes) -> int:
+        return 0
+
+    async def send(self, data: bytes) -> None:
+        await self._stream.send(data)
+
+    async def receive(self, max_bytes: int) -> bytes:
+        return await self._stream.receive(max_bytes)
+
+    async def aclose(self) -> None:
+        await anyio.aclose_forcefully(self._stream)
+
+
+_Stream = _SocketStream | _AnyioStream
+
+
+async def _connect_socket(
+    family: int, address: Any, backend: Backend
+) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex(address)
+        if code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+            await backend.wait_writable(sock)
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Connection:
@@ -184,9 +310,14 @@ class Connection:
             db=config.db,
         )
         self._max_in_flight = config.max_in_flight
+        backend = self._backend = current_backend()
+        self._new_signal = backend.new_signal
+        self._checkpoint_if_cancelled = backend.checkpoint_if_cancelled
         self._link: _Link | None = None
         self._failures = 0
         self._connects = 0
+        self._commands_written = 0
+        self._writes = 0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -220,10 +351,25 @@ class Connection:
         link = self._link
         if link is None:
             link = self._start_link()
-        request = Request(payload, count)
+        request = Request(payload, count, self._new_signal())
         link.in_flight += count
-        link.queue.append(request)
         wakeup = link.sender_wakeup
+        if wakeup is not None and not link.pending and link.tail is None:
+            # Idle link (the sender sleeps, so nothing is queued): write now.
+            stream = link.stream
+            assert stream is not None
+            written = stream.try_send(payload)
+            if written:
+                link.pending.append(request)
+                self._writes += 1
+                self._commands_written += count
+                if written == len(payload):
+                    return request
+                link.tail = payload[written:]
+                link.sender_wakeup = None
+                wakeup.set()
+                return request
+        link.queue.append(request)
         if wakeup is not None:
             link.sender_wakeup = None
             wakeup.set()
@@ -251,7 +397,7 @@ class Connection:
         when they arrive, and if it was not written yet it never will be.
         """
         try:
-            await request.event.wait()
+            await request.signal.wait()
         except BaseException:
             request.abandoned = True
             raise
@@ -260,10 +406,21 @@ class Connection:
         return request.value if request.replies is None else request.replies
 
     async def call(self, payload: bytes, count: int) -> Any:
-        """Submit (waiting for capacity first if needed) and wait for the reply."""
+        """Submit (waiting for capacity first if needed) and wait for the reply.
+
+        A caller whose scope is already cancelled submits nothing: without this
+        check the sender, woken by the submission, could write the command
+        before the cancellation is delivered to the waiter.
+        """
         if not self.has_capacity(count):
             await self.wait_for_capacity(count)
+        else:
+            await self._checkpoint_if_cancelled()
         return await self.wait(self.submit(payload, count))
+
+    async def checkpoint_if_cancelled(self) -> None:
+        """Raise if the caller's scope is cancelled; do not yield otherwise."""
+        await self._checkpoint_if_cancelled()
 
     async def connect(self) -> None:
         """Make sure a link is up and past its handshake, or raise why not."""
@@ -277,14 +434,14 @@ class Connection:
     def statistics(self) -> ConnectionStatistics:
         """A snapshot of this connection's state."""
         link = self._link
-        if link is None:
-            return ConnectionStatistics(False, 0, 0, 0, self._connects)
         return ConnectionStatistics(
-            connected=link.connected and not link.closed,
-            commands_in_flight=link.in_flight,
-            commands_queued=sum(request.count for request in link.queue),
-            protocol=link.protocol,
+            connected=link is not None and link.connected and not link.closed,
+            commands_in_flight=0 if link is None else link.in_flight,
+            commands_queued=0 if link is None else sum(r.count for r in link.queue),
+            protocol=0 if link is None else link.protocol,
             connects=self._connects,
+            commands_written=self._commands_written,
+            writes=self._writes,
         )
 
     def close(self) -> None:
@@ -309,7 +466,7 @@ class Connection:
         return delay * random.uniform(0.5, 1.0)
 
     async def _run_link(self, link: _Link) -> None:
-        stream: anyio.abc.ByteStream | None = None
+        stream: _Stream | None = None
         try:
             with anyio.CancelScope() as scope:
                 link.scope = scope
@@ -321,6 +478,7 @@ class Connection:
                     with anyio.fail_after(self._config.connect_timeout):
                         stream = await self._open_stream()
                         link.protocol = await self._run_handshake(stream, reader)
+                        link.stream = stream
                 except (ResponseError, ProtocolError) as exc:
                     self._failures += 1
                     self._break(link, exc)
@@ -342,24 +500,37 @@ class Connection:
             # the client's task group is cancelled: fail whatever is left.
             self._break(link, ConnectionLostError("the client was closed", sent=True))
             if stream is not None:
-                await anyio.aclose_forcefully(stream)
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
 
-    async def _open_stream(self) -> anyio.abc.ByteStream:
+    async def _open_stream(self) -> _Stream:
         config = self._config
-        if config.unix_path is not None:
-            return await anyio.connect_unix(config.unix_path)
         if config.tls:
             context = config.ssl_context or ssl.create_default_context()
-            return await anyio.connect_tcp(
-                config.host,
-                config.port,
-                ssl_context=context,
-                tls_hostname=config.host,
-                tls_standard_compatible=False,
+            return _AnyioStream(
+                await anyio.connect_tcp(
+                    config.host,
+                    config.port,
+                    ssl_context=context,
+                    tls_hostname=config.host,
+                    tls_standard_compatible=False,
+                )
             )
-        return await anyio.connect_tcp(config.host, config.port)
+        if config.unix_path is not None:
+            sock = await _connect_socket(socket.AF_UNIX, config.unix_path, self._backend)
+            return _SocketStream(sock, self._backend)
+        addresses = await anyio.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
+        error: OSError | None = None
+        for family, _, _, _, address in addresses:
+            try:
+                sock = await _connect_socket(family, address, self._backend)
+            except OSError as exc:
+                error = exc
+                continue
+            return _SocketStream(sock, self._backend)
+        raise error or OSError(f"no address found for {config.host}")
 
-    async def _run_handshake(self, stream: anyio.abc.ByteStream, reader: Reader) -> int:
+    async def _run_handshake(self, stream: _Stream, reader: Reader) -> int:
         handshake = self._handshake
         hello = handshake.first_batch_uses_hello
         while True:
@@ -391,7 +562,7 @@ class Connection:
             while requests:
                 request = requests.popleft()
                 request.error = _request_error(error, sent=sent)
-                request.event.set()
+                request.signal.set()
         link.in_flight = 0
         for event in (link.capacity_event, link.sender_wakeup):
             if event is not None:
@@ -400,18 +571,25 @@ class Connection:
         if link.scope is not None:
             link.scope.cancel()
 
-    async def _send_loop(self, stream: anyio.abc.ByteStream, link: _Link) -> None:
+    async def _send_loop(self, stream: _Stream, link: _Link) -> None:
         queue = link.queue
         pending = link.pending
+        new_signal = self._new_signal
         try:
             while not link.closed:
+                tail = link.tail
+                if tail is not None:
+                    link.tail = None
+                    await stream.send(tail)
+                    continue
                 if not queue:
-                    wakeup = link.sender_wakeup = anyio.Event()
+                    wakeup = link.sender_wakeup = new_signal()
                     await wakeup.wait()
                     continue
                 # Everything queued goes out in one write. A request abandoned
                 # before being written is dropped here: it is never sent.
                 chunks = []
+                written = 0
                 while queue:
                     request = queue.popleft()
                     if request.abandoned:
@@ -420,14 +598,18 @@ class Connection:
                         continue
                     pending.append(request)
                     chunks.append(request.payload)
+                    written += request.count
                 if chunks:
+                    self._writes += 1
+                    self._commands_written += written
                     await stream.send(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except _STREAM_ERRORS as exc:
-            self._break(link, ConnectionLostError(f"writing to {self._config.address} failed: {exc!r}", sent=True))
+            self._break(
+                link,
+                ConnectionLostError(f"writing to {self._config.address} failed: {exc!r}", sent=True),
+            )
 
-    async def _receive_loop(
-        self, stream: anyio.abc.ByteStream, reader: Reader, link: _Link
-    ) -> None:
+    async def _receive_loop(self, stream: _Stream, reader: Reader, link: _Link) -> None:
         pending = link.pending
         read_replies = reader.read_replies
         on_push = self._on_push
@@ -448,13 +630,13 @@ class Connection:
                         pending.popleft()
                         link.in_flight -= 1
                         request.value = reply
-                        request.event.set()
+                        request.signal.set()
                     else:
                         replies.append(reply)
                         if len(replies) == request.count:
                             pending.popleft()
                             link.in_flight -= request.count
-                            request.event.set()
+                            request.signal.set()
                 if link.capacity_waiters:
                     _release_capacity(link, max_in_flight)
         except anyio.EndOfStream:
@@ -533,7 +715,7 @@ def _load(connection: Connection) -> int:
     return connection.load
 
 
-async def _read_replies(stream: anyio.abc.ByteStream, reader: Reader, count: int) -> list[Any]:
+async def _read_replies(stream: _Stream, reader: Reader, count: int) -> list[Any]:
     """Read exactly ``count`` replies (used by the handshake only)."""
     replies: list[Any] = []
     while True:

@@ -23,10 +23,14 @@ from triopipe._resp import (
     Reader,
     make_reader,
 )
+from triopipe._resp._encode import USE_HIREDIS
 
 from .vectors import PURE_ONLY_VECTORS, VECTORS, Vector, assert_same
 
-IMPLEMENTATIONS = ["python", pytest.param("hiredis", marks=pytest.mark.skipif(not HAVE_HIREDIS, reason="no hiredis"))]
+IMPLEMENTATIONS = [
+    "python",
+    pytest.param("hiredis", marks=pytest.mark.skipif(not HAVE_HIREDIS, reason="no hiredis")),
+]
 
 MakeReader = Callable[..., Reader]
 
@@ -338,7 +342,7 @@ def test_bulk_over_default_limit_rejected_from_header() -> None:
 def test_bulk_over_limit_hiredis_rejected_once_buffered() -> None:
     # hiredis has no header hook: the limit trips on its buffer size.
     reader = HiredisReader(max_bulk_length=10)
-    assert reader.read_replies(b"$11\r\n") == []
+    assert reader.read_replies(b"$200000\r\n") == []
     with pytest.raises(ProtocolError, match="max_bulk_length"):
         reader.read_replies(b"x" * 100_000)
     with pytest.raises(ProtocolError):
@@ -395,10 +399,14 @@ def test_depth_default_pure() -> None:
 
 
 def test_deep_nesting_is_not_recursion(make: MakeReader) -> None:
-    # Deeper than the interpreter's recursion limit: must fail cleanly.
+    # Far deeper than the interpreter's recursion limit, with the pure
+    # reader's cap lifted: a value or a ProtocolError, never RecursionError.
     depth = sys.getrecursionlimit() * 10
-    with pytest.raises(ProtocolError):
-        make(max_depth=depth * 2).read_replies(b"*1\r\n" * depth + b":1\r\n")
+    try:
+        replies = make(max_depth=depth).read_replies(b"*1\r\n" * depth + b":1\r\n")
+    except ProtocolError:
+        return
+    assert len(replies) == 1
 
 
 @pytest.mark.skipif(not HAVE_HIREDIS, reason="no hiredis")
@@ -439,7 +447,7 @@ def test_make_reader_choices() -> None:
     assert isinstance(make_reader(implementation="python"), PythonReader)
     if HAVE_HIREDIS:
         assert isinstance(make_reader(implementation="hiredis"), HiredisReader)
-        assert isinstance(make_reader(), HiredisReader)
+        assert isinstance(make_reader(), HiredisReader if USE_HIREDIS else PythonReader)
     with pytest.raises(ValueError, match="implementation"):
         make_reader(implementation="rust")
 
@@ -463,7 +471,9 @@ def serialize(value: object) -> bytes:
     if isinstance(value, list):
         return b"*%d\r\n" % len(value) + b"".join(serialize(v) for v in value)
     if isinstance(value, dict):
-        return b"%%%d\r\n" % len(value) + b"".join(serialize(k) + serialize(v) for k, v in value.items())
+        return b"%%%d\r\n" % len(value) + b"".join(
+            serialize(k) + serialize(v) for k, v in value.items()
+        )
     raise AssertionError(value)
 
 
@@ -509,7 +519,8 @@ def test_random_values_round_trip(replies: list[object], data: st.DataObject) ->
 def test_scalar_grammar_matches_hiredis(kind: int, text: str) -> None:
     wire = bytes((kind,)) + text.encode() + b"\r\n"
     if kind in b"$*":
-        wire += b"\r\n" * 3  # a body for small bulk lengths / elements for arrays
+        # An empty bulk body, or an (invalid) empty element line.
+        wire += b"\r\n"
     outcomes = []
     for reader in (PythonReader(), HiredisReader()):
         try:

@@ -32,7 +32,12 @@ VECTORS: list[Vector] = [
     Vector("bulk-empty-decoded", b"$0\r\n\r\n", "", decode=True),
     Vector("bulk-binary-crlf-inside", b"$6\r\na\r\n\x00\xffz\r\n", b"a\r\n\x00\xffz"),
     Vector("bulk-large-binary", b"$%d\r\n%s\r\n" % (len(BIG_BINARY), BIG_BINARY), BIG_BINARY),
-    Vector("bulk-unicode-decoded", "$10\r\nh\u00e9\u2603\U0001f600\r\n".encode(), "h\u00e9\u2603\U0001f600", decode=True),
+    Vector(
+        "bulk-unicode-decoded",
+        "$10\r\nh\u00e9\u2603\U0001f600\r\n".encode(),
+        "h\u00e9\u2603\U0001f600",
+        decode=True,
+    ),
     Vector("bulk-unicode-raw", "$3\r\n\u2603\r\n".encode(), "\u2603".encode()),
     Vector("null-bulk", b"$-1\r\n", None),
     Vector("null-array", b"*-1\r\n", None),
@@ -75,18 +80,34 @@ VECTORS: list[Vector] = [
         b"(3492890328409238509324850943850943825024385\r\n",
         b"3492890328409238509324850943850943825024385",
     ),
-    Vector("big-number-negative-decoded", b"(-12345678901234567890\r\n", "-12345678901234567890", decode=True),
+    Vector(
+        "big-number-negative-decoded",
+        b"(-12345678901234567890\r\n",
+        "-12345678901234567890",
+        decode=True,
+    ),
     Vector("verbatim", b"=15\r\ntxt:Some string\r\n", b"Some string"),
-    Vector("verbatim-decoded", "=10\r\nmkd:\u00e9\u00e9\u00e9\r\n".encode(), "\u00e9\u00e9\u00e9", decode=True),
+    Vector(
+        "verbatim-decoded",
+        "=10\r\nmkd:\u00e9\u00e9\u00e9\r\n".encode(),
+        "\u00e9\u00e9\u00e9",
+        decode=True,
+    ),
     Vector("verbatim-empty", b"=4\r\ntxt:\r\n", b""),
-    Vector("error", b"-ERR unknown command 'FOO'\r\n", ResponseError("ERR", "unknown command 'FOO'")),
+    Vector(
+        "error", b"-ERR unknown command 'FOO'\r\n", ResponseError("ERR", "unknown command 'FOO'")
+    ),
     Vector("error-code-only", b"-ERR\r\n", ResponseError("ERR", "")),
     Vector(
         "error-wrongtype",
         b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
         WrongTypeError("WRONGTYPE", "Operation against a key holding the wrong kind of value"),
     ),
-    Vector("error-moved", b"-MOVED 3999 127.0.0.1:6381\r\n", MovedError("MOVED", "3999 127.0.0.1:6381")),
+    Vector(
+        "error-moved",
+        b"-MOVED 3999 127.0.0.1:6381\r\n",
+        MovedError("MOVED", "3999 127.0.0.1:6381"),
+    ),
     Vector(
         "error-decoded",
         b"-ERR bad\r\n",
@@ -125,7 +146,11 @@ VECTORS: list[Vector] = [
 # Vectors that only the pure reader reads as the contract says; see the
 # comments in triopipe/_resp/_pyreader.py for what hiredis does instead.
 PURE_ONLY_VECTORS: list[Vector] = [
-    Vector("blob-error", b"!21\r\nSYNTAX invalid syntax\r\n", ResponseError("SYNTAX", "invalid syntax")),
+    Vector(
+        "blob-error",
+        b"!21\r\nSYNTAX invalid syntax\r\n",
+        ResponseError("SYNTAX", "invalid syntax"),
+    ),
     Vector("attribute-top-level", b"|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n:5\r\n", 5),
     Vector("attribute-in-array", b"*2\r\n|1\r\n+ttl\r\n:3600\r\n:1\r\n:2\r\n", [1, 2]),
     Vector("attribute-empty", b"|0\r\n+OK\r\n", b"OK"),

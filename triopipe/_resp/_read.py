@@ -192,10 +192,14 @@ class HiredisReader:
         else:
             message = f"invalid map key in reply: {cause}"
 
-        def poisoned(*args: object) -> Any:
+        def poisoned() -> Any:
             raise ProtocolError(message)
 
-        self._gets = self._feed = poisoned
+        def drop(data: bytes | bytearray | memoryview) -> None:
+            pass
+
+        self._gets = poisoned
+        self._feed = drop
         return ProtocolError(message)
 
 

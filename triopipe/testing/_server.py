@@ -29,13 +29,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
@@ -58,8 +60,8 @@ __all__ = [
 #: Environment variable naming the ``redis-server`` binary to run.
 ENV_VAR = "TRIOPIPE_REDIS_SERVER"
 
-#: A value of a ``redis-server`` setting: booleans become ``yes``/``no``.
-ConfigValue: TypeAlias = "str | int | float | bool | os.PathLike[str]"
+#: The value of a ``redis-server`` setting: see :class:`RedisServerProcess`.
+ConfigValue: TypeAlias = "str | int | float | bool | os.PathLike[str] | Sequence[str]"
 
 _HOST = "127.0.0.1"
 _POLL_INTERVAL = 0.01
@@ -132,23 +134,53 @@ def find_redis_server() -> str:
     return found
 
 
-def _setting_value(name: str, value: ConfigValue) -> str:
+def _setting_args(name: str, value: ConfigValue) -> list[str]:
+    """The command-line arguments that follow ``--name`` for ``value``."""
     if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (str, int, float)):
-        return str(value)
+        return ["yes" if value else "no"]
+    if isinstance(value, str):
+        # Like a line of redis.conf: "normal 1mb 0 0" is four arguments and
+        # "HELLO ''" two; an empty string is one empty argument (save "").
+        return shlex.split(value) or [""]
+    if isinstance(value, (int, float)):
+        return [str(value)]
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"setting {name!r}: expected str, int, float, bool or path, got {value!r}")
+        return [os.fspath(value)]
+    if isinstance(value, Sequence) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise TypeError(
+        f"setting {name!r}: expected str, int, float, bool, path or a sequence of str, "
+        f"got {value!r}"
+    )
 
 
-def _user_settings(config: Mapping[str, ConfigValue]) -> dict[str, str]:
-    settings: dict[str, str] = {}
+def _user_settings(config: Mapping[str, ConfigValue]) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
     for key, value in config.items():
         name = key.replace("_", "-")
         if name in _MANAGED_SETTINGS:
             raise ValueError(f"setting {name!r} is managed by triopipe.testing")
-        settings[name] = _setting_value(name, value)
+        settings[name] = _setting_args(name, value)
+    return settings
+
+
+@functools.cache
+def _server_version(executable: str) -> tuple[int, ...]:
+    """The version of the ``redis-server`` at ``executable``, e.g. ``(7, 0, 15)``."""
+    result = subprocess.run(
+        [executable, "--version"], capture_output=True, check=False, timeout=_READY_TIMEOUT
+    )
+    match = re.search(rb"v=(\d+)\.(\d+)\.(\d+)", result.stdout)
+    return tuple(int(part) for part in match.groups()) if match else ()
+
+
+def _default_settings(executable: str) -> dict[str, list[str]]:
+    """Settings of every test server, unless the caller overrides them."""
+    settings = {"save": [""], "appendonly": ["no"]}
+    if _server_version(executable) >= (7,):
+        # Fault tests need DEBUG SLEEP and friends; Redis 7 refuses DEBUG by
+        # default, and older versions do not know this setting.
+        settings["enable-debug-command"] = ["local"]
     return settings
 
 
@@ -208,10 +240,11 @@ def _read_reply(sock: socket.socket, buffer: bytearray) -> bytes:
                 return line
             if kind != ord("$"):
                 raise _ErrorReplyError(f"unexpected reply {bytes(buffer[: end + 2])!r}")
-            length = max(int(line), -2)
-            if len(buffer) >= end + 4 + length:
-                payload = bytes(buffer[end + 2 : end + 2 + max(length, 0)])
-                del buffer[: end + 4 + length]
+            length = int(line)
+            size = end + 2 + (length + 2 if length >= 0 else 0)
+            if len(buffer) >= size:
+                payload = bytes(buffer[end + 2 : size - 2]) if length >= 0 else b""
+                del buffer[:size]
                 return payload
         chunk = sock.recv(65536)
         if not chunk:
@@ -274,24 +307,34 @@ class RedisServerProcess:
 
     Get one from :func:`redis_server_process`, which starts it and owns it;
     :class:`RedisServer` is the async face of the same object. Settings are
-    passed on the command line as ``--name value``; underscores in names
-    become dashes and booleans become ``yes``/``no``.
+    passed on the command line as ``--name value...``; underscores in names
+    become dashes. A string value is split like a line of ``redis.conf``
+    (``"normal 1mb 0 0"`` gives four arguments, ``"HELLO ''"`` two, and
+    ``'"a b"'`` one), a sequence of strings gives one argument per item, a
+    path one argument, and booleans become ``yes``/``no``.
+
+    Persistence is off (``save ""``, ``appendonly no``) and, on Redis 7 and
+    later, ``enable-debug-command`` is ``local``, unless ``config`` says
+    otherwise. With ``requirepass`` set, the harness authenticates its own
+    connections.
 
     Args:
-        **config: ``redis-server`` settings, e.g. ``maxclients=7`` or
-            ``client_output_buffer_limit="normal 1mb 0 0"``. ``save`` and
-            ``appendonly`` default to off; ``port``, ``bind``, ``dir``,
+        **config: ``redis-server`` settings, e.g. ``maxclients=7``,
+            ``client_output_buffer_limit="normal 1mb 0 0"`` or
+            ``rename_command=("HELLO", "")``. ``port``, ``bind``, ``dir``,
             ``daemonize`` and ``logfile`` belong to the harness.
 
     Raises:
         RedisServerNotFoundError: if there is no ``redis-server`` binary.
         ValueError: if ``config`` sets a setting that the harness owns.
-        TypeError: if a setting's value is not a str, int, float, bool or path.
+        TypeError: if a setting's value is not a str, int, float, bool, path or
+            sequence of str.
     """
 
     def __init__(self, **config: ConfigValue) -> None:
         self._executable = find_redis_server()
         self._settings = _user_settings(config)
+        self._defaults: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._directory: Path | None = None
         self._port = 0
@@ -303,7 +346,7 @@ class RedisServerProcess:
 
     @property
     def host(self) -> str:
-        """The address the server listens on: always ``127.0.0.1``."""
+        """The address the server listens on, always ``127.0.0.1``."""
         return _HOST
 
     @property
@@ -351,18 +394,17 @@ class RedisServerProcess:
         """The command line that starts the server."""
         directory = self.directory
         settings = {
-            "port": str(self._port),
-            "bind": _HOST,
-            "save": "",
-            "appendonly": "no",
-            "dir": str(directory),
-            "daemonize": "no",
-            "logfile": str(directory / _LOG_NAME),
+            "port": [str(self._port)],
+            "bind": [_HOST],
+            "dir": [str(directory)],
+            "daemonize": ["no"],
+            "logfile": [str(directory / _LOG_NAME)],
+            **self._defaults,
             **self._settings,
         }
         argv = [self._executable]
-        for name, value in settings.items():
-            argv += [f"--{name}", value]
+        for name, args in settings.items():
+            argv += [f"--{name}", *args]
         return argv
 
     def stop(self) -> None:
@@ -410,6 +452,7 @@ class RedisServerProcess:
                 raise RuntimeError("the server has already been opened")
             self._directory = Path(tempfile.mkdtemp(prefix="triopipe-redis-"))
             try:
+                self._defaults = _default_settings(self._executable)
                 self._start(checkpoint, new_port=True)
             except BaseException:
                 self._close()
@@ -491,10 +534,17 @@ class RedisServerProcess:
         our_pid = f"process_id:{process.pid}\r\n".encode()
         deadline = time.monotonic() + _READY_TIMEOUT
         while process.poll() is None:
-            with contextlib.suppress(OSError, _ErrorReplyError):
-                pong, info = _run_commands(
-                    self._port, ("PING",), ("INFO", "server"), timeout=_PROBE_TIMEOUT
-                )
+            try:
+                pong, info = self._run(("PING",), ("INFO", "server"), timeout=_PROBE_TIMEOUT)
+            except OSError:
+                pass  # not listening yet
+            except _ErrorReplyError as exc:
+                # It answers but wants credentials we do not have (ACL users):
+                # we cannot ask for its pid, so trust that it is ours if our
+                # process still runs.
+                if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+                    return process.poll() is None
+            else:
                 if pong == b"PONG" and our_pid in info:
                     return True
             if time.monotonic() > deadline:
@@ -514,9 +564,16 @@ class RedisServerProcess:
         ]
         return "\n".join(part for part in parts if part) or "(the log is empty)"
 
+    def _run(self, *commands: tuple[str, ...], timeout: float) -> list[bytes]:
+        """Run ``commands`` over a plain socket, authenticated with ``requirepass``."""
+        password = self._settings.get("requirepass", [])
+        if len(password) == 1 and password[0]:
+            return _run_commands(self._port, ("AUTH", password[0]), *commands, timeout=timeout)[1:]
+        return _run_commands(self._port, *commands, timeout=timeout)
+
     def _flush(self) -> None:
         """Empty every database and the script cache, over a plain socket."""
-        _run_commands(self._port, ("FLUSHALL",), ("SCRIPT", "FLUSH"), timeout=_COMMAND_TIMEOUT)
+        self._run(("FLUSHALL",), ("SCRIPT", "FLUSH"), timeout=_COMMAND_TIMEOUT)
 
 
 @contextlib.contextmanager
@@ -572,7 +629,7 @@ class RedisServer:
 
     @property
     def host(self) -> str:
-        """The address the server listens on: always ``127.0.0.1``."""
+        """The address the server listens on, always ``127.0.0.1``."""
         return self._process.host
 
     @property
