@@ -6,7 +6,9 @@ importable from here.
 
 from __future__ import annotations
 
+from ._batch import Batch as Batch
 from ._batch import Pending as Pending
+from ._batch import Transaction as Transaction
 from ._client import Client as Client
 from ._client import ClientStatistics as ClientStatistics
 from ._client import open_client as open_client

@@ -1,35 +1,244 @@
-"""Batches: commands queued at once, replies awaited when the block exits."""
+"""Batches and transactions: commands queued at once, replies awaited at exit.
+
+Theory of operation
+-------------------
+
+A :class:`Batch` sends every command over one connection, in the order they
+were added. Adding a command is synchronous and returns a :class:`Pending` at
+once. The batch keeps one *open* request: while that request still waits in
+the connection's send queue, each new command is appended to it; once the
+sender has taken it (the block awaited something, so the sender ran), the
+next command opens a new request. Commands therefore stream to the server
+whenever the block yields, in as few requests as there were sender drains,
+and the replies are collected when the block exits.
+
+If the block raises or is cancelled, every request of the batch is abandoned:
+those not yet written are never sent, the replies of those written are read
+and dropped by the connection. The connection stays in step.
+
+A :class:`Transaction` buffers its commands instead (they must sit between
+``MULTI`` and ``EXEC``) and sends ``MULTI``, the commands and ``EXEC`` as one
+request at exit, on a connection reserved for it, after ``WATCH`` if keys
+were named. Its ``now`` attribute runs commands at once on that connection,
+for the reads an optimistic transaction decides on.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Pending"]
+from ._commands import Arg, Command, Commands
+from ._connection import Connection, Request
+from ._exceptions import ExecAbortError, ResponseError, WatchError
+from ._resp import encode_command, encode_commands
+from ._routing import check_pipelinable
+
+__all__ = ["Batch", "Pending", "Transaction"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
 
 
 class Pending(Generic[T]):
-    """The future reply of a command queued in a batch.
+    """The future reply of a command queued in a batch or transaction.
 
-    :meth:`result` returns it once the batch block has exited.
+    :meth:`result` gives it once the block has exited.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_transform", "_value")
 
-    def __init__(self) -> None:
+    def __init__(self, transform: Callable[[Any], T] | None = None) -> None:
+        self._transform = transform
         self._value: Any = _UNSET
+
+    def __repr__(self) -> str:
+        if self._value is _UNSET:
+            return "<Pending: no reply yet>"
+        return f"<Pending: {self._value!r}>"
+
+    def done(self) -> bool:
+        """Whether the reply (or its error) is known."""
+        return self._value is not _UNSET
 
     def result(self) -> T:
         """The reply; raises its :class:`ResponseError` if it was an error reply.
 
         Raises:
-            RuntimeError: the batch block has not exited yet.
+            RuntimeError: the block has not exited yet, or exited without this
+                command's reply (it raised or was cancelled first).
         """
-        if self._value is _UNSET:
-            raise RuntimeError("the batch has not completed yet: leave its block first")
-        if isinstance(self._value, BaseException):
-            raise self._value
-        value: T = self._value
-        return value
+        value = self._value
+        if value is _UNSET:
+            raise RuntimeError(
+                "no reply yet: Pending.result() is available once the block has exited"
+            )
+        if isinstance(value, BaseException):
+            raise value
+        result: T = value
+        return result
+
+    def _resolve(self, reply: Any) -> None:
+        transform = self._transform
+        if transform is not None and not isinstance(reply, BaseException):
+            reply = transform(reply)
+        self._value = reply
+
+
+class Batch(Commands):
+    """Commands sent as they are added; replies collected when the block exits.
+
+    Made by ``Client.batch()``; use it as ``async with redis.batch() as b:``.
+    """
+
+    __slots__ = ("_connection", "_finished", "_open", "_pendings", "_requests")
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._pendings: list[Pending[Any]] = []
+        self._requests: list[Request] = []
+        self._open: Request | None = None
+        self._finished = False
+
+    def __len__(self) -> int:
+        return len(self._pendings)
+
+    def execute(self, *args: Arg) -> Pending[Any]:
+        """Queue any command; returns its :class:`Pending` at once."""
+        check_pipelinable((args,))
+        return self._queue(encode_command(args), None)
+
+    def _dispatch(self, command: Command[T], /) -> Pending[T]:
+        return self._queue(encode_command(command.args), command.transform)
+
+    def _queue(self, payload: bytes, transform: Callable[[Any], T] | None) -> Pending[T]:
+        if self._finished:
+            raise RuntimeError("this batch's block has exited: start a new batch")
+        connection = self._connection
+        request = self._open
+        if request is None or not connection.extend(request, payload):
+            request = self._open = connection.submit(payload, 1, many=True)
+            self._requests.append(request)
+        pending: Pending[T] = Pending(transform)
+        self._pendings.append(pending)
+        return pending
+
+    async def _finish(self) -> None:
+        """Wait for every reply and resolve the pendings, in order."""
+        self._finished = True
+        pendings = iter(self._pendings)
+        try:
+            for request in self._requests:
+                for reply in await Connection.wait(request):
+                    next(pendings)._resolve(reply)
+        except BaseException as exc:
+            self._abandon()
+            # Commands whose replies will never come share the failure.
+            if isinstance(exc, Exception):
+                for pending in pendings:
+                    pending._resolve(exc)
+            raise
+
+    def _abandon(self) -> None:
+        self._finished = True
+        for request in self._requests:
+            request.abandoned = True
+
+
+class _Immediate(Commands):
+    """Runs commands at once on a transaction's reserved connection."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, *args: Arg) -> Any:
+        """Run one command now and return its reply (errors raise)."""
+        reply = await self._connection.call(encode_command(args), 1)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
+        return self._run(command)
+
+    async def _run(self, command: Command[T]) -> T:
+        reply = await self.execute(*command.args)
+        transform = command.transform
+        return reply if transform is None else transform(reply)
+
+
+class Transaction(Commands):
+    """``MULTI``/``EXEC`` (after ``WATCH``) on a reserved connection.
+
+    Made by ``Client.transaction(*watch_keys)``. Commands added in the block
+    return :class:`Pending` handles and are sent together at exit. At exit:
+
+    - a watched key changed: nothing was applied; :class:`WatchError` raises
+      (and every pending holds it);
+    - a command was refused while queueing: nothing was applied;
+      :class:`ExecAbortError` raises; the refused command's pending holds its
+      own error, the others the ``ExecAbortError``;
+    - otherwise every command ran; each pending holds its reply, or the error
+      that command alone got while executing.
+
+    ``tx.now`` runs commands immediately on the reserved connection (after
+    ``WATCH``), e.g. ``balance = await tx.now.get("balance")``.
+    """
+
+    __slots__ = ("_commands", "_connection", "_pendings", "now")
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._commands: list[Sequence[Arg]] = []
+        self._pendings: list[Pending[Any]] = []
+        self.now = _Immediate(connection)
+
+    def __len__(self) -> int:
+        return len(self._pendings)
+
+    def execute(self, *args: Arg) -> Pending[Any]:
+        """Queue any command for the transaction; returns its :class:`Pending`."""
+        return self._queue(args, None)
+
+    def _dispatch(self, command: Command[T], /) -> Pending[T]:
+        return self._queue(command.args, command.transform)
+
+    def _queue(self, args: Sequence[Arg], transform: Callable[[Any], T] | None) -> Pending[T]:
+        if not args:
+            raise ValueError("empty command")
+        encode_command(args)  # reject bad arguments now, not at exit
+        self._commands.append(args)
+        pending: Pending[T] = Pending(transform)
+        self._pendings.append(pending)
+        return pending
+
+    async def _commit(self, watching: bool) -> None:
+        connection = self._connection
+        if not self._commands:
+            if watching:
+                await self.now.execute("UNWATCH")
+            return
+        payload = encode_commands([("MULTI",), *self._commands, ("EXEC",)])
+        count = len(self._commands) + 2
+        if not connection.has_capacity(count):
+            await connection.wait_for_capacity(count)
+        replies = await Connection.wait(connection.submit(payload, count, many=True))
+        multi, queued, result = replies[0], replies[1:-1], replies[-1]
+        if isinstance(multi, ResponseError):
+            raise multi
+        if result is None:
+            self._fail_all(WatchError())
+        if isinstance(result, ResponseError):
+            if isinstance(result, ExecAbortError):
+                for pending, reply in zip(self._pendings, queued, strict=True):
+                    pending._resolve(reply if isinstance(reply, ResponseError) else result)
+            raise result
+        for pending, reply in zip(self._pendings, result, strict=True):
+            pending._resolve(reply)
+
+    def _fail_all(self, error: ResponseError) -> None:
+        for pending in self._pendings:
+            pending._resolve(error)
+        raise error

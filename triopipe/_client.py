@@ -15,21 +15,17 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
+from ._batch import Batch, Transaction
 from ._commands import Arg, Command, Commands, Key
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
-from ._connection import ConnectionGroup, ConnectionStatistics, Request
+from ._connection import Connection, ConnectionGroup, ConnectionStatistics, Request
 from ._resp import encode_command, encode_commands
+from ._routing import CommandKind, check_pipelinable, command_kind, command_name
 
 __all__ = ["Client", "ClientStatistics", "open_client"]
 
 T = TypeVar("T")
-
-# Commands per window of execute_many: small enough that the first replies
-# come back while later windows are still being encoded, large enough that
-# the per-window cost (one request, one checkpoint) vanishes.
-_WINDOW = 1000
-
 
 @dataclasses.dataclass(frozen=True)
 class ClientStatistics:
@@ -65,12 +61,11 @@ class Client(Commands):
     (auto-pipelining) over the connection group.
     """
 
-    __slots__ = ("_config", "_group", "_window")
+    __slots__ = ("_config", "_group")
 
     def __init__(self, group: ConnectionGroup) -> None:
         self._group = group
         self._config = group.config
-        self._window = max(1, min(_WINDOW, self._config.max_in_flight // 2))
 
     def __repr__(self) -> str:
         state = "closed" if self._group.closed else "open"
@@ -84,28 +79,83 @@ class Client(Commands):
     async def execute(self, *args: Arg) -> Any:
         """Run one command and return its reply as the protocol gives it.
 
+        Blocking commands (``BLPOP``, ``XREAD ... BLOCK``, ``WAIT``, ...) run on
+        a dedicated connection, so they never stall the shared one.
+
         Raises:
             ResponseError: the server answered with an error.
             ConnectionLostError: the connection broke before the reply came.
+            ValueError: a subscription command (``SUBSCRIBE``, ``MONITOR``...):
+                use the pub/sub API for those.
             anyio.ClosedResourceError: the client is closed.
         """
-        reply = await self._group.choose().call(encode_command(args), 1)
+        payload = encode_command(args)
+        kind = command_kind(args)
+        if kind is CommandKind.SHARED:
+            reply = await self._group.choose().call(payload, 1)
+        else:
+            reply = await self._call_dedicated(args, payload, kind)
         # Error replies, and replies that could not be decoded, arrive as
         # exception instances in their own place.
         if isinstance(reply, Exception):
             raise reply
         return reply
 
+    async def _call_dedicated(self, args: Sequence[Arg], payload: bytes, kind: CommandKind) -> Any:
+        if kind is CommandKind.SUBSCRIPTION:
+            raise ValueError(
+                f"{command_name(args)} changes the connection's mode: use the pub/sub API "
+                "(redis.subscribe) instead of execute"
+            )
+        async with self._group.reserve() as connection:
+            return await connection.call(payload, 1)
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[Batch]:
+        """Queue commands that stream to the server; replies are read at exit.
+
+        ``b.execute(...)`` and the typed helpers on ``b`` return
+        :class:`Pending` handles at once. All commands of a batch go over one
+        connection, in order. Blocking and subscription commands are refused
+        (they would stall the shared connection).
+        """
+        batch = Batch(self._group.choose())
+        try:
+            yield batch
+        except BaseException:
+            batch._abandon()
+            raise
+        await batch._finish()
+
+    @asynccontextmanager
+    async def transaction(self, *watch_keys: Key) -> AsyncIterator[Transaction]:
+        """``MULTI``/``EXEC`` on a reserved connection, after ``WATCH watch_keys``.
+
+        Raises (at exit):
+            WatchError: a watched key changed; nothing was applied.
+            ExecAbortError: a command was refused while queued; nothing was
+                applied.
+        """
+        async with self._group.reserve() as connection:
+            transaction = Transaction(connection)
+            if watch_keys:
+                await transaction.now.execute("WATCH", *watch_keys)
+            yield transaction
+            await transaction._commit(watching=bool(watch_keys))
+
     async def execute_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
     ) -> list[Any]:
         """Run many commands as one pipeline and return their replies in order.
 
-        All commands of one call go over one connection, in order. Up to
-        ``max_in_flight // 2`` (at most 1000) commands form a window; a call of
-        one window is queued atomically (all or nothing, even if cancelled).
-        Larger inputs, any iterable including generators, are encoded and sent
-        window by window as replies come back, so memory stays bounded.
+        All commands of one call go over one connection, in order. They are
+        encoded and sent in windows of at most 512 commands, fewer when
+        ``max_in_flight`` is small or replies are large (the connection keeps
+        about 512 KiB of replies in flight at most), so the client's memory and
+        the server's output buffer stay bounded whatever the input, including
+        a generator of millions of commands. A call that fits in one window
+        is queued atomically: all or nothing, even if cancelled. A longer one
+        is atomic window by window: cancelling it sends no further window.
 
         Args:
             commands: argument sequences, e.g. ``[("SET", "a", 1), ("GET", "a")]``.
@@ -117,15 +167,16 @@ class Client(Commands):
         connection = self._group.choose()
         requests: list[Request] = []
         try:
-            for window in _windows(commands, self._window):
+            for window in _windows(commands, connection):
                 count = len(window)
+                check_pipelinable(window)
                 payload = encode_commands(window)
                 if not connection.has_capacity(count):
                     await connection.wait_for_capacity(count)
                 else:
                     await connection.checkpoint_if_cancelled()
                 requests.append(connection.submit(payload, count))
-                if count == self._window:
+                if count == connection.window:
                     # Let the sender write this window while the next is built.
                     await anyio.lowlevel.checkpoint()
             results: list[Any] = []
@@ -184,11 +235,14 @@ class Client(Commands):
         return reply if transform is None else transform(reply)
 
 
-def _windows(commands: Iterable[Sequence[Arg]], size: int) -> Iterator[list[Sequence[Arg]]]:
+def _windows(
+    commands: Iterable[Sequence[Arg]], connection: Connection
+) -> Iterator[list[Sequence[Arg]]]:
+    """Cut ``commands`` into windows of the connection's current window size."""
     window: list[Sequence[Arg]] = []
     for command in commands:
         window.append(command)
-        if len(window) == size:
+        if len(window) >= connection.window:
             yield window
             window = []
     if window:

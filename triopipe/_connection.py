@@ -23,6 +23,11 @@ waiter marks its request *abandoned*: if it was never written the sender drops
 it, otherwise the receiver reads its replies and throws them away. No reply
 can ever reach a caller other than the one that sent the command.
 
+Commands in flight are bounded twice: by ``max_in_flight``, and by a budget
+of reply bytes (``_REPLY_BUDGET``) divided by the mean reply size seen so far,
+so that a server with a tight output-buffer limit is never made to buffer
+more than the budget on our behalf. ``window`` derives from the same bound.
+
 When a link breaks (EOF, socket error, protocol error), it fails every request
 at once: those in ``pending`` with ``ConnectionLostError(sent=True)`` (their
 outcome is unknown), those still queued with ``sent=False``. The next
@@ -53,7 +58,8 @@ import random
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -81,6 +87,19 @@ __all__ = [
 logger = logging.getLogger("triopipe")
 
 _READ_SIZE = 256 * 1024
+# Dedicated connections kept open for reuse, per group.
+_IDLE_DEDICATED = 4
+# Bytes of replies a connection aims to have in flight. The server holds the
+# replies it could not write yet in its client output buffer, which it may
+# cap (``client-output-buffer-limit``) by disconnecting the client; so the
+# commands in flight are bounded by this budget divided by the observed mean
+# reply size, as well as by ``max_in_flight``.
+_REPLY_BUDGET = 256 * 1024
+# Largest execute_many window, in commands.
+_WINDOW = 512
+# Start by assuming large replies (a few small windows), like TCP's slow
+# start; small replies raise the bound within a few reads.
+_INITIAL_REPLY_SIZE = 1024.0
 # Reconnect backoff: base * 2**(failures - 1), capped, times a jitter factor
 # in [0.5, 1) so that many clients do not reconnect in lockstep.
 _BACKOFF_BASE = 0.02
@@ -95,24 +114,40 @@ _STREAM_ERRORS: tuple[type[BaseException], ...] = (
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,
 )
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_STREAM_ERRORS)
 
 
 class Request:
     """One submission: a single command, or a batch sharing one write.
 
     ``count`` replies are expected. A single command's reply lands in
-    ``value``; a batch's replies are appended to ``replies`` in order.
+    ``value``; a batch's (``many``) replies are appended to ``replies`` in
+    order. A batch request still waiting in the send queue can grow
+    (:meth:`Connection.extend`): ``extra`` holds the payloads added to it.
     """
 
-    __slots__ = ("abandoned", "count", "error", "payload", "replies", "signal", "value")
+    __slots__ = (
+        "abandoned",
+        "count",
+        "error",
+        "extra",
+        "payload",
+        "replies",
+        "signal",
+        "taken",
+        "value",
+    )
 
-    def __init__(self, payload: bytes, count: int, signal: Signal) -> None:
+    def __init__(self, payload: bytes, count: int, signal: Signal, many: bool) -> None:
         self.payload = payload
         self.count = count
-        self.replies: list[Any] | None = None if count == 1 else []
+        self.replies: list[Any] | None = [] if many or count != 1 else None
+        self.extra: list[bytes] | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
+        # Set once the request left the send queue (written, or dropped).
+        self.taken = False
         self.signal = signal
 
 
@@ -231,6 +266,17 @@ class _SocketStream:
             self._yielded = False
             return data
 
+    def shutdown(self) -> None:
+        """Send FIN now, synchronously; the descriptor is released by :meth:`aclose`.
+
+        Closing would free the descriptor number while a task may still wait
+        on it; shutting down tells the server at once and wakes any reader.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     async def aclose(self) -> None:
         if self._backend.name == "trio":
             import trio
@@ -250,6 +296,9 @@ class _AnyioStream:
     def try_send(self, data: bytes) -> int:
         return 0
 
+    def shutdown(self) -> None:
+        """TLS needs an async close: nothing to do synchronously."""
+
     async def send(self, data: bytes) -> None:
         await self._stream.send(data)
 
@@ -263,9 +312,7 @@ class _AnyioStream:
 _Stream = _SocketStream | _AnyioStream
 
 
-async def _connect_socket(
-    family: int, address: Any, backend: Backend
-) -> socket.socket:
+async def _connect_socket(family: int, address: Any, backend: Backend) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
@@ -310,6 +357,11 @@ class Connection:
             db=config.db,
         )
         self._max_in_flight = config.max_in_flight
+        # Mean reply size (moving average) and the bounds it implies.
+        self._reply_size = _INITIAL_REPLY_SIZE
+        self._limit = config.max_in_flight
+        self._window = 1
+        self._update_limits()
         backend = self._backend = current_backend()
         self._new_signal = backend.new_signal
         self._checkpoint_if_cancelled = backend.checkpoint_if_cancelled
@@ -334,32 +386,33 @@ class Connection:
     def has_capacity(self, count: int) -> bool:
         """Whether ``count`` more commands may be submitted without waiting."""
         link = self._link
-        return (
-            link is None
-            or link.in_flight == 0
-            or link.in_flight + count <= self._max_in_flight
-        )
+        return link is None or link.in_flight == 0 or link.in_flight + count <= self._limit
 
-    def submit(self, payload: bytes, count: int) -> Request:
+    def submit(self, payload: bytes, count: int, *, many: bool = False) -> Request:
         """Queue ``count`` encoded commands as one request and return it.
 
         Never checkpoints: the caller cannot be cancelled between creating the
         request and queueing it. Callers respect :meth:`has_capacity` first.
+        ``many`` makes the request collect a list of replies even for one
+        command (and lets it grow with :meth:`extend`).
         """
         if self._closed:
             raise anyio.ClosedResourceError
         link = self._link
         if link is None:
             link = self._start_link()
-        request = Request(payload, count, self._new_signal())
+        request = Request(payload, count, self._new_signal(), many)
         link.in_flight += count
         wakeup = link.sender_wakeup
-        if wakeup is not None and not link.pending and link.tail is None:
+        if wakeup is not None and not many and not link.pending and link.tail is None:
             # Idle link (the sender sleeps, so nothing is queued): write now.
+            # Not for batches: their requests stay queued so they can grow,
+            # and a batch whose block fails before yielding sends nothing.
             stream = link.stream
             assert stream is not None
             written = stream.try_send(payload)
             if written:
+                request.taken = True
                 link.pending.append(request)
                 self._writes += 1
                 self._commands_written += count
@@ -374,6 +427,44 @@ class Connection:
             link.sender_wakeup = None
             wakeup.set()
         return request
+
+    @property
+    def window(self) -> int:
+        """How many commands one ``execute_many`` window should hold now."""
+        return self._window
+
+    def _observe_replies(self, size: int, count: int) -> None:
+        # A moving average over socket reads: quick to follow a change of
+        # workload, cheap (once per read, not per reply).
+        self._reply_size += (size / count - self._reply_size) * 0.5
+        self._update_limits()
+
+    def _update_limits(self) -> None:
+        self._limit = max(1, min(self._max_in_flight, int(_REPLY_BUDGET / self._reply_size)))
+        # Half the limit, so that the next window is sent while the replies of
+        # the previous one are still coming back.
+        self._window = max(1, min(_WINDOW, self._limit // 2))
+
+    def extend(self, request: Request, payload: bytes) -> bool:
+        """Add one encoded command to a ``many`` request that is still queued.
+
+        Returns False, changing nothing, when the request has already been
+        taken by the sender (or its link is gone): submit a new one then.
+        Synchronous, like :meth:`submit`.
+        """
+        if request.taken:
+            return False
+        link = self._link
+        if link is None:
+            return False
+        extra = request.extra
+        if extra is None:
+            request.extra = [payload]
+        else:
+            extra.append(payload)
+        request.count += 1
+        link.in_flight += 1
+        return True
 
     async def wait_for_capacity(self, count: int) -> None:
         """Wait until :meth:`has_capacity` holds for ``count`` commands (backpressure)."""
@@ -456,13 +547,15 @@ class Connection:
     def _start_link(self) -> _Link:
         link = _Link()
         self._link = link
-        self._task_group.start_soon(self._run_link, link, name=f"triopipe link {self._config.address}")
+        self._task_group.start_soon(
+            self._run_link, link, name=f"triopipe link {self._config.address}"
+        )
         return link
 
     def _backoff_delay(self) -> float:
         if self._failures == 0:
             return 0.0
-        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (self._failures - 1))
+        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (self._failures - 1))
         return delay * random.uniform(0.5, 1.0)
 
     async def _run_link(self, link: _Link) -> None:
@@ -483,7 +576,7 @@ class Connection:
                     self._failures += 1
                     self._break(link, exc)
                     return
-                except (TimeoutError, *_STREAM_ERRORS) as exc:
+                except _CONNECT_ERRORS as exc:
                     self._failures += 1
                     self._break(link, _connect_error(self._config.address, exc))
                     return
@@ -556,11 +649,16 @@ class Connection:
         link.error = error
         if self._link is link:
             self._link = None
+        if link.stream is not None:
+            # The server learns at once that nobody is waiting any more (a
+            # blocking command stops blocking for a caller that is gone).
+            link.stream.shutdown()
         if link.connected:
             logger.debug("connection to %s lost: %s", self._config.address, error)
         for sent, requests in ((True, link.pending), (False, link.queue)):
             while requests:
                 request = requests.popleft()
+                request.taken = True
                 request.error = _request_error(error, sent=sent)
                 request.signal.set()
         link.in_flight = 0
@@ -592,12 +690,15 @@ class Connection:
                 written = 0
                 while queue:
                     request = queue.popleft()
+                    request.taken = True
                     if request.abandoned:
                         link.in_flight -= request.count
-                        _release_capacity(link, self._max_in_flight)
+                        _release_capacity(link, self._limit)
                         continue
                     pending.append(request)
                     chunks.append(request.payload)
+                    if request.extra is not None:
+                        chunks += request.extra
                     written += request.count
                 if chunks:
                     self._writes += 1
@@ -606,24 +707,33 @@ class Connection:
         except _STREAM_ERRORS as exc:
             self._break(
                 link,
-                ConnectionLostError(f"writing to {self._config.address} failed: {exc!r}", sent=True),
+                ConnectionLostError(
+                    f"writing to {self._config.address} failed: {exc!r}", sent=True
+                ),
             )
 
     async def _receive_loop(self, stream: _Stream, reader: Reader, link: _Link) -> None:
         pending = link.pending
         read_replies = reader.read_replies
         on_push = self._on_push
-        max_in_flight = self._max_in_flight
+        unattributed = 0  # bytes read since the last complete reply
         try:
             while not link.closed:
                 data = await stream.receive(_READ_SIZE)
-                for reply in read_replies(data):
+                unattributed += len(data)
+                replies_read = read_replies(data)
+                if replies_read:
+                    self._observe_replies(unattributed, len(replies_read))
+                    unattributed = 0
+                for reply in replies_read:
                     if type(reply) is Push:
                         if on_push is not None:
                             on_push(reply)
                         continue
                     if not pending:
-                        raise ProtocolError("the server sent a reply with no command waiting for it")
+                        raise ProtocolError(
+                            "the server sent a reply with no command waiting for it"
+                        )
                     request = pending[0]
                     replies = request.replies
                     if replies is None:
@@ -638,17 +748,30 @@ class Connection:
                             link.in_flight -= request.count
                             request.signal.set()
                 if link.capacity_waiters:
-                    _release_capacity(link, max_in_flight)
+                    _release_capacity(link, self._limit)
         except anyio.EndOfStream:
-            self._break(link, ConnectionLostError(f"{self._config.address} closed the connection", sent=True))
+            self._break(
+                link,
+                ConnectionLostError(f"{self._config.address} closed the connection", sent=True),
+            )
         except ProtocolError as exc:
             self._break(link, exc)
         except _STREAM_ERRORS as exc:
-            self._break(link, ConnectionLostError(f"reading from {self._config.address} failed: {exc!r}", sent=True))
+            self._break(
+                link,
+                ConnectionLostError(
+                    f"reading from {self._config.address} failed: {exc!r}", sent=True
+                ),
+            )
 
 
 class ConnectionGroup:
-    """``config.connections`` connections to one server; commands go to the least loaded."""
+    """``config.connections`` connections to one server; commands go to the least loaded.
+
+    Besides the shared, multiplexed connections, the group lends *dedicated*
+    connections (:meth:`reserve`) to what must hold a connection alone:
+    transactions and blocking commands.
+    """
 
     def __init__(
         self,
@@ -658,11 +781,37 @@ class ConnectionGroup:
         on_push: Callable[[Push], None] | None = None,
     ) -> None:
         self.config = config
+        self._task_group = task_group
         self.connections = [
             Connection(config, task_group, on_push=on_push) for _ in range(config.connections)
         ]
         self._single = self.connections[0] if len(self.connections) == 1 else None
+        self._idle: list[Connection] = []
+        self._reserved: set[Connection] = set()
         self.closed = False
+
+    @asynccontextmanager
+    async def reserve(self) -> AsyncIterator[Connection]:
+        """Lend a dedicated connection for the block's duration.
+
+        It goes back to the idle pool when the block ends normally; when the
+        block raises or is cancelled the connection's state is unknown (a
+        blocking command still waiting, keys still watched), so it is closed.
+        """
+        if self.closed:
+            raise anyio.ClosedResourceError
+        connection = self._idle.pop() if self._idle else Connection(self.config, self._task_group)
+        self._reserved.add(connection)
+        clean = False
+        try:
+            yield connection
+            clean = True
+        finally:
+            self._reserved.discard(connection)
+            if clean and not self.closed and len(self._idle) < _IDLE_DEDICATED:
+                self._idle.append(connection)
+            else:
+                connection.close()
 
     def choose(self) -> Connection:
         """The connection with the fewest commands in flight."""
@@ -694,8 +843,9 @@ class ConnectionGroup:
     def close(self) -> None:
         """Refuse new commands and fail every pending one."""
         self.closed = True
-        for connection in self.connections:
+        for connection in [*self.connections, *self._idle, *self._reserved]:
             connection.close()
+        self._idle.clear()
 
     def statistics(self) -> list[ConnectionStatistics]:
         """One snapshot per connection."""
@@ -739,7 +889,7 @@ def _connect_error(address: str, exc: BaseException) -> ConnectError:
 
 
 def _request_error(error: BaseException, *, sent: bool) -> BaseException:
-    """A fresh exception for one request: raising one instance in many tasks would tangle tracebacks."""
+    """A fresh exception per request: one instance raised in many tasks tangles tracebacks."""
     if isinstance(error, ConnectionLostError):
         return ConnectionLostError(str(error), sent=sent)
     if isinstance(error, ProtocolError):
@@ -760,4 +910,3 @@ def _copy_error(error: BaseException) -> BaseException:
         return error
     copy.__cause__ = error.__cause__
     return copy
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import triopipe
@@ -168,7 +169,7 @@ async def test_max_in_flight_bounds_commands_awaiting_replies(redis_url: str) ->
             nonlocal peak
             while not done.is_set():
                 peak = max(peak, redis.statistics().commands_in_flight)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
         async def worker() -> None:
             for _ in range(20):
@@ -226,25 +227,31 @@ async def test_cancelled_waiter_never_receives_or_shifts_replies(redis_url: str)
 
 async def test_lost_connection_fails_pending_then_reconnects(redis_url: str) -> None:
     async with (
-        triopipe.open_client(redis_url, client_name="victim") as redis,
+        triopipe.open_client(redis_url) as redis,
         triopipe.open_client(redis_url) as admin,
     ):
+        victim = await redis.execute("CLIENT", "ID")
         results: list[BaseException] = []
 
-        async def sleeper() -> None:
+        async def writer() -> None:
             try:
-                await redis.execute("DEBUG", "SLEEP", "0.5")
+                await redis.set("k", "v")
             except triopipe.ConnectionLostError as exc:
                 results.append(exc)
 
+        # Writes are held by the server, so the SET stays pending while the
+        # admin connection (not writing) kills the victim's connection.
+        await admin.execute("CLIENT", "PAUSE", 5000, "WRITE")
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(sleeper)
+            task_group.start_soon(writer)
             await anyio.sleep(0.1)
-            killed = await admin.execute("CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal")
-            assert killed >= 1
+            assert redis.statistics().commands_in_flight == 1
+            assert await admin.execute("CLIENT", "KILL", "ID", victim) == 1
+        await admin.execute("CLIENT", "UNPAUSE")
         assert len(results) == 1
         assert results[0].sent is True
-        # The next command reconnects.
+        assert redis.statistics().commands_in_flight == 0
+        # The next command reconnects; the failed SET is not resent.
         assert await redis.ping() is True
         assert redis.statistics().connects == 2
 
@@ -302,21 +309,22 @@ async def test_falls_back_to_resp2_auth_without_hello() -> None:
     # A server with HELLO renamed away answers it like a pre-6.0 Redis.
     async with triopipe.testing.redis_server(
         requirepass="pw", rename_command="HELLO ''"
-    ) as server:
-        async with triopipe.open_client(server.url, password="pw", db=1) as redis:
-            assert redis.statistics().per_connection[0].protocol == 2
-            await redis.set("k", "v")
-            assert await redis.hgetall("nope") == {}
-            assert (await redis.execute("CLIENT", "INFO")).count(b"db=1") == 1
+    ) as server, triopipe.open_client(server.url, password="pw", db=1) as redis:
+        assert redis.statistics().per_connection[0].protocol == 2
+        await redis.set("k", "v")
+        assert await redis.hgetall("nope") == {}
+        assert (await redis.execute("CLIENT", "INFO")).count(b"db=1") == 1
 
 
 async def test_unix_socket(tmp_path_factory: pytest.TempPathFactory) -> None:
     path = tmp_path_factory.mktemp("sock") / "redis.sock"
-    async with triopipe.testing.redis_server(unixsocket=str(path), unixsocketperm=700):
-        async with triopipe.open_client(f"unix://{path}?db=2") as redis:
-            await redis.set("k", "v")
-            assert await redis.get("k") == b"v"
-            assert (await redis.execute("CLIENT", "INFO")).count(b"db=2") == 1
+    async with (
+        triopipe.testing.redis_server(unixsocket=str(path), unixsocketperm=700),
+        triopipe.open_client(f"unix://{path}?db=2") as redis,
+    ):
+        await redis.set("k", "v")
+        assert await redis.get("k") == b"v"
+        assert (await redis.execute("CLIENT", "INFO")).count(b"db=2") == 1
 
 
 async def test_push_frames_do_not_disturb_replies(redis_url: str) -> None:

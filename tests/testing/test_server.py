@@ -127,6 +127,51 @@ async def test_settings_override_defaults() -> None:
         assert await command(server.port, "CONFIG", "GET", "appendonly") == [b"appendonly", b"yes"]
 
 
+@pytest.mark.parametrize(
+    ("value", "args"),
+    [
+        ("normal 1mb 0 0", ["normal", "1mb", "0", "0"]),
+        ("HELLO ''", ["HELLO", ""]),
+        ('"two words"', ["two words"]),
+        ("", [""]),
+        (("HELLO", ""), ["HELLO", ""]),
+        (Path("/a b/c"), ["/a b/c"]),
+        (True, ["yes"]),
+        (False, ["no"]),
+        (7, ["7"]),
+        (0.5, ["0.5"]),
+    ],
+)
+def test_setting_values_become_arguments(value: _server.ConfigValue, args: list[str]) -> None:
+    assert _server._setting_args("x", value) == args
+
+
+async def test_multi_argument_settings() -> None:
+    async with redis_server(rename_command="HELLO ''", save=("900", "1")) as server:
+        with pytest.raises(RawErrorReplyError, match="unknown command"):
+            await command(server.port, "HELLO", "3")
+        assert await command(server.port, "CONFIG", "GET", "save") == [b"save", b"900 1"]
+
+
+async def test_password_protected_server() -> None:
+    async with redis_server(requirepass="s3cret") as server:
+        with pytest.raises(RawErrorReplyError, match="NOAUTH"):
+            await command(server.port, "PING")
+        await server.restart()
+        assert server.running
+
+
+async def test_server_without_default_user_counts_as_answering() -> None:
+    async with redis_server(user="default off") as server:
+        with pytest.raises(RawErrorReplyError, match="NOAUTH"):
+            await command(server.port, "PING")
+
+
+async def test_debug_command_enabled() -> None:
+    async with redis_server() as server:
+        assert await command(server.port, "DEBUG", "SLEEP", "0") == b"OK"
+
+
 @pytest.mark.parametrize("name", ["port", "bind", "dir", "daemonize", "logfile"])
 def test_managed_settings_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match=r"managed by triopipe\.testing"):
@@ -135,7 +180,7 @@ def test_managed_settings_are_refused(name: str) -> None:
 
 def test_bad_setting_value_type() -> None:
     with pytest.raises(TypeError, match="maxclients"):
-        RedisServerProcess(maxclients=[1, 2])  # type: ignore[arg-type]
+        RedisServerProcess(maxclients=[1, 2])  # type: ignore[list-item]
 
 
 async def test_bad_setting_reports_the_log() -> None:

@@ -52,7 +52,7 @@ class _PendingDispatch(Protocol):
     def _dispatch(self, command: Command[T], /) -> Pending[T]: ...
 
 
-class command(Generic[P, T]):  # noqa: N801 - used like a function, as a decorator
+class command(Generic[P, T]):
     """Make a command builder a method of every facade that has ``_dispatch``."""
 
     def __init__(self, builder: Callable[P, Command[T]]) -> None:
@@ -96,7 +96,7 @@ def to_bool(reply: Any) -> bool:
 
 def is_ok(reply: Any) -> bool:
     """``+OK`` as True; nil (a condition not met) as False."""
-    return reply == b"OK" or reply == "OK"
+    return reply in (b"OK", "OK")
 
 
 def to_dict(reply: Any) -> dict[Any, Any]:

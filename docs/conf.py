@@ -1,0 +1,73 @@
+"""Sphinx configuration for the triopipe documentation.
+
+Build with ``nox -s docs`` (``sphinx-build -W -n``): every warning, including
+an unresolved cross-reference, fails the build.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import types
+
+import triopipe
+import triopipe.testing
+
+project = "triopipe"
+author = "the triopipe authors"
+copyright = f"%Y, {author}"  # noqa: A001 - the name Sphinx reads
+release = importlib.metadata.version("triopipe")
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+]
+# No sphinx.ext.intersphinx: the build must work offline, so references to the
+# standard library, anyio and trio cannot resolve; nitpick_ignore_regex below
+# lists them instead of letting -n fail on them.
+
+templates_path: list[str] = []
+exclude_patterns = ["_build"]
+default_role = "py:obj"
+
+nitpicky = True
+nitpick_ignore_regex = [
+    # Other projects' objects (no intersphinx, see above).
+    (r"py:.*", r"(anyio|trio|pytest|_pytest|sniffio)(\..*)?"),
+    (r"py:.*", r"(collections\.abc|contextlib|os|pathlib|socket|ssl|subprocess|typing)\..*"),
+    (r"py:.*", r"(concurrent\.futures|types)\..*"),
+]
+
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_type_aliases = {"ConfigValue": "triopipe.testing.ConfigValue"}
+
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+
+html_theme = "furo"
+html_title = f"triopipe {release}"
+
+
+def _adopt_public_names(module: types.ModuleType) -> None:
+    """Document re-exported objects under their public module, not a private one.
+
+    ``triopipe.ResponseError`` is defined in ``triopipe._exceptions``; setting
+    its ``__module__`` (for the docs build only) makes signatures, base
+    classes and cross-references name it ``triopipe.ResponseError``.
+    """
+    names = getattr(module, "__all__", None) or [n for n in vars(module) if n[:1] != "_"]
+    for name in names:
+        obj = getattr(module, name)
+        if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__.startswith(
+            f"{module.__name__}._"
+        ):
+            obj.__module__ = module.__name__
+
+
+_adopt_public_names(triopipe)
+_adopt_public_names(triopipe.testing)
