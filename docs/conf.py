@@ -37,6 +37,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(anyio|trio|pytest|_pytest|sniffio)(\..*)?"),
     (r"py:.*", r"(collections\.abc|contextlib|os|pathlib|socket|ssl|subprocess|typing)\..*"),
     (r"py:.*", r"(concurrent\.futures|types)\..*"),
+    # Type variables and internal aliases in generic signatures.
+    (r"py:.*", r"(triopipe\.)?(_\w+\.)*(T|P|Arg|Key)"),
 ]
 
 autodoc_typehints = "description"

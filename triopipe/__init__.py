@@ -12,6 +12,7 @@ from ._batch import Transaction as Transaction
 from ._client import Client as Client
 from ._client import ClientStatistics as ClientStatistics
 from ._client import open_client as open_client
+from ._config import ClientConfig as ClientConfig
 from ._connection import ConnectionStatistics as ConnectionStatistics
 from ._exceptions import AskError as AskError
 from ._exceptions import AuthenticationError as AuthenticationError

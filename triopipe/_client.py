@@ -27,6 +27,7 @@ __all__ = ["Client", "ClientStatistics", "open_client"]
 
 T = TypeVar("T")
 
+
 @dataclasses.dataclass(frozen=True)
 class ClientStatistics:
     """A snapshot of a client, from :meth:`Client.statistics`.
@@ -131,10 +132,11 @@ class Client(Commands):
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[Transaction]:
         """``MULTI``/``EXEC`` on a reserved connection, after ``WATCH watch_keys``.
 
-        Raises (at exit):
-            WatchError: a watched key changed; nothing was applied.
-            ExecAbortError: a command was refused while queued; nothing was
+        Raises:
+            WatchError: at exit, a watched key had changed; nothing was
                 applied.
+            ExecAbortError: at exit, a command had been refused while queued;
+                nothing was applied.
         """
         async with self._group.reserve() as connection:
             transaction = Transaction(connection)

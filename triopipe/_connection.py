@@ -59,7 +59,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio
@@ -153,7 +153,7 @@ class Request:
 
 @dataclasses.dataclass(frozen=True)
 class ConnectionStatistics:
-    """A snapshot of one connection, from :meth:`Connection.statistics`.
+    """A snapshot of one connection, part of ``Client.statistics()``.
 
     Attributes:
         connected: a link is up and past its handshake.
@@ -272,10 +272,8 @@ class _SocketStream:
         Closing would free the descriptor number while a task may still wait
         on it; shutting down tells the server at once and wakes any reader.
         """
-        try:
+        with suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     async def aclose(self) -> None:
         if self._backend.name == "trio":

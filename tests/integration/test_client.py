@@ -307,9 +307,10 @@ async def test_password_and_acl_users() -> None:
 
 async def test_falls_back_to_resp2_auth_without_hello() -> None:
     # A server with HELLO renamed away answers it like a pre-6.0 Redis.
-    async with triopipe.testing.redis_server(
-        requirepass="pw", rename_command="HELLO ''"
-    ) as server, triopipe.open_client(server.url, password="pw", db=1) as redis:
+    async with (
+        triopipe.testing.redis_server(requirepass="pw", rename_command="HELLO ''") as server,
+        triopipe.open_client(server.url, password="pw", db=1) as redis,
+    ):
         assert redis.statistics().per_connection[0].protocol == 2
         await redis.set("k", "v")
         assert await redis.hgetall("nope") == {}

@@ -98,9 +98,10 @@ async def test_batch_that_raises_never_sends_what_was_not_written(redis_url: str
 
 
 async def test_windows_complete_under_a_tight_output_buffer_limit() -> None:
-    async with triopipe.testing.redis_server(
-        client_output_buffer_limit="normal 1mb 0 0"
-    ) as server, triopipe.open_client(server.url) as redis:
+    async with (
+        triopipe.testing.redis_server(client_output_buffer_limit="normal 1mb 0 0") as server,
+        triopipe.open_client(server.url) as redis,
+    ):
         value = b"x" * 1024
         await redis.execute_many([("SET", f"k{i}", value) for i in range(10)])
         replies = await redis.execute_many(("GET", f"k{i % 10}") for i in range(10_000))
@@ -217,16 +218,15 @@ async def test_xread_block_runs_on_a_dedicated_connection(redis_url: str) -> Non
         result: list[object] = []
 
         async def reader() -> None:
-            result.append(
-                await redis.execute("XREAD", "block", 0, "STREAMS", "stream", "$")
-            )
+            result.append(await redis.execute("XREAD", "block", 0, "STREAMS", "stream", "$"))
 
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(reader)
             await anyio.sleep(0.05)
             assert await redis.ping() is True
             await redis.execute("XADD", "stream", "*", "field", "value")
-        assert result and result[0]
+        assert result
+        assert result[0]
 
 
 async def test_commands_that_cannot_share_a_pipeline_are_refused(redis_url: str) -> None:

@@ -296,7 +296,7 @@ def test_malformed_raises_and_poisons(make: MakeReader, wire: bytes) -> None:
 @pytest.mark.parametrize("wire", MALFORMED)
 def test_malformed_byte_by_byte(make: MakeReader, wire: bytes) -> None:
     reader = make()
-    with pytest.raises(ProtocolError):  # noqa: PT012 - the error may come at any byte
+    with pytest.raises(ProtocolError):
         for i in range(len(wire)):
             reader.read_replies(wire[i : i + 1])
 

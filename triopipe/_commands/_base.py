@@ -10,6 +10,7 @@ sharded and cluster clients (``await redis.get(k)``) and batches
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
@@ -59,7 +60,11 @@ class command(Generic[P, T]):
         self.builder = builder
         self.__doc__ = builder.__doc__
         self.__name__ = builder.__name__
-        self.__wrapped__ = builder
+        self.__signature__ = _method_signature(builder)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Command[T]:
+        """Build the command without sending it (``Commands.get("k")``)."""
+        return self.builder(*args, **kwargs)
 
     @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> command[P, T]: ...
@@ -83,6 +88,18 @@ class command(Generic[P, T]):
         method.__name__ = builder.__name__
         method.__doc__ = builder.__doc__
         return method
+
+
+def _method_signature(builder: Callable[..., Any]) -> inspect.Signature:
+    """The builder's signature as a method's, returning the reply type (for docs)."""
+    signature = inspect.signature(builder)
+    returns = signature.return_annotation
+    if isinstance(returns, str) and returns.startswith("Command[") and returns.endswith("]"):
+        returns = returns[len("Command[") : -1]
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    return signature.replace(
+        parameters=[self_parameter, *signature.parameters.values()], return_annotation=returns
+    )
 
 
 # Reply shapers shared by the command groups. They make the typed helpers
