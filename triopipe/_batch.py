@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from ._commands import Arg, Command, Commands
 from ._connection import Connection, Request
-from ._exceptions import ExecAbortError, ResponseError, WatchError
+from ._exceptions import ConnectionLostError, ExecAbortError, ResponseError, WatchError
 from ._resp import encode_command, encode_commands
 from ._routing import check_pipelinable
 
@@ -74,7 +74,9 @@ class Pending(Generic[T]):
                 "no reply yet: Pending.result() is available once the block has exited"
             )
         if isinstance(value, BaseException):
-            raise value
+            # One exception may be shared by the pendings of a failed request:
+            # start each raise afresh instead of piling tracebacks onto it.
+            raise value.with_traceback(None)
         result: T = value
         return result
 
@@ -116,28 +118,46 @@ class Batch(Commands):
             raise RuntimeError("this batch's block has exited: start a new batch")
         connection = self._connection
         request = self._open
+        pending: Pending[T] = Pending(transform)
+        self._pendings.append(pending)
+        if request is not None and request.error is not None:
+            # The connection broke under this batch: its commands run in
+            # order or not at all, so nothing more is sent.
+            pending._resolve(
+                ConnectionLostError("not sent: an earlier command of the batch failed", sent=False)
+            )
+            return pending
         if request is None or not connection.extend(request, payload):
             request = self._open = connection.submit(payload, 1, many=True)
             self._requests.append(request)
-        pending: Pending[T] = Pending(transform)
-        self._pendings.append(pending)
         return pending
 
     async def _finish(self) -> None:
-        """Wait for every reply and resolve the pendings, in order."""
+        """Wait for every reply and resolve the pendings, in order.
+
+        A request that failed (its connection broke) resolves its own commands
+        with its own error, so ``ConnectionLostError.sent`` is exact for each;
+        the first such error is raised once every request is settled.
+        """
         self._finished = True
         pendings = iter(self._pendings)
+        failure: Exception | None = None
         try:
             for request in self._requests:
-                for reply in await Connection.wait(request):
+                try:
+                    replies = await Connection.wait(request)
+                except Exception as exc:
+                    failure = failure or exc
+                    for _ in range(request.count):
+                        next(pendings)._resolve(exc)
+                    continue
+                for reply in replies:
                     next(pendings)._resolve(reply)
-        except BaseException as exc:
+        except BaseException:
             self._abandon()
-            # Commands whose replies will never come share the failure.
-            if isinstance(exc, Exception):
-                for pending in pendings:
-                    pending._resolve(exc)
             raise
+        if failure is not None:
+            raise failure
 
     def _abandon(self) -> None:
         self._finished = True

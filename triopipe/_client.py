@@ -8,6 +8,7 @@ socket outlives it.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -20,7 +21,9 @@ from ._commands import Arg, Command, Commands, Key
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
 from ._connection import Connection, ConnectionGroup, ConnectionStatistics, Request
+from ._exceptions import ResponseError, TransportError
 from ._resp import encode_command, encode_commands
+from ._retry import RetryPolicy
 from ._routing import CommandKind, check_pipelinable, command_kind, command_name
 
 __all__ = ["Client", "ClientStatistics", "open_client"]
@@ -62,11 +65,12 @@ class Client(Commands):
     (auto-pipelining) over the connection group.
     """
 
-    __slots__ = ("_config", "_group")
+    __slots__ = ("_config", "_group", "_retry")
 
     def __init__(self, group: ConnectionGroup) -> None:
         self._group = group
-        self._config = group.config
+        self._config = config = group.config
+        self._retry = RetryPolicy(attempts=config.retries, at_least_once=config.at_least_once)
 
     def __repr__(self) -> str:
         state = "closed" if self._group.closed else "open"
@@ -81,26 +85,40 @@ class Client(Commands):
         """Run one command and return its reply as the protocol gives it.
 
         Blocking commands (``BLPOP``, ``XREAD ... BLOCK``, ``WAIT``, ...) run on
-        a dedicated connection, so they never stall the shared one.
+        a dedicated connection, so they never stall the shared one. A command
+        the server provably did not run (never written, or refused with
+        ``LOADING`` or a full ``maxclients``) is retried up to ``retries``
+        times; a written one is never resent unless ``at_least_once=True``.
 
         Raises:
             ResponseError: the server answered with an error.
             ConnectionLostError: the connection broke before the reply came.
+            ConnectError: the server could not be reached.
             ValueError: a subscription command (``SUBSCRIBE``, ``MONITOR``...):
                 use the pub/sub API for those.
             anyio.ClosedResourceError: the client is closed.
         """
         payload = encode_command(args)
         kind = command_kind(args)
-        if kind is CommandKind.SHARED:
-            reply = await self._group.choose().call(payload, 1)
-        else:
-            reply = await self._call_dedicated(args, payload, kind)
-        # Error replies, and replies that could not be decoded, arrive as
-        # exception instances in their own place.
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        attempt = 0
+        while True:
+            try:
+                if kind is CommandKind.SHARED:
+                    reply = await self._group.choose().call(payload, 1)
+                else:
+                    reply = await self._call_dedicated(args, payload, kind)
+            except (TransportError, ResponseError) as exc:
+                reply = exc
+            # Error replies, and replies that could not be decoded, arrive as
+            # exception instances in their own place.
+            if not isinstance(reply, Exception):
+                return reply
+            delay = self._retry.delay(reply, attempt)
+            if delay is None:
+                raise reply
+            attempt += 1
+            if delay:
+                await anyio.sleep(delay)
 
     async def _call_dedicated(self, args: Sequence[Arg], payload: bytes, kind: CommandKind) -> Any:
         if kind is CommandKind.SUBSCRIPTION:
@@ -167,36 +185,69 @@ class Client(Commands):
                 UTF-8 under ``decode=True`` as a :class:`UnicodeDecodeError`).
         """
         connection = self._group.choose()
-        requests: list[Request] = []
+        windows: deque[_Window] = deque()
+        results: list[Any] = []
         try:
-            for window in _windows(commands, connection):
-                count = len(window)
-                check_pipelinable(window)
-                payload = encode_commands(window)
-                if not connection.has_capacity(count):
-                    await connection.wait_for_capacity(count)
-                else:
+            for commands_window in _windows(commands, connection):
+                count = len(commands_window)
+                check_pipelinable(commands_window)
+                payload = encode_commands(commands_window)
+                # Collect replies (oldest first) until there is room, and
+                # before sending anything new after a failure: what failed
+                # must be resent first, or nothing more is sent at all.
+                while windows and (
+                    windows[-1].request.error is not None or not connection.has_capacity(count)
+                ):
+                    await self._collect(windows, connection, results)
+                if windows:
+                    pass
+                elif connection.has_capacity(count):
                     await connection.checkpoint_if_cancelled()
-                requests.append(connection.submit(payload, count))
+                else:  # other callers fill the connection
+                    await connection.wait_for_capacity(count)
+                windows.append(_Window(connection.submit(payload, count), payload, count))
                 if count == connection.window:
                     # Let the sender write this window while the next is built.
                     await anyio.lowlevel.checkpoint()
-            results: list[Any] = []
-            for request in requests:
-                replies = await connection.wait(request)
-                if request.replies is None:
-                    results.append(replies)
-                else:
-                    results.extend(replies)
+            while windows:
+                await self._collect(windows, connection, results)
         except BaseException:
-            for request in requests:
-                request.abandoned = True
+            for window in windows:
+                window.request.abandoned = True
             raise
         if raise_on_error:
             for reply in results:
                 if isinstance(reply, Exception):
                     raise reply
         return results
+
+    async def _collect(
+        self, windows: deque[_Window], connection: Connection, results: list[Any]
+    ) -> None:
+        """Wait for the oldest window's replies; on a retryable failure resend it.
+
+        A window fails when its link breaks, and then so did every window
+        sent after it on that link: all of them are resent, in order, or the
+        failure is raised.
+        """
+        head = windows[0]
+        try:
+            replies = await Connection.wait(head.request)
+        except (TransportError, ResponseError) as exc:
+            delay = self._retry.delay(exc, head.attempts)
+            if delay is None:
+                raise
+            if delay:
+                await anyio.sleep(delay)
+            for window in windows:
+                window.attempts += 1
+                window.request = connection.submit(window.payload, window.count)
+            return
+        windows.popleft()
+        if head.request.replies is None:
+            results.append(replies)
+        else:
+            results.extend(replies)
 
     async def scan_iter(
         self, match: Key | None = None, count: int | None = None
@@ -230,11 +281,21 @@ class Client(Commands):
         return self._run_command(command)
 
     async def _run_command(self, command: Command[T]) -> T:
-        reply = await self._group.choose().call(encode_command(command.args), 1)
-        if isinstance(reply, Exception):
-            raise reply
+        reply = await self.execute(*command.args)
         transform = command.transform
         return reply if transform is None else transform(reply)
+
+
+class _Window:
+    """One window of an ``execute_many`` call: what was sent, to send it again."""
+
+    __slots__ = ("attempts", "count", "payload", "request")
+
+    def __init__(self, request: Request, payload: bytes, count: int) -> None:
+        self.request = request
+        self.payload = payload
+        self.count = count
+        self.attempts = 0
 
 
 def _windows(

@@ -29,6 +29,9 @@ _QUERY_OPTIONS: dict[str, type] = {
     "connect_timeout": float,
     "max_in_flight": int,
     "db": int,
+    "retries": int,
+    "at_least_once": bool,
+    "max_bulk_length": int,
 }
 _SECURITY_QUERY_OPTIONS = frozenset(
     {"ssl_cert_reqs", "ssl_check_hostname", "ssl_ca_certs", "ssl", "tls", "verify", "insecure"}
@@ -58,6 +61,9 @@ class ClientConfig:
     decode: bool = False
     connect_timeout: float = 5.0
     max_in_flight: int = 10_000
+    retries: int = 3
+    at_least_once: bool = False
+    max_bulk_length: int = 512 * 1024 * 1024
     ssl_context: ssl.SSLContext | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +75,10 @@ class ClientConfig:
             raise ValueError(f"max_in_flight must be at least 1, not {self.max_in_flight!r}")
         if self.connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive, not {self.connect_timeout!r}")
+        if self.retries < 0:
+            raise ValueError(f"retries must not be negative, not {self.retries!r}")
+        if self.max_bulk_length < 1:
+            raise ValueError(f"max_bulk_length must be positive, not {self.max_bulk_length!r}")
         if self.db < 0:
             raise ValueError(f"db must not be negative, not {self.db!r}")
         if self.ssl_context is not None and not self.tls:

@@ -564,7 +564,9 @@ class Connection:
                 delay = self._backoff_delay()
                 if delay:
                     await anyio.sleep(delay)
-                reader = make_reader(decode=self._config.decode)
+                reader = make_reader(
+                    decode=self._config.decode, max_bulk_length=self._config.max_bulk_length
+                )
                 try:
                     with anyio.fail_after(self._config.connect_timeout):
                         stream = await self._open_stream()
