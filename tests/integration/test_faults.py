@@ -89,6 +89,7 @@ async def test_client_kill_during_incr_pipeline(redis_url: str) -> None:
             assert await admin.execute("CLIENT", "KILL", "ID", victim) == 1
         acked, written, unwritten = _account(result[0])
         counter = int(await admin.get("counter"))
+        print(f"CLIENT KILL: {acked=} {written=} {unwritten=} {counter=}")
         assert acked > 0  # (replies of executed INCRs may be unread at the kill)
         assert written + unwritten > 0
         assert acked <= counter <= acked + written
@@ -120,6 +121,7 @@ async def test_kill_9_during_incr_pipeline_then_restart() -> None:
         await server.restart()
         with anyio.fail_after(10):
             counter = int(await admin.get("counter"))
+        print(f"kill -9: {acked=} {written=} {counter=}")
         assert acked > 0
         assert acked <= counter <= acked + written
         assert await redis.incr("counter") == counter + 1
