@@ -22,9 +22,11 @@ from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
 from ._connection import Connection, ConnectionGroup, ConnectionStatistics, Request
 from ._exceptions import ResponseError, TransportError
+from ._pubsub import Subscription
 from ._resp import encode_command, encode_commands
 from ._retry import RetryPolicy
 from ._routing import CommandKind, check_pipelinable, command_kind, command_name
+from ._scripts import Scripting
 
 __all__ = ["Client", "ClientStatistics", "open_client"]
 
@@ -58,7 +60,7 @@ class ClientStatistics:
     per_connection: tuple[ConnectionStatistics, ...]
 
 
-class Client(Commands):
+class Client(Commands, Scripting):
     """A client for one Redis server, made by :func:`open_client`.
 
     Many tasks may use one client at once: their commands share writes
@@ -145,6 +147,27 @@ class Client(Commands):
             batch._abandon()
             raise
         await batch._finish()
+
+    @asynccontextmanager
+    async def subscribe(
+        self, *channels: Key, patterns: Sequence[Key] = ()
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe to channels and patterns on a dedicated connection.
+
+        The block starts once the server has registered every channel and
+        pattern; iterate the subscription for :class:`Message` objects. More
+        channels can be added or removed inside the block. If the connection
+        breaks, iteration raises :exc:`ConnectionLostError`.
+        """
+        subscription = Subscription()
+        async with self._group.subscriber(subscription._on_push, subscription._on_lost) as conn:
+            subscription._connection = conn
+            try:
+                await subscription.subscribe(*channels)
+                await subscription.psubscribe(*patterns)
+                yield subscription
+            finally:
+                subscription._close()
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[Transaction]:

@@ -335,6 +335,11 @@ class Connection:
         config: the server and options.
         task_group: the client's task group; link tasks run in it.
         on_push: called with each RESP3 push frame that arrives.
+        on_lost: called with the error when a link breaks (not when the client
+            closes the connection).
+        subscriber: the connection is in pub/sub mode: a message nobody waits
+            for (RESP2 sends pub/sub messages as plain arrays) goes to
+            ``on_push`` instead of being a protocol error.
     """
 
     def __init__(
@@ -343,10 +348,14 @@ class Connection:
         task_group: anyio.abc.TaskGroup,
         *,
         on_push: Callable[[Push], None] | None = None,
+        on_lost: Callable[[BaseException], None] | None = None,
+        subscriber: bool = False,
     ) -> None:
         self._config = config
         self._task_group = task_group
         self._on_push = on_push
+        self._on_lost = on_lost
+        self._subscriber = subscriber
         self._handshake = Handshake(
             protocol=config.protocol,
             username=config.username,
@@ -442,6 +451,21 @@ class Connection:
         # Half the limit, so that the next window is sent while the replies of
         # the previous one are still coming back.
         self._window = max(1, min(_WINDOW, self._limit // 2))
+
+    def send_only(self, payload: bytes) -> None:
+        """Queue commands whose answers come as push messages, not replies.
+
+        For pub/sub (``SUBSCRIBE`` and friends): nothing waits for a reply.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        link = self._link or self._start_link()
+        request = Request(payload, 0, self._new_signal(), True)
+        link.queue.append(request)
+        wakeup = link.sender_wakeup
+        if wakeup is not None:
+            link.sender_wakeup = None
+            wakeup.set()
 
     def extend(self, request: Request, payload: bytes) -> bool:
         """Add one encoded command to a ``many`` request that is still queued.
@@ -668,6 +692,8 @@ class Connection:
         link.ready.set()
         if link.scope is not None:
             link.scope.cancel()
+        if self._on_lost is not None and not self._closed:
+            self._on_lost(error)
 
     async def _send_loop(self, stream: _Stream, link: _Link) -> None:
         queue = link.queue
@@ -695,7 +721,8 @@ class Connection:
                         link.in_flight -= request.count
                         _release_capacity(link, self._limit)
                         continue
-                    pending.append(request)
+                    if request.count:
+                        pending.append(request)
                     chunks.append(request.payload)
                     if request.extra is not None:
                         chunks += request.extra
@@ -731,6 +758,9 @@ class Connection:
                             on_push(reply)
                         continue
                     if not pending:
+                        if self._subscriber and on_push is not None:
+                            on_push(Push(reply) if isinstance(reply, list) else Push([reply]))
+                            continue
                         raise ProtocolError(
                             "the server sent a reply with no command waiting for it"
                         )
@@ -839,6 +869,25 @@ class ConnectionGroup:
                 task_group.start_soon(connect_one, connection)
         if errors:
             raise errors[0]
+
+    @asynccontextmanager
+    async def subscriber(
+        self,
+        on_push: Callable[[Push], None],
+        on_lost: Callable[[BaseException], None],
+    ) -> AsyncIterator[Connection]:
+        """A new connection in pub/sub mode for the block's duration; closed after."""
+        if self.closed:
+            raise anyio.ClosedResourceError
+        connection = Connection(
+            self.config, self._task_group, on_push=on_push, on_lost=on_lost, subscriber=True
+        )
+        self._reserved.add(connection)
+        try:
+            yield connection
+        finally:
+            self._reserved.discard(connection)
+            connection.close()
 
     def close(self) -> None:
         """Refuse new commands and fail every pending one."""

@@ -7,7 +7,7 @@ builder in its group's module.
 
 from __future__ import annotations
 
-from . import hashes, keys, lists, server, sets, sorted_sets, strings
+from . import hashes, keys, lists, pubsub, server, sets, sorted_sets, strings
 from ._base import Arg, Command, Key, command
 
 __all__ = ["Arg", "Command", "Commands", "Key", "command"]
@@ -46,6 +46,8 @@ class Commands:
     # sorted sets
     zadd = command(sorted_sets.zadd)
     zrange = command(sorted_sets.zrange)
+    # pub/sub
+    publish = command(pubsub.publish)
     # server
     ping = command(server.ping)
     flushdb = command(server.flushdb)
