@@ -6,8 +6,6 @@ importable from here.
 
 from __future__ import annotations
 
-# The blocking facade, as ``triopipe.sync`` after a plain ``import triopipe``.
-from . import sync as sync
 from ._batch import Batch as Batch
 from ._batch import Pending as Pending
 from ._batch import Transaction as Transaction
@@ -41,7 +39,5 @@ from ._exceptions import WrongTypeError as WrongTypeError
 from ._pubsub import Message as Message
 from ._pubsub import Subscription as Subscription
 from ._scripts import Script as Script
-from ._sharded import ShardedClient as ShardedClient
-from ._sharded import open_sharded_client as open_sharded_client
 
 __version__ = "0.1.0"
