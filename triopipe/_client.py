@@ -8,6 +8,7 @@ socket outlives it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -325,13 +326,8 @@ def _windows(
     commands: Iterable[Sequence[Arg]], connection: Connection
 ) -> Iterator[list[Sequence[Arg]]]:
     """Cut ``commands`` into windows of the connection's current window size."""
-    window: list[Sequence[Arg]] = []
-    for command in commands:
-        window.append(command)
-        if len(window) >= connection.window:
-            yield window
-            window = []
-    if window:
+    iterator = iter(commands)
+    while window := list(itertools.islice(iterator, connection.window)):
         yield window
 
 

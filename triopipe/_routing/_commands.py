@@ -59,9 +59,22 @@ for _name in _BLOCKING_WITH_OPTION:
     _KINDS[_name] = _KINDS[_name.encode()] = CommandKind.SHARED  # refined below
 
 
+# Names already seen to be shared whatever their arguments, exactly as the
+# caller spelled them: pipelines repeat a few names millions of times, and a
+# set lookup is far cheaper than upper-casing each one. Bounded, because names
+# come from callers.
+_SEEN_SHARED: set[Any] = set()
+_SEEN_SHARED_MAX = 1024
+
+
 def command_kind(args: Sequence[Any]) -> CommandKind:
     """Classify a command (its name is ``args[0]``, any case, str or bytes)."""
     name = args[0]
+    try:
+        if name in _SEEN_SHARED:
+            return CommandKind.SHARED
+    except TypeError:  # unhashable (bytearray): classified below
+        pass
     if isinstance(name, (bytearray, memoryview)):
         name = bytes(name)
     try:
@@ -69,6 +82,8 @@ def command_kind(args: Sequence[Any]) -> CommandKind:
     except AttributeError:  # not a string at all: the server will refuse it
         return CommandKind.SHARED
     if kind is None:
+        if len(_SEEN_SHARED) < _SEEN_SHARED_MAX:
+            _SEEN_SHARED.add(args[0])
         return CommandKind.SHARED
     if kind is CommandKind.SHARED:  # XREAD / XREADGROUP
         for arg in args[1:]:
@@ -91,8 +106,16 @@ def check_pipelinable(commands: Iterable[Sequence[Any]]) -> None:
     Raises:
         ValueError: a blocking or subscription command is among ``commands``.
     """
+    seen = _SEEN_SHARED
     for args in commands:
-        if args and command_kind(args) is not CommandKind.SHARED:
+        if not args:
+            continue
+        try:
+            if args[0] in seen:  # the common case, inlined
+                continue
+        except TypeError:
+            pass
+        if command_kind(args) is not CommandKind.SHARED:
             raise ValueError(
                 f"{command_name(args)} cannot be pipelined: it would hold the shared "
                 "connection; run it alone with execute()"
