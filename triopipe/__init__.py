@@ -12,6 +12,10 @@ from ._batch import Transaction as Transaction
 from ._client import Client as Client
 from ._client import ClientStatistics as ClientStatistics
 from ._client import open_client as open_client
+from ._cluster import ClusterBatch as ClusterBatch
+from ._cluster import ClusterClient as ClusterClient
+from ._cluster import ClusterClientStatistics as ClusterClientStatistics
+from ._cluster import open_cluster_client as open_cluster_client
 from ._config import ClientConfig as ClientConfig
 from ._connection import ConnectionStatistics as ConnectionStatistics
 from ._exceptions import AskError as AskError
@@ -38,6 +42,9 @@ from ._exceptions import WatchError as WatchError
 from ._exceptions import WrongTypeError as WrongTypeError
 from ._pubsub import Message as Message
 from ._pubsub import Subscription as Subscription
+from ._routing import NoShardError as NoShardError
 from ._scripts import Script as Script
+from ._sharded import ShardedClient as ShardedClient
+from ._sharded import open_sharded_client as open_sharded_client
 
 __version__ = "0.1.0"

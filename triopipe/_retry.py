@@ -23,13 +23,17 @@ import dataclasses
 import random
 
 from ._exceptions import (
+    AskError,
     BusyLoadingError,
+    ClusterDownError,
     ConnectError,
     ConnectionLostError,
     MaxClientsError,
+    MovedError,
+    TryAgainError,
 )
 
-__all__ = ["RetryPolicy"]
+__all__ = ["ClusterRetryPolicy", "RetryPolicy"]
 
 _REFUSAL_BACKOFF_BASE = 0.05
 _REFUSAL_BACKOFF_CAP = 1.0
@@ -63,6 +67,54 @@ class RetryPolicy:
         if isinstance(error, ConnectError):
             return 0.0
         if isinstance(error, (BusyLoadingError, MaxClientsError)):
-            delay = min(_REFUSAL_BACKOFF_CAP, _REFUSAL_BACKOFF_BASE * 2.0**attempt)
-            return delay * random.uniform(0.5, 1.0)
+            return _backoff(attempt)
+        return None
+
+
+def _backoff(attempt: int) -> float:
+    """Capped, jittered exponential backoff for refusals by a live server."""
+    delay = min(_REFUSAL_BACKOFF_CAP, _REFUSAL_BACKOFF_BASE * 2.0**attempt)
+    return delay * random.uniform(0.5, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterRetryPolicy(RetryPolicy):
+    """The retry rule of a Redis Cluster client, on top of each node's :class:`RetryPolicy`.
+
+    The node clients already retried what their own policy allows; this one
+    decides what the cluster client does with what they gave up on. Redis
+    Cluster adds refusals that prove a command was not executed:
+
+    - ``MOVED`` and ``ASK``: sent again at once, to the node named (the caller
+      updates its slot map for ``MOVED``);
+    - ``TRYAGAIN`` (a multi-key command while its slot migrates),
+      ``CLUSTERDOWN`` (e.g. during a failover) and ``LOADING``: sent again
+      after a backoff;
+    - a node unreachable (``ConnectError``, or ``ConnectionLostError`` with
+      ``sent=False``): it may have failed over, so after a backoff, to
+      whichever node the refreshed map names.
+
+    A written command whose outcome is unknown is resent only with
+    ``at_least_once``. Every command gets at most ``redirects`` such retries,
+    so a redirect loop (nodes disagreeing about a slot) ends with the last
+    error instead of spinning.
+
+    Attributes:
+        redirects: retries per command, redirects and backoffs together.
+    """
+
+    redirects: int = 16
+
+    def delay(self, error: BaseException, attempt: int) -> float | None:
+        """Seconds to wait before retry number ``attempt + 1``, or None: give up."""
+        if attempt >= self.redirects:
+            return None
+        if isinstance(error, (MovedError, AskError)):
+            return 0.0
+        if isinstance(error, (TryAgainError, ClusterDownError, BusyLoadingError, ConnectError)):
+            return _backoff(attempt)
+        if isinstance(error, ConnectionLostError):
+            if not error.sent:
+                return _backoff(attempt)
+            return 0.0 if self.at_least_once else None
         return None

@@ -9,5 +9,28 @@ from ._commands import CommandKind as CommandKind
 from ._commands import check_pipelinable as check_pipelinable
 from ._commands import command_kind as command_kind
 from ._commands import command_name as command_name
+from ._keys import SLOTS as SLOTS
+from ._keys import UnknownCommandError as UnknownCommandError
+from ._keys import hash_tag as hash_tag
+from ._keys import key_positions as key_positions
+from ._keys import key_slot as key_slot
+from ._shards import NoShardError as NoShardError
+from ._shards import ShardRouter as ShardRouter
+from ._shards import Split as Split
+from ._shards import slot_table as slot_table
 
-__all__ = ["CommandKind", "check_pipelinable", "command_kind", "command_name"]
+__all__ = [
+    "SLOTS",
+    "CommandKind",
+    "NoShardError",
+    "ShardRouter",
+    "Split",
+    "UnknownCommandError",
+    "check_pipelinable",
+    "command_kind",
+    "command_name",
+    "hash_tag",
+    "key_positions",
+    "key_slot",
+    "slot_table",
+]

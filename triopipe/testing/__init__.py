@@ -2,12 +2,20 @@
 
 :func:`redis_server` (async) and :func:`redis_server_process` (blocking) run a
 ``redis-server`` binary on a free port of 127.0.0.1, in a temporary directory,
-and stop it on exit. The pytest plugin :mod:`triopipe.testing._pytest_plugin`
-(entry point ``triopipe``) offers fixtures built on them.
+and stop it on exit; :func:`redis_servers` and :func:`redis_server_processes`
+start several at once, in parallel (shards). The pytest plugin
+:mod:`triopipe.testing._pytest_plugin` (entry point ``triopipe``) offers
+fixtures built on them.
 """
 
 from __future__ import annotations
 
+from ._cluster import RedisCluster as RedisCluster
+from ._cluster import RedisClusterError as RedisClusterError
+from ._cluster import RedisClusterNode as RedisClusterNode
+from ._cluster import RedisClusterProcesses as RedisClusterProcesses
+from ._cluster import redis_cluster as redis_cluster
+from ._cluster import redis_cluster_processes as redis_cluster_processes
 from ._server import ENV_VAR as ENV_VAR
 from ._server import ConfigValue as ConfigValue
 from ._server import RedisServer as RedisServer
@@ -17,15 +25,25 @@ from ._server import RedisServerProcess as RedisServerProcess
 from ._server import find_redis_server as find_redis_server
 from ._server import redis_server as redis_server
 from ._server import redis_server_process as redis_server_process
+from ._server import redis_server_processes as redis_server_processes
+from ._server import redis_servers as redis_servers
 
 __all__ = [
     "ENV_VAR",
     "ConfigValue",
+    "RedisCluster",
+    "RedisClusterError",
+    "RedisClusterNode",
+    "RedisClusterProcesses",
     "RedisServer",
     "RedisServerError",
     "RedisServerNotFoundError",
     "RedisServerProcess",
     "find_redis_server",
+    "redis_cluster",
+    "redis_cluster_processes",
     "redis_server",
     "redis_server_process",
+    "redis_server_processes",
+    "redis_servers",
 ]

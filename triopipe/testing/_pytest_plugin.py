@@ -13,6 +13,20 @@ triopipe is enough. The fixtures:
 ``redis_url`` (function scope)
     The URL of the shared session server, emptied first (``FLUSHALL`` and
     ``SCRIPT FLUSH`` over a plain socket) so that each test starts clean.
+``redis_shards`` (function scope, async)
+    Three fresh throwaway servers (a list of
+    :class:`~triopipe.testing.RedisServer`), started in parallel, for tests
+    that stop or kill a shard.
+``redis_session_shards`` (session scope)
+    Three :class:`~triopipe.testing.RedisServerProcess` shared by the whole
+    session, started in parallel; tests must not stop them.
+``redis_shard_urls`` (function scope)
+    The URLs of the three shared shard servers, each emptied first like
+    ``redis_url``.
+``redis_cluster``, ``redis_session_cluster``, ``redis_cluster_urls``
+    The same for Redis Clusters (a fresh cluster per test, one per session,
+    and the session cluster's URLs, emptied first): see
+    :mod:`triopipe.testing._cluster_fixtures`.
 
 This module never imports the client, so the fixtures load even while the
 client is broken.
@@ -24,9 +38,30 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from ._server import RedisServer, RedisServerProcess, redis_server, redis_server_process
+from ._cluster_fixtures import redis_cluster_fixture as redis_cluster_fixture
+from ._cluster_fixtures import redis_cluster_urls as redis_cluster_urls
+from ._cluster_fixtures import redis_session_cluster as redis_session_cluster
+from ._server import (
+    RedisServer,
+    RedisServerProcess,
+    redis_server,
+    redis_server_process,
+    redis_server_processes,
+    redis_servers,
+)
 
-__all__ = ["redis_server_fixture", "redis_session_server", "redis_url"]
+__all__ = [
+    "SHARDS",
+    "redis_server_fixture",
+    "redis_session_server",
+    "redis_session_shards",
+    "redis_shard_urls",
+    "redis_shards_fixture",
+    "redis_url",
+]
+
+#: How many servers the shard fixtures run.
+SHARDS = 3
 
 
 @pytest.fixture(name="redis_server")
@@ -46,15 +81,40 @@ def redis_session_server() -> Iterator[RedisServerProcess]:
 @pytest.fixture
 def redis_url(redis_session_server: RedisServerProcess) -> str:
     """The URL of the shared session server, with every database emptied."""
+    return _cleaned(redis_session_server)
+
+
+@pytest.fixture(name="redis_shards")
+async def redis_shards_fixture() -> AsyncIterator[list[RedisServer]]:
+    """Three fresh throwaway Redis servers for this test alone, started in parallel."""
+    async with redis_servers(SHARDS) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def redis_session_shards() -> Iterator[list[RedisServerProcess]]:
+    """Three Redis servers shared by the whole test session."""
+    with redis_server_processes(SHARDS) as servers:
+        yield servers
+
+
+@pytest.fixture
+def redis_shard_urls(redis_session_shards: list[RedisServerProcess]) -> list[str]:
+    """The URLs of the shared shard servers, each with every database emptied."""
+    return [_cleaned(server) for server in redis_session_shards]
+
+
+def _cleaned(server: RedisServerProcess) -> str:
+    """Empty a shared server for the next test and return its URL."""
     try:
-        redis_session_server._flush()
+        server._flush()
     except OSError as exc:
         # Bring it back for the tests that follow, but fail this one loudly:
         # an earlier test broke the shared server.
-        redis_session_server.restart()
+        server.restart()
         raise RuntimeError(
-            f"the shared Redis server at {redis_session_server.url} was not answering "
-            f"({exc!r}) and has been restarted; a test must not stop or shut down the "
-            "shared server: use the redis_server fixture for that"
+            f"the shared Redis server at {server.url} was not answering "
+            f"({exc!r}) and has been restarted; a test must not stop or shut down a "
+            "shared server: use the redis_server or redis_shards fixture for that"
         ) from exc
-    return redis_session_server.url
+    return server.url

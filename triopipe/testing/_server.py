@@ -26,6 +26,7 @@ starts again on the same port and directory. Every child is always reaped.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import os
@@ -55,6 +56,8 @@ __all__ = [
     "find_redis_server",
     "redis_server",
     "redis_server_process",
+    "redis_server_processes",
+    "redis_servers",
 ]
 
 #: Environment variable naming the ``redis-server`` binary to run.
@@ -729,3 +732,102 @@ async def redis_server(**config: ConfigValue) -> AsyncIterator[RedisServer]:
         # Cleanup must run to the end even when the block was cancelled.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(process._close_locked)
+
+
+def _in_parallel(steps: Sequence[Callable[[], object]]) -> None:
+    """Run blocking ``steps`` in threads at once; wait for all, then raise the first failure."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(steps))) as pool:
+        futures = [pool.submit(step) for step in steps]
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+
+
+def _check_count(count: int) -> None:
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+
+
+@contextlib.contextmanager
+def redis_server_processes(
+    count: int, **config: ConfigValue
+) -> Iterator[list[RedisServerProcess]]:
+    """Run ``count`` throwaway servers, started in parallel, for a ``with`` block.
+
+    The blocking counterpart of :func:`redis_servers`, for a session-wide
+    fixture::
+
+        with redis_server_processes(3) as servers:
+            urls = [server.url for server in servers]
+
+    Args:
+        count: how many servers.
+        **config: ``redis-server`` settings for each of them, see
+            :class:`RedisServerProcess`.
+
+    Yields:
+        The running servers, each on its own port and directory.
+
+    Raises:
+        RedisServerNotFoundError: if there is no ``redis-server`` binary.
+        RedisServerError: if a server does not start (the others are stopped).
+    """
+    _check_count(count)
+    processes = [RedisServerProcess(**config) for _ in range(count)]
+    try:
+        _in_parallel([process._open for process in processes])
+        yield processes
+    finally:
+        _in_parallel([process._close_locked for process in processes])
+
+
+@contextlib.asynccontextmanager
+async def redis_servers(count: int, **config: ConfigValue) -> AsyncIterator[list[RedisServer]]:
+    """Run ``count`` throwaway servers, started in parallel, for an ``async with`` block.
+
+    ::
+
+        async with triopipe.testing.redis_servers(3) as servers:
+            async with triopipe.open_sharded_client([s.url for s in servers]) as redis:
+                ...
+
+    Each server is what :func:`redis_server` gives (its own free port and
+    temporary directory); starting them at once takes about as long as one.
+    On exit all are stopped, in parallel, whatever happened in the block.
+
+    Args:
+        count: how many servers.
+        **config: ``redis-server`` settings for each of them, see
+            :class:`RedisServerProcess`.
+
+    Yields:
+        The running servers.
+
+    Raises:
+        RedisServerNotFoundError: if there is no ``redis-server`` binary.
+        RedisServerError: if a server does not start (the others are stopped).
+    """
+    _check_count(count)
+    processes = [RedisServerProcess(**config) for _ in range(count)]
+    errors: list[BaseException] = []
+
+    async def open_one(process: RedisServerProcess) -> None:
+        try:
+            await anyio.to_thread.run_sync(process._open, anyio.from_thread.check_cancelled)
+        except Exception as exc:  # reported unwrapped below, not in a group
+            errors.append(exc)
+
+    try:
+        async with anyio.create_task_group() as task_group:
+            for process in processes:
+                task_group.start_soon(open_one, process)
+        if errors:
+            raise errors[0]
+        yield [RedisServer(process) for process in processes]
+    finally:
+        # Cleanup must run to the end even when the block was cancelled.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                _in_parallel, [process._close_locked for process in processes]
+            )
