@@ -86,7 +86,10 @@ async def test_client_kill_during_incr_pipeline(redis_url: str) -> None:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(pump)
             await _wait_for_counter(admin, 50_000)
+            # Hold the writes so that INCRs are surely pending at the kill.
+            await admin.execute("CLIENT", "PAUSE", 10_000, "WRITE")
             assert await admin.execute("CLIENT", "KILL", "ID", victim) == 1
+            await admin.execute("CLIENT", "UNPAUSE")
         acked, written, unwritten = _account(result[0])
         counter = int(await admin.get("counter"))
         print(f"CLIENT KILL: {acked=} {written=} {unwritten=} {counter=}")
@@ -116,6 +119,8 @@ async def test_kill_9_during_incr_pipeline_then_restart() -> None:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(pump)
             await _wait_for_counter(admin, 20_000)
+            await admin.execute("CLIENT", "PAUSE", 10_000, "WRITE")
+            await anyio.sleep(0.05)  # INCRs pile up, held by the server
             await server.kill()
         acked, written, _ = _account(result[0])
         await server.restart()
