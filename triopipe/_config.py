@@ -101,18 +101,29 @@ class ClientConfig:
         return f"{scheme}://{self.address}" + (f"/{self.db}" if self.db else "")
 
 
+def _split_userinfo(url: str) -> tuple[str, str | None]:
+    """Split ``scheme://userinfo@rest`` into (``scheme://rest``, userinfo).
+
+    The user information ends at the *last* ``@``, so a password may hold
+    unencoded ``/``, ``?``, ``#`` or ``@`` (base64 passwords contain ``/``);
+    urllib would read such a password as a port or a path, and quote it in
+    its error messages.
+    """
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at:
+        return url, None
+    return f"{scheme}://{hostpart}", userinfo
+
+
 def mask_password(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``, for messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
-    if not at:
+    bare, userinfo = _split_userinfo(url)
+    if userinfo is None:
         return url
     user, colon, _ = userinfo.partition(":")
-    masked = f"{user}:***" if colon else "***"
-    return f"{scheme}://{masked}@{hostport}{slash}{tail}"
+    scheme, _, hostpart = bare.partition("://")
+    return f"{scheme}://{user}:***@{hostpart}" if colon else f"{scheme}://***@{hostpart}"
 
 
 def _convert(name: str, value: str, kind: type, url: str) -> Any:
@@ -144,8 +155,16 @@ def parse_url(url: str, options: Mapping[str, Any] | None = None) -> ClientConfi
         TypeError: an unknown keyword option was given.
     """
     fields: dict[str, Any] = {}
+    bare, userinfo = _split_userinfo(url)
+    if userinfo is not None:
+        username, colon, password = userinfo.partition(":")
+        if not colon:  # redis://secret@host: a lone word is the password
+            username, password = "", username
+        if username:
+            fields["username"] = unquote(username)
+        fields["password"] = unquote(password)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(bare)
         scheme = parts.scheme.lower()
         if scheme in ("redis", "rediss"):
             fields["tls"] = scheme == "rediss"
@@ -162,14 +181,11 @@ def parse_url(url: str, options: Mapping[str, Any] | None = None) -> ClientConfi
             fields["unix_path"] = unquote(parts.path)
         else:
             raise ValueError(f"unsupported URL scheme {parts.scheme!r}")
-        if parts.username:
-            fields["username"] = unquote(parts.username)
-        if parts.password is not None:
-            fields["password"] = unquote(parts.password)
         query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False)
     except ValueError as exc:
-        # urllib's own messages can quote the netloc; ours never do.
-        raise ValueError(f"invalid Redis URL {mask_password(url)!r}") from _scrubbed(exc, url)
+        # The user information was cut off before urllib saw the URL, so its
+        # message cannot hold the password; it may hold everything else.
+        raise ValueError(f"invalid Redis URL {mask_password(url)!r}: {exc}") from None
     for name, value in query:
         if name in _SECURITY_QUERY_OPTIONS:
             raise ValueError(
@@ -189,11 +205,3 @@ def parse_url(url: str, options: Mapping[str, Any] | None = None) -> ClientConfi
         fields.update(options)
     return ClientConfig(**fields)
 
-
-def _scrubbed(exc: ValueError, url: str) -> ValueError | None:
-    """The cause to chain: ``exc`` unless its text could leak the password."""
-    password = urlsplit(url).password if "@" in url else None
-    text = str(exc)
-    if password and (password in text or unquote(password) in text):
-        return None
-    return exc

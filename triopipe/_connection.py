@@ -656,6 +656,10 @@ class Connection:
                 return 2
             await stream.send(encode_commands(commands))
             replies = await _read_replies(stream, reader, len(commands))
+            if reader.next_reply() is not NEED_DATA or reader.has_partial():
+                # More than the handshake's replies: a reply nobody asked for,
+                # which would otherwise be handed to the first user command.
+                raise ProtocolError("the server sent more replies than the handshake asked for")
             result = handshake.check(replies, hello=hello)
             if result is not None:
                 return result.protocol

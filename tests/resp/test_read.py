@@ -364,9 +364,12 @@ def test_line_over_limit_pure() -> None:
 def test_huge_array_header_pure_allocates_nothing() -> None:
     tracemalloc.start()
     try:
-        reader = PythonReader()
-        assert reader.read_replies(b"*3333333333\r\n:1\r\n") == []
-        assert reader.read_replies(b"%3333333333\r\n:1\r\n") == []
+        # Refused at the header: no element count that large fits in
+        # max_bulk_length bytes; nothing is allocated for it.
+        for header in (b"*3333333333\r\n:1\r\n", b"%3333333333\r\n:1\r\n"):
+            with pytest.raises(ProtocolError, match="max_bulk_length"):
+                PythonReader().read_replies(header)
+        assert PythonReader().read_replies(b"*100000000\r\n:1\r\n") == []
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

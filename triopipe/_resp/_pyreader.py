@@ -254,6 +254,10 @@ class PythonReader:
                 return replies
             replies.append(reply)
 
+    def has_partial(self) -> bool:
+        """Whether bytes of a reply not yet complete are held."""
+        return bool(self._stack or self._bulk_kind or len(self._buf) > self._pos)
+
     def _next_reply(self) -> object:
         buf = self._buf
         stack = self._stack
@@ -344,6 +348,14 @@ class PythonReader:
                 if kind == _ATTRIBUTE:
                     raise ProtocolError("null attribute")
                 return None
+            # Each element takes at least 3 bytes ("_\r\n"), so a count whose
+            # elements could not fit in max_bulk_length bytes is not a reply
+            # worth waiting for (hiredis caps counts at 2**32 - 1 itself).
+            if count > self._max_bulk_length // 3:
+                raise ProtocolError(
+                    f"aggregate of {count} elements is over what max_bulk_length"
+                    f" ({self._max_bulk_length} bytes) can hold"
+                )
             if kind in (_MAP, _ATTRIBUTE):
                 count *= 2
             if not count:

@@ -83,6 +83,11 @@ class Reader(Protocol):
         """
         ...
 
+    def has_partial(self) -> bool:
+        """Whether bytes of a reply not yet complete are held (after all
+        complete replies were taken)."""
+        ...
+
     def read_replies(self, data: bytes | bytearray | memoryview) -> list[object]:
         """Feed ``data`` and return every reply now complete, in order.
 
@@ -139,6 +144,11 @@ class HiredisReader:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes received from the server."""
         self._feed(data)
+
+    def has_partial(self) -> bool:
+        """Whether bytes of a reply not yet complete are held."""
+        # len() counts consumed bytes too; has_data() only unread ones.
+        return bool(self._reader.has_data())
 
     def next_reply(self) -> object:
         """Return the next complete reply, or :data:`NEED_DATA`. See :class:`Reader`."""
