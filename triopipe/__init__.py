@@ -6,6 +6,8 @@ importable from here.
 
 from __future__ import annotations
 
+# The blocking facade, as ``triopipe.sync`` after a plain ``import triopipe``.
+from . import sync as sync
 from ._batch import Batch as Batch
 from ._batch import Pending as Pending
 from ._batch import Transaction as Transaction

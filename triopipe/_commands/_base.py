@@ -53,6 +53,10 @@ class _PendingDispatch(Protocol):
     def _dispatch(self, command: Command[T], /) -> Pending[T]: ...
 
 
+class _BlockingDispatch(Protocol):
+    def _dispatch(self, command: Command[T], /) -> T: ...
+
+
 class command(Generic[P, T]):
     """Make a command builder a method of every facade that has ``_dispatch``."""
 
@@ -76,6 +80,10 @@ class command(Generic[P, T]):
     def __get__(
         self, obj: _AsyncDispatch, owner: type[Any] | None = None
     ) -> Callable[P, Awaitable[T]]: ...
+    @overload
+    def __get__(
+        self, obj: _BlockingDispatch, owner: type[Any] | None = None
+    ) -> Callable[P, T]: ...
     def __get__(self, obj: Any, owner: type[Any] | None = None) -> Any:
         if obj is None:
             return self

@@ -16,6 +16,10 @@ from ._cluster import RedisClusterNode as RedisClusterNode
 from ._cluster import RedisClusterProcesses as RedisClusterProcesses
 from ._cluster import redis_cluster as redis_cluster
 from ._cluster import redis_cluster_processes as redis_cluster_processes
+from ._fake import FakeConnection as FakeConnection
+from ._fake import FakeServer as FakeServer
+from ._fake import Script as FakeScript
+from ._fake import fake_server as fake_server
 from ._server import ENV_VAR as ENV_VAR
 from ._server import ConfigValue as ConfigValue
 from ._server import RedisServer as RedisServer
@@ -31,6 +35,9 @@ from ._server import redis_servers as redis_servers
 __all__ = [
     "ENV_VAR",
     "ConfigValue",
+    "FakeConnection",
+    "FakeScript",
+    "FakeServer",
     "RedisCluster",
     "RedisClusterError",
     "RedisClusterNode",
@@ -39,6 +46,7 @@ __all__ = [
     "RedisServerError",
     "RedisServerNotFoundError",
     "RedisServerProcess",
+    "fake_server",
     "find_redis_server",
     "redis_cluster",
     "redis_cluster_processes",
