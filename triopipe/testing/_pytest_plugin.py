@@ -26,7 +26,7 @@ triopipe is enough. The fixtures:
 ``redis_cluster``, ``redis_session_cluster``, ``redis_cluster_urls``
     The same for Redis Clusters (a fresh cluster per test, one per session,
     and the session cluster's URLs, emptied first): see
-    :mod:`triopipe.testing._cluster_fixtures`.
+    ``triopipe.testing._cluster_fixtures``.
 
 This module never imports the client, so the fixtures load even while the
 client is broken.
