@@ -204,4 +204,3 @@ def parse_url(url: str, options: Mapping[str, Any] | None = None) -> ClientConfi
             raise TypeError(f"unknown option(s): {', '.join(unknown)}")
         fields.update(options)
     return ClientConfig(**fields)
-
