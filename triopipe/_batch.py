@@ -25,8 +25,9 @@ for the reads an optimistic transaction decides on.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._commands import Arg, Command, Commands
 from ._connection import Connection, Request
@@ -34,10 +35,37 @@ from ._exceptions import ConnectionLostError, ExecAbortError, ResponseError, Wat
 from ._resp import encode_command, encode_commands
 from ._routing import check_pipelinable
 
-__all__ = ["Batch", "Pending", "Transaction"]
+__all__ = ["Batch", "BatchLike", "Pending", "Transaction", "batch_block"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
+
+
+class BatchLike(Protocol):
+    """What :func:`batch_block` drives: any facade's batch."""
+
+    def _abandon(self) -> None: ...
+
+    async def _finish(self) -> None: ...
+
+
+B = TypeVar("B", bound=BatchLike)
+
+
+@asynccontextmanager
+async def batch_block(batch: B) -> AsyncIterator[B]:
+    """The life of every facade's ``batch()`` block.
+
+    The block queues commands; if it raises or is cancelled the batch is
+    abandoned (unsent commands never go out, written ones' replies are
+    dropped); otherwise the replies are collected when it exits.
+    """
+    try:
+        yield batch
+    except BaseException:
+        batch._abandon()
+        raise
+    await batch._finish()
 
 
 class Pending(Generic[T]):

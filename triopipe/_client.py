@@ -11,17 +11,23 @@ import dataclasses
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 
-from ._batch import Batch, Transaction
+from ._batch import Batch, Transaction, batch_block
 from ._commands import Arg, Command, Commands, Key
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
-from ._connection import Connection, ConnectionGroup, ConnectionStatistics, Request
+from ._connection import (
+    Connection,
+    ConnectionGroup,
+    ConnectionStatistics,
+    Request,
+    background_task_group,
+)
 from ._exceptions import ResponseError, TransportError
 from ._pubsub import Subscription
 from ._resp import encode_command, encode_commands
@@ -132,8 +138,7 @@ class Client(Commands, Scripting):
         async with self._group.reserve() as connection:
             return await connection.call(payload, 1)
 
-    @asynccontextmanager
-    async def batch(self) -> AsyncIterator[Batch]:
+    def batch(self) -> AbstractAsyncContextManager[Batch]:
         """Queue commands that stream to the server; replies are read at exit.
 
         ``b.execute(...)`` and the typed helpers on ``b`` return
@@ -141,13 +146,7 @@ class Client(Commands, Scripting):
         connection, in order. Blocking and subscription commands are refused
         (they would stall the shared connection).
         """
-        batch = Batch(self._group.choose())
-        try:
-            yield batch
-        except BaseException:
-            batch._abandon()
-            raise
-        await batch._finish()
+        return batch_block(Batch(self._group.choose()))
 
     @asynccontextmanager
     async def subscribe(
@@ -356,21 +355,11 @@ async def open_client(url: str = DEFAULT_URL, **options: Any) -> AsyncIterator[C
 
 @asynccontextmanager
 async def _connection_group(config: ClientConfig) -> AsyncIterator[ConnectionGroup]:
-    """A connected group whose tasks live in a task group of its own.
-
-    Errors of the body and of connecting propagate as themselves, not wrapped
-    in an exception group: the connection tasks never raise.
-    """
-    error: BaseException | None = None
-    async with anyio.create_task_group() as task_group:
+    """A connected group whose tasks live in a task group of its own."""
+    async with background_task_group() as task_group:
         group = ConnectionGroup(config, task_group)
         try:
             await group.connect()
             yield group
-        except BaseException as exc:
-            error = exc
         finally:
             group.close()
-            task_group.cancel_scope.cancel()
-    if error is not None:
-        raise error

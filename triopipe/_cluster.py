@@ -60,14 +60,14 @@ import itertools
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 
-from ._batch import Batch, Pending
+from ._batch import Batch, Pending, batch_block
 from ._client import Client, ClientStatistics
 from ._cluster_map import (
     READ_ONLY_COMMANDS,
@@ -79,7 +79,7 @@ from ._cluster_map import (
 )
 from ._commands import Arg, Command, Commands, Key
 from ._config import ClientConfig, parse_url
-from ._connection import ConnectionGroup
+from ._connection import ConnectionGroup, background_task_group
 from ._exceptions import (
     AskError,
     ClusterDownError,
@@ -584,8 +584,7 @@ class ClusterClient(Commands):
                 next(replies)
             entry.reply = next(replies)
 
-    @asynccontextmanager
-    async def batch(self) -> AsyncIterator[ClusterBatch]:
+    def batch(self) -> AbstractAsyncContextManager[ClusterBatch]:
         """Queue commands that stream to their nodes; replies are read at exit.
 
         Like :meth:`~triopipe.Client.batch`: ``b.execute(...)`` and the typed
@@ -595,13 +594,7 @@ class ClusterClient(Commands):
         :meth:`execute_many` does) before the pendings are resolved. A
         transport error that remains raises at exit.
         """
-        batch = ClusterBatch(self)
-        try:
-            yield batch
-        except BaseException:
-            batch._abandon()
-            raise
-        await batch._finish()
+        return batch_block(ClusterBatch(self))
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[ShardedTransaction]:
@@ -863,8 +856,7 @@ async def open_cluster_client(
     seeds = _seed_configs(url_or_urls, options)
     if not refresh_interval > 0 or math.isinf(refresh_interval):
         raise ValueError(f"refresh_interval must be a positive number, not {refresh_interval!r}")
-    error: BaseException | None = None
-    async with anyio.create_task_group() as task_group:
+    async with background_task_group() as task_group:
         client = ClusterClient(
             seeds,
             task_group,
@@ -884,12 +876,5 @@ async def open_cluster_client(
             await _connect_nodes(client)
             task_group.start_soon(client._run_refresher, name="triopipe cluster refresher")
             yield client
-        except BaseException as exc:
-            error = exc
         finally:
             client._close()
-            task_group.cancel_scope.cancel()
-    # Errors of the body and of connecting propagate as themselves, not
-    # wrapped in an exception group: the connection tasks never raise.
-    if error is not None:
-        raise error

@@ -82,6 +82,7 @@ __all__ = [
     "ConnectionGroup",
     "ConnectionStatistics",
     "Request",
+    "background_task_group",
 ]
 
 logger = logging.getLogger("triopipe")
@@ -797,6 +798,27 @@ class Connection:
                     f"reading from {self._config.address} failed: {exc!r}", sent=True
                 ),
             )
+
+
+@asynccontextmanager
+async def background_task_group() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """A task group for connection tasks, cancelled when the block exits.
+
+    Its tasks never raise (a connection records its failures and fails its
+    requests instead), so whatever the block raises, cancellation included,
+    propagates as itself rather than wrapped in an exception group: users of
+    ``open_client`` see their own exceptions.
+    """
+    error: BaseException | None = None
+    async with anyio.create_task_group() as task_group:
+        try:
+            yield task_group
+        except BaseException as exc:
+            error = exc
+        finally:
+            task_group.cancel_scope.cancel()
+    if error is not None:
+        raise error
 
 
 class ConnectionGroup:

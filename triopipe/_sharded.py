@@ -35,17 +35,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 import anyio
 
-from ._batch import Batch, Pending, Transaction
+from ._batch import Batch, Pending, Transaction, batch_block
 from ._client import Client, ClientStatistics
 from ._commands import Arg, Command, Commands, Key
 from ._config import ClientConfig, parse_url
-from ._connection import ConnectionGroup
+from ._connection import ConnectionGroup, background_task_group
 from ._exceptions import CrossSlotError, TriopipeError
 from ._routing import NoShardError, ShardRouter, Split, check_pipelinable, command_name
 
@@ -224,8 +224,7 @@ class ShardedClient(Commands):
         results = iter(await _gather(calls))
         return [next(results) if commands else [] for commands in per_shard]
 
-    @asynccontextmanager
-    async def batch(self) -> AsyncIterator[ShardedBatch]:
+    def batch(self) -> AbstractAsyncContextManager[ShardedBatch]:
         """Queue commands that stream to their shards; replies are read at exit.
 
         Like :meth:`~triopipe.Client.batch`: ``b.execute(...)`` and the typed helpers
@@ -234,13 +233,7 @@ class ShardedClient(Commands):
         its commands' pendings hold the error, the other shards' replies are
         kept, and the error raises at exit once every shard has answered.
         """
-        batch = ShardedBatch(self._router, self._groups)
-        try:
-            yield batch
-        except BaseException:
-            batch._abandon()
-            raise
-        await batch._finish()
+        return batch_block(ShardedBatch(self._router, self._groups))
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[ShardedTransaction]:
@@ -511,20 +504,12 @@ async def open_sharded_client(
         ValueError: no URL, or two shards with one name.
     """
     names, configs = _configs(urls, options)
-    error: BaseException | None = None
-    async with anyio.create_task_group() as task_group:
+    async with background_task_group() as task_group:
         groups = [ConnectionGroup(config, task_group) for config in configs]
         try:
             client = ShardedClient(names, groups)
             await _connect_all(groups)
             yield client
-        except BaseException as exc:
-            error = exc
         finally:
             for group in groups:
                 group.close()
-            task_group.cancel_scope.cancel()
-    # Errors of the body and of connecting propagate as themselves, not
-    # wrapped in an exception group: the connection tasks never raise.
-    if error is not None:
-        raise error
