@@ -1,0 +1,446 @@
+"""Reporting: ratios against targets, the text table, the JSON file and the chart.
+
+Ratios are taken between best-of-N figures (the fastest run of each side: on
+a shared machine, slower runs measure the neighbours); the ratio of medians
+is kept in the JSON next to it. Limits (B6's memory) are judged on the worst
+run instead: a bound must hold every time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .plan import Comparison, Measurement
+from .runner import MeasurementResult
+
+__all__ = ["Verdict", "evaluate", "format_table", "machine_info", "write_chart", "write_json"]
+
+_LIBRARIES = (
+    "triopipe",
+    "anyio",
+    "trio",
+    "hiredis",
+    "redis",
+    "coredis",
+    "valkey-glide",
+    "uvloop",
+    "matplotlib",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """A comparison, evaluated.
+
+    Attributes:
+        comparison: what was compared.
+        ratio: best-of-N ratio (or, for limits, the worst value in MiB); None
+            when a side did not run.
+        ratio_of_medians: the same from the medians.
+        met: whether the target is met; None for ``info`` rows and missing sides.
+        note: why there is no ratio (a skipped or failed side), else empty.
+    """
+
+    comparison: Comparison
+    ratio: float | None
+    ratio_of_medians: float | None
+    met: bool | None
+    note: str = ""
+
+
+def _ratio(subject: float | None, reference: float | None) -> float | None:
+    if subject is None or reference is None or reference == 0:
+        return None
+    return subject / reference
+
+
+def evaluate(comparison: Comparison, results: dict[str, MeasurementResult]) -> Verdict:
+    subject = results[comparison.subject]
+    if subject.status != "ok":
+        return Verdict(comparison, None, None, None, subject.status)
+    if comparison.kind == "limit":
+        if comparison.limit_of == "server_peak":
+            value = subject.server_peak_mib
+        else:
+            value = max(run.rss_peak_mib or 0.0 for run in subject.runs if run.seconds is not None)
+        within = None if value is None or comparison.target is None else value <= comparison.target
+        return Verdict(comparison, value, value, within)
+    assert comparison.reference is not None
+    reference = results[comparison.reference]
+    if reference.status != "ok":
+        return Verdict(comparison, None, None, None, f"reference {reference.status}")
+    ratio = _ratio(subject.best, reference.best)
+    medians = _ratio(subject.median, reference.median)
+    met: bool | None = None
+    if ratio is not None and comparison.target is not None:
+        if comparison.kind == "latency":
+            met = ratio <= comparison.target
+        elif comparison.kind == "speedup":
+            met = ratio >= comparison.target
+    return Verdict(comparison, ratio, medians, met)
+
+
+# -- the text table -------------------------------------------------------------------------------
+
+
+def _format_value(value: float | None, measurement: Measurement) -> str:
+    if value is None:
+        return "-"
+    if measurement.metric == "rate":
+        return f"{value:,.0f} {measurement.op}/s"
+    if measurement.metric == "latency":
+        return f"{value:.1f} us/{measurement.op}"
+    return f"{value:.0f} MiB"
+
+
+def _format_target(comparison: Comparison) -> str:
+    if comparison.target is None:
+        return "-"
+    if comparison.kind == "latency":
+        return f"<= {comparison.target:g}x"
+    if comparison.kind == "limit":
+        return f"<= {comparison.target:g} MiB"
+    return f">= {comparison.target:g}x"
+
+
+def _format_ratio(verdict: Verdict) -> str:
+    if verdict.ratio is None:
+        return "-"
+    if verdict.comparison.kind == "limit":
+        return f"{verdict.ratio:.1f} MiB"
+    return f"{verdict.ratio:.2f}x"
+
+
+def _format_met(verdict: Verdict) -> str:
+    if verdict.met is None:
+        return "n/a" if verdict.comparison.target is not None else "-"
+    return "yes" if verdict.met else "NO"
+
+
+def table_rows(
+    results: Sequence[MeasurementResult], verdicts: Sequence[Verdict]
+) -> list[list[str]]:
+    """One row per comparison, plus one per measurement that is only a reference."""
+    by_subject: dict[str, list[Verdict]] = {}
+    for verdict in verdicts:
+        by_subject.setdefault(verdict.comparison.subject, []).append(verdict)
+    rows: list[list[str]] = []
+    for result in results:
+        m = result.measurement
+        head = [
+            m.client,
+            m.backend,
+            _format_value(result.best, m),
+            _format_value(result.median, m),
+        ]
+        subject_verdicts = by_subject.get(m.key)
+        if not subject_verdicts:
+            note = "reference" if result.status == "ok" else result.status
+            rows.append([m.workload, *head, "", note, "", ""])
+            continue
+        for verdict in subject_verdicts:
+            c = verdict.comparison
+            versus = verdict.note or c.versus
+            if c.kind == "limit":
+                versus = f"{c.versus} (worst run)" if not verdict.note else verdict.note
+            rows.append(
+                [
+                    c.label,
+                    *head,
+                    _format_ratio(verdict),
+                    versus,
+                    _format_target(c),
+                    _format_met(verdict),
+                ]
+            )
+    return rows
+
+
+_HEADER = ["workload", "client", "backend", "best", "median", "ratio", "vs", "target", "met"]
+
+
+def format_table(results: Sequence[MeasurementResult], verdicts: Sequence[Verdict]) -> str:
+    """The results as an aligned plain-text table."""
+    rows = [_HEADER, *table_rows(results, verdicts)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+# -- machine info and JSON ------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _program_version(name: str) -> str | None:
+    binary = shutil.which(name)
+    if binary is None:
+        return None
+    result = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    return result.stdout.strip() or None
+
+
+def _git_revision() -> str | None:
+    """The checkout's commit, with ``-dirty`` when it has uncommitted changes."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    result = subprocess.run(
+        [git, "describe", "--always", "--dirty"],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    return result.stdout.strip() or None
+
+
+def _library_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the figures come from: CPU, OS, Python, Redis and library versions."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "redis_server": _program_version("redis-server"),
+        "redis_benchmark": _program_version("redis-benchmark"),
+        "libraries": {name: _library_version(name) for name in _LIBRARIES},
+        "triopipe_revision": _git_revision(),
+    }
+
+
+def _measurement_json(result: MeasurementResult) -> dict[str, Any]:
+    m = result.measurement
+    return {
+        "key": m.key,
+        "workload": m.workload,
+        "client": m.client,
+        "backend": m.backend,
+        "function": m.function,
+        "params": dict(m.params),
+        "metric": m.metric,
+        "unit": {"rate": f"{m.op}/s", "latency": f"us/{m.op}", "rss": "MiB"}[m.metric],
+        "status": result.status,
+        "best": result.best,
+        "median": result.median,
+        "worst": result.worst,
+        "server_used_memory_peak_mib": result.server_peak_mib,
+        "runs": [dataclasses.asdict(run) for run in result.runs],
+    }
+
+
+def _verdict_json(verdict: Verdict) -> dict[str, Any]:
+    return {
+        **dataclasses.asdict(verdict.comparison),
+        "ratio": verdict.ratio,
+        "ratio_of_medians": verdict.ratio_of_medians,
+        "met": verdict.met,
+        "note": verdict.note,
+    }
+
+
+def write_json(
+    path: Path,
+    *,
+    results: Sequence[MeasurementResult],
+    verdicts: Sequence[Verdict],
+    settings: dict[str, Any],
+    machine: dict[str, Any],
+) -> None:
+    """Save everything to ``path`` (written to a temporary file, then renamed)."""
+    document = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings,
+        "machine": machine,
+        "measurements": [_measurement_json(r) for r in results],
+        "comparisons": [_verdict_json(v) for v in verdicts],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    temporary.replace(path)
+
+
+# -- the chart ------------------------------------------------------------------------------------
+
+
+def _chart_label(verdict: Verdict, results: dict[str, MeasurementResult]) -> str:
+    c = verdict.comparison
+    subject = results[c.subject].measurement
+    if c.kind == "limit":
+        return f"{c.label}\n{c.versus}\n(MiB / limit)"
+    backend = "" if subject.backend in ("sync", "C") else f" [{subject.backend}]"
+    return f"{c.label}{backend}\nvs {c.versus}"
+
+
+def write_chart(
+    path: Path, verdicts: Sequence[Verdict], results: dict[str, MeasurementResult], title: str
+) -> None:
+    """Grouped bars: each comparison's measured ratio next to its target (log scale).
+
+    Limits are drawn as value / limit against 1.0; latency ratios are "lower is
+    better" and are marked so in their label.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [v for v in verdicts if v.comparison.target is not None]
+    labels, measured, targets, colours = [], [], [], []
+    for verdict in shown:
+        c = verdict.comparison
+        assert c.target is not None
+        label = _chart_label(verdict, results)
+        if c.kind == "latency":
+            label += " (lower is better)"
+        labels.append(label)
+        if c.kind == "limit":
+            measured.append(None if verdict.ratio is None else verdict.ratio / c.target)
+            targets.append(1.0)
+        else:
+            measured.append(verdict.ratio)
+            targets.append(c.target)
+        colours.append({True: "#2e8b57", False: "#c0392b", None: "#bbbbbb"}[verdict.met])
+
+    width = max(10.0, 0.62 * len(shown) + 2)
+    figure, axes = plt.subplots(figsize=(width, 6.5), dpi=110)
+    positions = range(len(shown))
+    bars = axes.bar(
+        [p - 0.2 for p in positions],
+        [m if m is not None else 0 for m in measured],
+        width=0.4,
+        color=colours,
+        label="measured (green: target met, red: missed, grey: not run)",
+    )
+    axes.bar([p + 0.2 for p in positions], targets, width=0.4, color="#8fa9c9", label="target")
+    for bar, value, verdict in zip(bars, measured, shown, strict=True):
+        if verdict.ratio is None:
+            text = "n/a"
+        elif verdict.comparison.kind == "limit":
+            text = f"{verdict.ratio:.0f} MiB"
+        else:
+            text = f"{verdict.ratio:.2f}"
+        y = value if value is not None else 1.0
+        axes.annotate(
+            text,
+            (bar.get_x() + bar.get_width() / 2, y),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
+    axes.set_yscale("log")
+    axes.axhline(1.0, color="#444444", linewidth=0.8)
+    axes.set_xticks(list(positions))
+    axes.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    axes.set_ylabel("ratio (triopipe / other client; log scale)")
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+# -- the docs' results table ----------------------------------------------------------------------
+
+
+def _rst_figure(measurement: dict[str, Any] | None) -> str:
+    if measurement is None or measurement["best"] is None:
+        return "-"
+    best, unit = measurement["best"], measurement["unit"]
+    if unit.endswith("/s"):
+        return f"{best:,.0f} {unit}"
+    if unit.startswith("us/"):
+        return f"{best:.1f} {unit}"
+    return f"{best:.0f} {unit}"
+
+
+def rst_table(document: dict[str, Any]) -> str:
+    """The comparisons of a saved ``latest.json`` as an RST ``list-table`` for the docs."""
+    measurements = {m["key"]: m for m in document["measurements"]}
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - Workload",
+        "     - triopipe (loop): best",
+        "     - versus: best",
+        "     - Ratio",
+        "     - Target",
+        "     - Met",
+    ]
+    for row in document["comparisons"]:
+        subject = measurements[row["subject"]]
+        reference = measurements.get(row["reference"] or "")
+        if row["kind"] == "limit":
+            ratio = "-" if row["ratio"] is None else f"{row['ratio']:.0f} MiB"
+            target = f"<= {row['target']:g} MiB"
+            versus = f"{row['versus']} (worst run)"
+        else:
+            ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+            if row["target"] is None:
+                target = "-"
+            else:
+                sign = "<=" if row["kind"] == "latency" else ">="
+                target = f"{sign} {row['target']:g}x"
+            versus = f"{row['versus']}: {_rst_figure(reference)}"
+        met = {True: "yes", False: "**no**", None: "n/a" if row["target"] else "-"}[row["met"]]
+        if row["note"]:
+            # Notes quote code in Markdown style (`x`); RST wants ``x``.
+            ratio = re.sub(r"`([^`]+)`", r"``\1``", row["note"])
+        lines += [
+            f"   * - {row['label']}",
+            f"     - {subject['client']} ({subject['backend']}): {_rst_figure(subject)}",
+            f"     - {versus}",
+            f"     - {ratio}",
+            f"     - {target}",
+            f"     - {met}",
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # python -m benchmarks.report [latest.json]: print the docs' table of a saved run.
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("benchmarks/results/latest.json")
+    print(rst_table(json.loads(source.read_text())))
