@@ -30,7 +30,7 @@ from ._connection import (
 )
 from ._exceptions import ResponseError, TransportError
 from ._pubsub import Subscription
-from ._resp import encode_command, encode_commands
+from ._resp import encode_command, encode_each
 from ._retry import RetryPolicy
 from ._routing import CommandKind, check_pipelinable, command_kind, command_name
 from ._scripts import Scripting
@@ -113,7 +113,10 @@ class Client(Commands, Scripting):
         while True:
             try:
                 if kind is CommandKind.SHARED:
-                    reply = await self._group.choose().call(payload, 1)
+                    connection = self._group.choose()
+                    reply = await connection.call(payload, 1)
+                    if type(reply) is list and connection.protocol == 3:
+                        reply = _resp3_set(args, reply)
                 else:
                     reply = await self._call_dedicated(args, payload, kind)
             except (TransportError, ResponseError) as exc:
@@ -212,26 +215,9 @@ class Client(Commands, Scripting):
         results: list[Any] = []
         try:
             for commands_window in _windows(commands, connection):
-                count = len(commands_window)
                 check_pipelinable(commands_window)
-                payload = encode_commands(commands_window)
-                # Collect replies (oldest first) until there is room, and
-                # before sending anything new after a failure: what failed
-                # must be resent first, or nothing more is sent at all.
-                while windows and (
-                    windows[-1].request.error is not None or not connection.has_capacity(count)
-                ):
-                    await self._collect(windows, connection, results)
-                if windows:
-                    pass
-                elif connection.has_capacity(count):
-                    await connection.checkpoint_if_cancelled()
-                else:  # other callers fill the connection
-                    await connection.wait_for_capacity(count)
-                windows.append(_Window(connection.submit(payload, count), payload, count))
-                if count == connection.window:
-                    # Let the sender write this window while the next is built.
-                    await anyio.lowlevel.checkpoint()
+                for payload, count in _requests_of(encode_each(commands_window)):
+                    await self._send_window(connection, windows, results, payload, count)
             while windows:
                 await self._collect(windows, connection, results)
         except BaseException:
@@ -243,6 +229,36 @@ class Client(Commands, Scripting):
                 if isinstance(reply, Exception):
                     raise reply
         return results
+
+    async def _send_window(
+        self,
+        connection: Connection,
+        windows: deque[_Window],
+        results: list[Any],
+        payload: bytes,
+        count: int,
+    ) -> None:
+        """Send one window of an ``execute_many`` call, in order, when there is room."""
+        # Collect replies (oldest first): those already in (so that memory
+        # holds only the windows in flight, whatever the call's length), then
+        # until there is room, and before sending anything new after a
+        # failure: what failed must be resent first, or nothing more is sent.
+        while windows and (
+            windows[0].request.done
+            or windows[-1].request.error is not None
+            or not connection.has_capacity(count)
+        ):
+            await self._collect(windows, connection, results)
+        if windows:
+            pass
+        elif connection.has_capacity(count):
+            await connection.checkpoint_if_cancelled()
+        else:  # other callers fill the connection
+            await connection.wait_for_capacity(count)
+        windows.append(_Window(connection.submit(payload, count), payload, count))
+        if count >= connection.window or len(payload) >= _REQUEST_BYTES:
+            # Let the sender write this window while the next is built.
+            await anyio.lowlevel.checkpoint()
 
     async def _collect(
         self, windows: deque[_Window], connection: Connection, results: list[Any]
@@ -268,9 +284,14 @@ class Client(Commands, Scripting):
             return
         windows.popleft()
         if head.request.replies is None:
-            results.append(replies)
-        else:
-            results.extend(replies)
+            replies = [replies]
+        # Share the common short replies (+OK for a SET, ...): ten million of
+        # them cost one object, not ten million.
+        shared = _SHARED_REPLIES.get
+        results += [
+            shared(reply, reply) if type(reply) is bytes and len(reply) <= 4 else reply
+            for reply in replies
+        ]
 
     async def scan_iter(
         self, match: Key | None = None, count: int | None = None
@@ -307,6 +328,44 @@ class Client(Commands, Scripting):
         reply = await self.execute(*command.args)
         transform = command.transform
         return reply if transform is None else transform(reply)
+
+
+# Commands whose RESP3 reply is a set. hiredis reads RESP3 sets as lists (it
+# does not tell them apart), so execute() gives these their set back.
+_RESP3_SET_COMMANDS = frozenset({"SMEMBERS", "SINTER", "SUNION", "SDIFF"})
+
+
+def _resp3_set(args: Sequence[Arg], reply: list[Any]) -> Any:
+    if command_name(args) in _RESP3_SET_COMMANDS:
+        try:
+            return set(reply)
+        except TypeError:  # unhashable members: keep what the server sent
+            return reply
+    return reply
+
+
+# Encoded bytes per request of an execute_many call: a window of big values
+# (200 SETs of 1 MiB) goes as many requests, not one 200 MiB join.
+_REQUEST_BYTES = 1024 * 1024
+_SHARED_REPLIES = {reply: reply for reply in (b"OK", b"PONG", b"0", b"1", b"")}
+
+
+def _requests_of(parts: list[bytes]) -> Iterator[tuple[bytes, int]]:
+    """Group encoded commands into requests of at most ``_REQUEST_BYTES`` (but one command)."""
+    total = sum(map(len, parts))
+    if total <= _REQUEST_BYTES:
+        yield b"".join(parts), len(parts)
+        return
+    chunk: list[bytes] = []
+    size = 0
+    for part in parts:
+        if chunk and size + len(part) > _REQUEST_BYTES:
+            yield b"".join(chunk), len(chunk)
+            chunk, size = [], 0
+        chunk.append(part)
+        size += len(part)
+    if chunk:
+        yield b"".join(chunk), len(chunk)
 
 
 class _Window:

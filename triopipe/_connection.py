@@ -58,7 +58,7 @@ import random
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -88,6 +88,8 @@ __all__ = [
 logger = logging.getLogger("triopipe")
 
 _READ_SIZE = 256 * 1024
+# Largest write made by joining queued payloads.
+_WRITE_BYTES = 1024 * 1024
 # Dedicated connections kept open for reuse, per group.
 _IDLE_DEDICATED = 4
 # Bytes of replies a connection aims to have in flight. The server holds the
@@ -130,6 +132,7 @@ class Request:
     __slots__ = (
         "abandoned",
         "count",
+        "done",
         "error",
         "extra",
         "payload",
@@ -149,6 +152,8 @@ class Request:
         self.abandoned = False
         # Set once the request left the send queue (written, or dropped).
         self.taken = False
+        # Set with the signal: every reply is in, or the request failed.
+        self.done = False
         self.signal = signal
 
 
@@ -212,7 +217,7 @@ class _Link:
         self.stream: _Stream | None = None
         # Bytes of a direct write the kernel did not take; the sender writes
         # them before anything queued.
-        self.tail: bytes | None = None
+        self.tail: bytes | memoryview | None = None
         self.capacity_waiters = 0
         self.capacity_event: anyio.Event | None = None
         self.ready = anyio.Event()
@@ -222,12 +227,13 @@ class _Link:
 class _SocketStream:
     """A connected non-blocking TCP or unix socket, driven with the loop's readiness waits."""
 
-    __slots__ = ("_backend", "_yielded", "sock")
+    __slots__ = ("_backend", "_drained", "_yielded", "sock")
 
     def __init__(self, sock: socket.socket, backend: Backend) -> None:
         self.sock = sock
         self._backend = backend
         self._yielded = True
+        self._drained = False
 
     def try_send(self, data: bytes) -> int:
         """Write what the kernel takes now, without waiting; 0 if it takes nothing."""
@@ -238,7 +244,7 @@ class _SocketStream:
             # takes over, and a broken socket breaks the link from there.
             return 0
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         sock = self.sock
         while view:
@@ -251,6 +257,12 @@ class _SocketStream:
 
     async def receive(self, max_bytes: int) -> bytes:
         sock = self.sock
+        if self._drained:
+            # The last read took everything there was: a recv now would most
+            # likely fail (EAGAIN). Wait first, saving a system call per
+            # round trip on the latency path.
+            await self._backend.wait_readable(sock)
+            self._yielded = True
         while True:
             try:
                 data = sock.recv(max_bytes)
@@ -258,6 +270,7 @@ class _SocketStream:
                 await self._backend.wait_readable(sock)
                 self._yielded = True
                 continue
+            self._drained = len(data) < max_bytes
             if not data:
                 raise anyio.EndOfStream
             # Never read twice in a row without yielding: a server streaming
@@ -298,8 +311,8 @@ class _AnyioStream:
     def shutdown(self) -> None:
         """TLS needs an async close: nothing to do synchronously."""
 
-    async def send(self, data: bytes) -> None:
-        await self._stream.send(data)
+    async def send(self, data: bytes | memoryview) -> None:
+        await self._stream.send(bytes(data))
 
     async def receive(self, max_bytes: int) -> bytes:
         return await self._stream.receive(max_bytes)
@@ -426,7 +439,7 @@ class Connection:
                 self._commands_written += count
                 if written == len(payload):
                     return request
-                link.tail = payload[written:]
+                link.tail = memoryview(payload)[written:]  # no copy of a big payload
                 link.sender_wakeup = None
                 wakeup.set()
                 return request
@@ -435,6 +448,12 @@ class Connection:
             link.sender_wakeup = None
             wakeup.set()
         return request
+
+    @property
+    def protocol(self) -> int:
+        """The RESP version the current link speaks (0 while none is up)."""
+        link = self._link
+        return 0 if link is None else link.protocol
 
     @property
     def window(self) -> int:
@@ -689,6 +708,7 @@ class Connection:
                 request = requests.popleft()
                 request.taken = True
                 request.error = _request_error(error, sent=sent)
+                request.done = True
                 request.signal.set()
         link.in_flight = 0
         for event in (link.capacity_event, link.sender_wakeup):
@@ -733,9 +753,10 @@ class Connection:
                         chunks += request.extra
                     written += request.count
                 if chunks:
-                    self._writes += 1
                     self._commands_written += written
-                    await stream.send(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                    for data in _coalesced(chunks):
+                        self._writes += 1
+                        await stream.send(data)
         except _STREAM_ERRORS as exc:
             self._break(
                 link,
@@ -775,12 +796,14 @@ class Connection:
                         pending.popleft()
                         link.in_flight -= 1
                         request.value = reply
+                        request.done = True
                         request.signal.set()
                     else:
                         replies.append(reply)
                         if len(replies) == request.count:
                             pending.popleft()
                             link.in_flight -= request.count
+                            request.done = True
                             request.signal.set()
                 if link.capacity_waiters:
                     _release_capacity(link, self._limit)
@@ -925,6 +948,30 @@ class ConnectionGroup:
     def statistics(self) -> list[ConnectionStatistics]:
         """One snapshot per connection."""
         return [connection.statistics() for connection in self.connections]
+
+
+def _coalesced(chunks: list[bytes]) -> Iterator[bytes]:
+    """Writes for ``chunks``: joined up to ``_WRITE_BYTES``; a big chunk goes alone.
+
+    Joining many small payloads saves system calls; joining big ones would
+    only copy megabytes for nothing.
+    """
+    if len(chunks) == 1:
+        yield chunks[0]
+        return
+    if sum(map(len, chunks)) <= _WRITE_BYTES:
+        yield b"".join(chunks)
+        return
+    group: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if group and size + len(chunk) > _WRITE_BYTES:
+            yield group[0] if len(group) == 1 else b"".join(group)
+            group, size = [], 0
+        group.append(chunk)
+        size += len(chunk)
+    if group:
+        yield group[0] if len(group) == 1 else b"".join(group)
 
 
 def _release_capacity(link: _Link, max_in_flight: int) -> None:

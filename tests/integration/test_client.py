@@ -80,6 +80,12 @@ async def test_execute_returns_replies_as_the_protocol_gives_them(
         else:
             assert reply == [b"f", b"1"]
             assert score == b"1.5"
+        await redis.execute("SADD", "s", "a", "b")
+        members = await redis.execute("SMEMBERS", "s")
+        if protocol == 3:  # a RESP3 set reply
+            assert members == {b"a", b"b"}
+        else:  # a RESP2 array
+            assert sorted(members) == [b"a", b"b"]
         assert await redis.execute("SET", "k", 1.25) == b"OK"
         assert await redis.execute(b"GET", b"k") == b"1.25"
 

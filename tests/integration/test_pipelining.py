@@ -239,3 +239,23 @@ async def test_commands_that_cannot_share_a_pipeline_are_refused(redis_url: str)
             async with redis.batch() as b:
                 b.execute(b"BRPOP", "q", 0)
         assert await redis.ping() is True
+
+
+async def test_big_values_go_as_many_requests(redis_url: str) -> None:
+    async with triopipe.open_client(redis_url) as redis:
+        value = b"v" * (1024 * 1024)
+        before = redis.statistics()
+        replies = await redis.execute_many([("SET", f"big:{i}", value) for i in range(20)])
+        assert replies == [b"OK"] * 20
+        # Twenty 1 MiB commands: requests of at most 1 MiB each, not one
+        # 20 MiB payload.
+        assert redis.statistics().writes - before.writes >= 10
+        got = await redis.execute_many([("GET", f"big:{i}") for i in range(20)])
+        assert got == [value] * 20
+
+
+async def test_short_replies_of_long_pipelines_share_one_object(redis_url: str) -> None:
+    async with triopipe.open_client(redis_url) as redis:
+        replies = await redis.execute_many(("SET", "k", i) for i in range(5000))
+        assert replies[0] == b"OK"
+        assert all(reply is replies[0] for reply in replies)

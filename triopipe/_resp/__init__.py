@@ -12,6 +12,7 @@ from ._encode import HAVE_HIREDIS as HAVE_HIREDIS
 from ._encode import Arg as Arg
 from ._encode import encode_command as encode_command
 from ._encode import encode_commands as encode_commands
+from ._encode import encode_each as encode_each
 from ._encode import python_encode_command as python_encode_command
 from ._pyreader import NEED_DATA as NEED_DATA
 from ._pyreader import Push as Push
@@ -30,6 +31,7 @@ __all__ = [
     "Reader",
     "encode_command",
     "encode_commands",
+    "encode_each",
     "make_reader",
     "python_encode_command",
 ]

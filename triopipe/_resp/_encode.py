@@ -157,3 +157,24 @@ def encode_commands(commands: Iterable[Sequence[Arg]]) -> bytes:
         except TypeError:
             pass
     return b"".join([encode_command(command) for command in batch])
+
+
+def encode_each(commands: Iterable[Sequence[Arg]]) -> list[bytes]:
+    """Encode many commands, one bytes object each (in C when possible).
+
+    For callers that cut a long pipeline into requests by size: joining the
+    parts is then their choice.
+
+    Raises:
+        ValueError: A command is empty.
+        TypeError: An argument is a bool or of an unsupported type.
+    """
+    if _pack is None:
+        return [python_encode_command(command) for command in commands]
+    batch = commands if isinstance(commands, list) else list(commands)
+    if all(batch):
+        try:
+            return list(map(_pack, batch))
+        except TypeError:
+            pass
+    return [encode_command(command) for command in batch]
