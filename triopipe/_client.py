@@ -322,6 +322,10 @@ class Client(Commands, Scripting):
         )
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
+        if command.transform is None:
+            # The reply is the result: no coroutine of our own around it.
+            result: Awaitable[T] = self.execute(*command.args)
+            return result
         return self._run_command(command)
 
     async def _run_command(self, command: Command[T]) -> T:

@@ -549,7 +549,16 @@ class Connection:
             await self.wait_for_capacity(count)
         else:
             await self._checkpoint_if_cancelled()
-        return await self.wait(self.submit(payload, count))
+        # Connection.wait(), inlined: this is every command's hot path.
+        request = self.submit(payload, count)
+        try:
+            await request.signal.wait()
+        except BaseException:
+            request.abandoned = True
+            raise
+        if request.error is not None:
+            raise request.error
+        return request.value if request.replies is None else request.replies
 
     async def checkpoint_if_cancelled(self) -> None:
         """Raise if the caller's scope is cancelled; do not yield otherwise."""
