@@ -1,0 +1,93 @@
+"""The ``triopipe`` command line against a real server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import hiredis
+
+from triopipe.testing import RedisServerProcess
+
+
+def _pump(*args: str, data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "triopipe", "pump", *args],
+        input=data,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _get(server: RedisServerProcess, *command: str) -> bytes:
+    return subprocess.run(
+        ["redis-cli", "-p", str(server.port), *command], capture_output=True, check=True
+    ).stdout.strip()
+
+
+def test_pump_text_with_quotes_and_comments(
+    redis_session_server: RedisServerProcess, redis_url: str
+) -> None:
+    data = b'# a comment\nSET plain value\n\nSET "spaced key" "a b c"\nRPUSH list x y z\n'
+    result = _pump("--url", redis_url, data=data)
+    assert result.returncode == 0, result.stderr
+    assert b"pumped 3 commands" in result.stderr
+    assert _get(redis_session_server, "GET", "plain") == b"value"
+    assert _get(redis_session_server, "GET", "spaced key") == b"a b c"
+    assert _get(redis_session_server, "LLEN", "list") == b"3"
+
+
+def test_pump_resp_input_from_a_file(
+    redis_session_server: RedisServerProcess, redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "input.resp"
+    path.write_bytes(b"".join(hiredis.pack_command(("SET", f"k{i}", i)) for i in range(5000)))
+    result = _pump("--url", redis_url, "--quiet", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    assert _get(redis_session_server, "DBSIZE") == b"5000"
+    assert _get(redis_session_server, "GET", "k4999") == b"4999"
+
+
+def test_pump_reports_error_replies_and_exits_1(redis_url: str) -> None:
+    result = _pump("--url", redis_url, data=b"SET k v\nLPUSH k x\nINCR k\n")
+    assert result.returncode == 1
+    assert b"2 error replies" in result.stderr
+    assert b"WRONGTYPE" in result.stderr
+
+
+def test_pump_truncated_resp_and_unreachable_server(redis_url: str) -> None:
+    truncated = hiredis.pack_command(("SET", "k", "v"))[:-3]
+    result = _pump("--url", redis_url, data=truncated)
+    assert result.returncode == 2
+    assert b"middle of a command" in result.stderr
+    result = _pump("--url", "redis://:secret@127.0.0.1:1", data=b"PING\n")
+    assert result.returncode == 2
+    assert b"could not connect" in result.stderr
+    assert b"secret" not in result.stderr
+
+
+def test_pump_over_shards(redis_shard_urls: list[str]) -> None:
+    lines = b"".join(b"SET key:%d %d\n" % (i, i) for i in range(300))
+    result = _pump("--shards", *redis_shard_urls, data=lines)
+    assert result.returncode == 0, result.stderr
+    counts = [
+        int(
+            subprocess.run(
+                ["redis-cli", "-u", url, "DBSIZE"], capture_output=True, check=True
+            ).stdout
+        )
+        for url in redis_shard_urls
+    ]
+    assert sum(counts) == 300
+    assert all(count > 0 for count in counts)
+
+
+def test_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "triopipe", "pump", "--help"], capture_output=True, check=False
+    )
+    assert result.returncode == 0
+    assert b"--pipe" in result.stdout
