@@ -8,7 +8,8 @@ Two workloads, each against a fresh throwaway cluster started by
 - *fan-in*: 500 tasks each running 200 ``GET`` one after another (triopipe
   ``get``, auto-pipelined; redis-py ``redis.asyncio.cluster.RedisCluster``).
 
-Run: ``python tools/bench_cluster.py [--bulk N] [--tasks N] [--gets N]``.
+Run: ``python -m benchmarks cluster [--bulk N] [--tasks N] [--gets N]`` (or
+``nox -s bench -- cluster``).
 Prints operations per second and the ratio triopipe / redis-py.
 """
 
@@ -70,7 +71,7 @@ def redis_py_bulk_sync(urls: list[str], count: int) -> float:
     host, port = _host_port(urls[0])
     client = redis.cluster.RedisCluster(host=host, port=port)
     try:
-        pipe = client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
         start = time.perf_counter()
         for _, key, value in _bulk_commands(count):
             pipe.set(key, value)
@@ -130,13 +131,13 @@ def _flush(cluster: RedisClusterProcesses) -> None:
         node._flush()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bulk", type=int, default=200_000)
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--gets", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
     results: dict[str, float] = {}
     with redis_cluster_processes(masters=3) as cluster:
         urls = cluster.urls
