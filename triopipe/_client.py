@@ -197,7 +197,7 @@ class Client(Commands, Scripting):
         All commands of one call go over one connection, in order. They are
         encoded and sent in windows of at most 512 commands, fewer when
         ``max_in_flight`` is small or replies are large (the connection keeps
-        about 512 KiB of replies in flight at most), so the client's memory and
+        about 256 KiB of replies in flight at most), so the client's memory and
         the server's output buffer stay bounded whatever the input, including
         a generator of millions of commands. A call that fits in one window
         is queued atomically: all or nothing, even if cancelled. A longer one
