@@ -36,6 +36,8 @@ from typing import Literal
 import anyio
 import anyio.abc
 
+from .._connection import background_task_group
+
 __all__ = ["FakeConnection", "FakeServer", "Script", "fake_server"]
 
 _HOST = "127.0.0.1"
@@ -317,14 +319,6 @@ async def fake_server(
     server = FakeServer(port, scripts, hello=hello)
     # The block's own exception leaves as itself, not wrapped in an exception
     # group by the task group: the server's tasks never fail on their own.
-    error: BaseException | None = None
-    async with listener, anyio.create_task_group() as task_group:
+    async with listener, background_task_group() as task_group:
         task_group.start_soon(listener.serve, server._handle)
-        try:
-            yield server
-        except BaseException as exc:
-            error = exc
-        finally:
-            task_group.cancel_scope.cancel()
-    if error is not None:
-        raise error
+        yield server
