@@ -92,7 +92,7 @@ from ._exceptions import (
 )
 from ._retry import ClusterRetryPolicy
 from ._routing import SLOTS, NoShardError, ShardRouter, Split, check_pipelinable
-from ._sharded import ShardedTransaction, _gather, _outcome, _raise_first
+from ._sharded import ShardedTransaction, _gather, _outcome, _raise_first, one_shard_transaction
 
 __all__ = ["ClusterBatch", "ClusterClient", "ClusterClientStatistics", "open_cluster_client"]
 
@@ -613,27 +613,17 @@ class ClusterClient(Commands):
             ExecAbortError: at exit, a command was refused while queued
                 (e.g. ``MOVED`` during a reshard); nothing was applied.
         """
-        router = self._router
-        slot = router.shard_of_command(("WATCH", *watch_keys)) if watch_keys else None
-        transaction = ShardedTransaction(router, slot)
         try:
-            if slot is not None:
-                async with self._primary(slot).client.transaction(*watch_keys) as inner:
-                    transaction._now = inner.now
-                    yield transaction
-                    transaction._replay(inner)
-                return
-            yield transaction
-            if transaction._commands:
-                if transaction._shard is None:
-                    raise NoShardError("no command of this transaction names a key")
-                async with self._primary(transaction._shard).client.transaction() as inner:
-                    transaction._replay(inner)
+            async with one_shard_transaction(
+                self._router,
+                lambda slot: self._primary(slot).client,
+                watch_keys,
+                "no command of this transaction names a key",
+            ) as transaction:
+                yield transaction
         except ResponseError:
             self.refresh_soon()  # a MOVED among the causes costs nothing more
             raise
-        finally:
-            transaction._settle()
 
     async def scan_iter(
         self, match: Key | None = None, count: int | None = None

@@ -252,28 +252,14 @@ class ShardedClient(Commands):
             WatchError: at exit, a watched key had changed; nothing was applied.
             ExecAbortError: at exit, a command had been refused while queued.
         """
-        shard = self._router.shard_of_command(("WATCH", *watch_keys)) if watch_keys else None
-        transaction = ShardedTransaction(self._router, shard)
-        try:
-            if shard is not None:
-                async with self._clients[shard].transaction(*watch_keys) as inner:
-                    transaction._now = inner.now
-                    yield transaction
-                    transaction._replay(inner)
-                return
+        async with one_shard_transaction(
+            self._router,
+            self._clients.__getitem__,
+            watch_keys,
+            "no command of this transaction names a key, so it has no shard: "
+            "use redis.shards[url].transaction() to pick one",
+        ) as transaction:
             yield transaction
-            if transaction._commands:
-                if transaction._shard is None:
-                    raise NoShardError(
-                        "no command of this transaction names a key, so it has no shard: "
-                        "use redis.shards[url].transaction() to pick one"
-                    )
-                async with self._clients[transaction._shard].transaction() as inner:
-                    transaction._replay(inner)
-        finally:
-            # The shard's transaction resolved its own pendings at exit (or
-            # failed them all on WatchError): hand the outcomes over.
-            transaction._settle()
 
     async def scan_iter(
         self, match: Key | None = None, count: int | None = None
@@ -478,6 +464,44 @@ def _configs(
     if not configs:
         raise ValueError("open_sharded_client needs at least one URL")
     return names, configs
+
+
+@asynccontextmanager
+async def one_shard_transaction(
+    router: ShardRouter,
+    client_for: Callable[[int], Client],
+    watch_keys: Sequence[Key],
+    no_shard: str,
+) -> AsyncIterator[ShardedTransaction]:
+    """A transaction on the one shard (or cluster slot) its keys belong to.
+
+    The shard is that of ``watch_keys``, or without them that of the first
+    queued command naming a key; ``client_for`` gives that shard's client,
+    whose own transaction runs the commands. Shared by the sharded and the
+    cluster clients.
+
+    Raises:
+        NoShardError: at exit, no command named a key (``no_shard`` says so).
+    """
+    shard = router.shard_of_command(("WATCH", *watch_keys)) if watch_keys else None
+    transaction = ShardedTransaction(router, shard)
+    try:
+        if shard is not None:
+            async with client_for(shard).transaction(*watch_keys) as inner:
+                transaction._now = inner.now
+                yield transaction
+                transaction._replay(inner)
+            return
+        yield transaction
+        if transaction._commands:
+            if transaction._shard is None:
+                raise NoShardError(no_shard)
+            async with client_for(transaction._shard).transaction() as inner:
+                transaction._replay(inner)
+    finally:
+        # The shard's transaction resolved its own pendings at exit (or
+        # failed them all on WatchError): hand the outcomes over.
+        transaction._settle()
 
 
 @asynccontextmanager
