@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,7 +24,7 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["Backend", "Signal", "current_backend"]
+__all__ = ["Backend", "CallbackSignal", "Signal", "ThreadSignal", "current_backend"]
 
 
 class Signal(Protocol):
@@ -50,6 +51,56 @@ class _AsyncioSignal:
 
     def wait(self) -> Awaitable[None]:
         return self._future
+
+
+class ThreadSignal:
+    """A :class:`Signal` whose waiter is a thread outside the loop (the blocking facade).
+
+    Set from the loop thread like any signal; waited on with
+    :meth:`wait_blocking`, which blocks the calling thread on a lock (and, on
+    the main thread, can be interrupted by Ctrl-C like any lock wait).
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        # Only the loop thread sets a signal, so checking first is race-free.
+        if self._lock.locked():
+            self._lock.release()
+
+    def wait(self) -> Awaitable[None]:
+        raise TypeError("a ThreadSignal is waited on by a thread: use wait_blocking()")
+
+    def wait_blocking(self) -> None:
+        """Block the calling thread until :meth:`set` is called."""
+        self._lock.acquire()
+
+
+class CallbackSignal:
+    """A :class:`Signal` that runs a function in the loop thread instead of waking a waiter.
+
+    For requests nobody awaits (the blocking facade's Futures): the function
+    runs once, when the request is done, inside whatever sets the signal (the
+    receiver, or a link breaking), so it must be quick and must not raise.
+    """
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback: Callable[[], None] | None = callback
+
+    def set(self) -> None:
+        callback = self._callback
+        if callback is not None:
+            self._callback = None
+            callback()
+
+    def wait(self) -> Awaitable[None]:
+        raise TypeError("nothing waits for a CallbackSignal: its callback runs when it is set")
 
 
 # Bound by current_backend() the first time it finds trio running, so that
@@ -95,6 +146,8 @@ class Backend:
         checkpoint: yields to the scheduler (and raises if cancelled).
         wait_readable: waits until a non-blocking socket has data (or EOF).
         wait_writable: waits until a non-blocking socket accepts more bytes.
+        run_sync_soon: schedules a plain function in the loop thread; callable
+            from any thread (``call_soon_threadsafe`` / ``run_sync_soon``).
     """
 
     name: str
@@ -103,6 +156,7 @@ class Backend:
     checkpoint: Callable[[], Awaitable[None]]
     wait_readable: Callable[[socket.socket], Awaitable[None]]
     wait_writable: Callable[[socket.socket], Awaitable[None]]
+    run_sync_soon: Callable[[Callable[[], object]], object]
 
 
 def _anyio_checkpoint_if_cancelled() -> Callable[[], Awaitable[None]]:
@@ -136,6 +190,7 @@ def current_backend() -> Backend:
             trio.lowlevel.checkpoint,
             trio.lowlevel.wait_readable,
             trio.lowlevel.wait_writable,
+            trio.lowlevel.current_trio_token().run_sync_soon,
         )
     return _asyncio_backend(asyncio.get_running_loop())
 
@@ -180,4 +235,5 @@ def _asyncio_backend(loop: asyncio.AbstractEventLoop) -> Backend:
         anyio.lowlevel.checkpoint,
         wait_readable,
         wait_writable,
+        loop.call_soon_threadsafe,
     )

@@ -8,20 +8,23 @@ socket outlives it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 
+from ._backend import CallbackSignal
 from ._batch import Batch, Transaction, batch_block
 from ._commands import Arg, Command, Commands, Key
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
 from ._connection import (
+    NOT_WRITTEN,
     Connection,
     ConnectionGroup,
     ConnectionStatistics,
@@ -35,9 +38,21 @@ from ._retry import RetryPolicy
 from ._routing import CommandKind, check_pipelinable, command_kind, command_name
 from ._scripts import Scripting
 
-__all__ = ["Client", "ClientStatistics", "open_client"]
+__all__ = ["RUN_ON_LOOP", "Client", "ClientStatistics", "open_client"]
 
 T = TypeVar("T")
+
+
+class _RunOnLoop:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RUN_ON_LOOP"
+
+
+#: What the blocking facade's shortcuts (``_execute_in_thread``, ``_start``)
+#: give when the command must go through the loop thread's ``execute`` instead.
+RUN_ON_LOOP: Any = _RunOnLoop()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +146,64 @@ class Client(Commands, Scripting):
             attempt += 1
             if delay:
                 await anyio.sleep(delay)
+
+    # -- for the blocking facade (triopipe.sync) ----------------------------------
+
+    def _execute_in_thread(self, args: tuple[Arg, ...]) -> Any:
+        """:meth:`execute` for a thread other than the loop's, without the loop if it can.
+
+        A plain command is written by the calling thread on an idle shared
+        connection (``Connection.call_from_thread``). Returns
+        :data:`RUN_ON_LOOP` when the loop must run it with :meth:`execute`:
+        nothing was written, or the outcome is one the retry policy would
+        retry (``execute`` then starts its attempts afresh).
+        """
+        if command_kind(args) is not CommandKind.SHARED or self._group.closed:
+            return RUN_ON_LOOP
+        connection = self._group.choose()
+        try:
+            reply = connection.call_from_thread(encode_command(args))
+        except TransportError as exc:
+            reply = exc
+        if reply is NOT_WRITTEN:
+            return RUN_ON_LOOP
+        return self._shape(args, connection, reply)
+
+    def _start(
+        self, args: tuple[Arg, ...], on_done: Callable[[], None]
+    ) -> Callable[[], Any] | None:
+        """Submit a plain command now, in the loop thread, and return without waiting.
+
+        For the blocking facade's Futures: no task per command, and commands
+        submitted one after the other are queued in that order. ``on_done``
+        runs in the loop thread once the reply is in (or the link failed);
+        then the returned *finish* gives the reply as :meth:`execute` would,
+        raises its error, or returns :data:`RUN_ON_LOOP` (a retryable
+        outcome: run :meth:`execute`). Returns None, submitting nothing, when
+        :meth:`execute` must run it: not a plain command, no room in flight,
+        or no link (starting one takes a task, which ``execute`` has).
+        """
+        if command_kind(args) is not CommandKind.SHARED or self._group.closed:
+            return None
+        connection = self._group.choose()
+        if not connection.linked or not connection.has_capacity(1):
+            return None
+        request = connection.submit(encode_command(args), 1, signal=CallbackSignal(on_done))
+        return functools.partial(self._finish, args, connection, request)
+
+    def _finish(self, args: tuple[Arg, ...], connection: Connection, request: Request) -> Any:
+        error = request.error
+        return self._shape(args, connection, request.value if error is None else error)
+
+    def _shape(self, args: tuple[Arg, ...], connection: Connection, reply: Any) -> Any:
+        """A reply as :meth:`execute`'s first attempt ends: returned, raised, or RUN_ON_LOOP."""
+        if isinstance(reply, Exception):
+            if self._retry.delay(reply, 0) is not None:
+                return RUN_ON_LOOP
+            raise reply
+        if type(reply) is list and connection.protocol == 3:
+            return _resp3_set(args, reply)
+        return reply
 
     async def _call_dedicated(self, args: Sequence[Arg], payload: bytes, kind: CommandKind) -> Any:
         if kind is CommandKind.SUBSCRIPTION:

@@ -59,7 +59,7 @@ import functools
 import itertools
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -68,7 +68,7 @@ import anyio
 import anyio.abc
 
 from ._batch import Batch, Pending, batch_block
-from ._client import Client, ClientStatistics
+from ._client import RUN_ON_LOOP, Client, ClientStatistics
 from ._cluster_map import (
     READ_ONLY_COMMANDS,
     Address,
@@ -432,6 +432,51 @@ class ClusterClient(Commands):
         if isinstance(entry.reply, Exception):
             raise entry.reply
         return entry.reply
+
+    def _execute_in_thread(self, args: tuple[Arg, ...]) -> Any:
+        """``Client._execute_in_thread`` on the node serving the command's slot.
+
+        Anything out of the ordinary (several slots, an unknown slot owner,
+        replica reads, a redirect or refusal to follow) is left to
+        :meth:`execute` on the loop, which follows redirects as usual; a
+        redirected command was not run, so running it again is safe.
+        """
+        node = self._direct_node(args)
+        if node is None:
+            return RUN_ON_LOOP
+        return self._node_outcome(functools.partial(node.client._execute_in_thread, args))
+
+    def _start(
+        self, args: tuple[Arg, ...], on_done: Callable[[], None]
+    ) -> Callable[[], Any] | None:
+        """``Client._start`` on the node serving the command's slot.
+
+        See :meth:`_execute_in_thread` for what is left to :meth:`execute`.
+        """
+        node = self._direct_node(args)
+        if node is None:
+            return None
+        finish = node.client._start(args, on_done)
+        return None if finish is None else functools.partial(self._node_outcome, finish)
+
+    def _direct_node(self, args: tuple[Arg, ...]) -> _Node | None:
+        """The node a one-slot command goes to without the cluster's bookkeeping, if any."""
+        route = self._router.route(args)
+        if type(route) is not int:
+            return None
+        node = self._slot_nodes[route]
+        if node is None or (self._read_from_replicas and _reads_only(args)):
+            return None
+        return node
+
+    def _node_outcome(self, outcome: Callable[[], Any]) -> Any:
+        """A node client's outcome, with redirects and refusals turned into RUN_ON_LOOP."""
+        try:
+            return outcome()
+        except (ResponseError, TransportError) as exc:
+            if self._policy.delay(exc, 0) is None:
+                raise
+            return RUN_ON_LOOP
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
         return self._run_command(command)

@@ -46,6 +46,32 @@ synchronously inside :meth:`Connection.submit`: a lone command then costs no
 sender wake-up, which is most of a sequential command's latency. Whatever the
 kernel does not take at once is left to the sender, ahead of everything else.
 Busy links always go through the sender, which coalesces.
+
+Writes from other threads
+-------------------------
+
+The blocking facade (``triopipe.sync``) runs this code on a loop thread, and a
+caller blocked on one command would pay two thread hand-offs (its command to
+the loop, the reply back), as much again as the round trip itself. So
+:meth:`Connection.call_from_thread` lets such a caller write its own command
+on an idle link, exactly like the direct write above; only the reply comes
+back through the receiver, the link's one reader. It is safe because of two
+rules:
+
+- *One writer at a time, in the order of* ``pending``. Appending to
+  ``pending`` and writing go together. The sender only writes after being
+  woken, and every change of ``sender_wakeup`` to None (waking it) happens
+  under the connection's ``_thread_lock``, as does every direct write and
+  marking the link closed; a thread writes only under that lock while the
+  sender sleeps unwoken on an open link. So a thread's command goes either
+  wholly before whatever the loop writes next, or not at all.
+- *No counter with two writers.* ``in_flight`` is written by the loop thread
+  only (every reply read decrements it, a thread's too); the commands threads
+  wrote are counted in ``foreign``, written under the lock only. The commands
+  in flight are their sum.
+
+Whatever does not fit those conditions (a busy or broken link, TLS, a full
+socket buffer) is not written and the caller goes through the loop as usual.
 """
 
 from __future__ import annotations
@@ -57,6 +83,7 @@ import os
 import random
 import socket
 import ssl
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -65,7 +92,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._backend import Backend, Signal, current_backend
+from ._backend import Backend, Signal, ThreadSignal, current_backend
 from ._config import ClientConfig
 from ._exceptions import (
     ConnectError,
@@ -78,6 +105,7 @@ from ._resp import NEED_DATA, Push, Reader, encode_commands, make_reader
 from ._resp._handshake import Handshake
 
 __all__ = [
+    "NOT_WRITTEN",
     "Connection",
     "ConnectionGroup",
     "ConnectionStatistics",
@@ -118,6 +146,17 @@ _STREAM_ERRORS: tuple[type[BaseException], ...] = (
     anyio.ClosedResourceError,
 )
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_STREAM_ERRORS)
+
+
+class _NotWritten:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_WRITTEN"
+
+
+#: :meth:`Connection.call_from_thread` wrote nothing: go through the loop.
+NOT_WRITTEN: Any = _NotWritten()
 
 
 class Request:
@@ -191,6 +230,7 @@ class _Link:
         "closed",
         "connected",
         "error",
+        "foreign",
         "in_flight",
         "pending",
         "protocol",
@@ -205,13 +245,17 @@ class _Link:
     def __init__(self) -> None:
         self.queue: deque[Request] = deque()
         self.pending: deque[Request] = deque()
-        # Commands queued or written whose replies have not been read.
+        # Commands queued or written whose replies have not been read: this
+        # count, written by the loop thread only, plus ``foreign``, the
+        # commands other threads wrote (see "Writes from other threads").
         self.in_flight = 0
+        self.foreign = 0
         self.closed = False
         self.connected = False
         self.protocol = 0
         self.error: BaseException | None = None
-        # Set while the sender sleeps; setting it wakes the sender.
+        # Set while the sender sleeps; setting it wakes the sender. Changed to
+        # None (the sender is woken) only under the connection's thread lock.
         self.sender_wakeup: Signal | None = None
         # The socket, once connected; only plain sockets take direct writes.
         self.stream: _Stream | None = None
@@ -391,7 +435,12 @@ class Connection:
         self._connects = 0
         self._commands_written = 0
         self._writes = 0
+        # Writes and commands written by other threads (under _thread_lock).
+        self._foreign_writes = 0
         self._closed = False
+        # Serialises socket writes with writers in other threads; see
+        # "Writes from other threads". Never held across an await.
+        self._thread_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Connection {self._config.address} in_flight={self.load}>"
@@ -402,52 +451,118 @@ class Connection:
     def load(self) -> int:
         """Commands in flight on the current link; the group picks the lowest."""
         link = self._link
-        return 0 if link is None else link.in_flight
+        return 0 if link is None else link.in_flight + link.foreign
 
     def has_capacity(self, count: int) -> bool:
         """Whether ``count`` more commands may be submitted without waiting."""
         link = self._link
-        return link is None or link.in_flight == 0 or link.in_flight + count <= self._limit
+        if link is None:
+            return True
+        in_flight = link.in_flight + link.foreign
+        return in_flight == 0 or in_flight + count <= self._limit
 
-    def submit(self, payload: bytes, count: int, *, many: bool = False) -> Request:
+    def submit(
+        self, payload: bytes, count: int, *, many: bool = False, signal: Signal | None = None
+    ) -> Request:
         """Queue ``count`` encoded commands as one request and return it.
 
         Never checkpoints: the caller cannot be cancelled between creating the
         request and queueing it. Callers respect :meth:`has_capacity` first.
         ``many`` makes the request collect a list of replies even for one
-        command (and lets it grow with :meth:`extend`).
+        command (and lets it grow with :meth:`extend`). ``signal`` replaces the
+        loop's own signal (e.g. with a :class:`CallbackSignal`).
         """
         if self._closed:
             raise anyio.ClosedResourceError
         link = self._link
         if link is None:
             link = self._start_link()
-        request = Request(payload, count, self._new_signal(), many)
+        request = Request(payload, count, self._new_signal() if signal is None else signal, many)
         link.in_flight += count
-        wakeup = link.sender_wakeup
-        if wakeup is not None and not many and not link.pending and link.tail is None:
-            # Idle link (the sender sleeps, so nothing is queued): write now.
-            # Not for batches: their requests stay queued so they can grow,
-            # and a batch whose block fails before yielding sends nothing.
-            stream = link.stream
-            assert stream is not None
-            written = stream.try_send(payload)
-            if written:
-                request.taken = True
-                link.pending.append(request)
-                self._writes += 1
-                self._commands_written += count
-                if written == len(payload):
+        if link.sender_wakeup is None:
+            # The sender is awake (or being woken): it will take this. No
+            # lock: only the loop thread, this one, makes the sender sleep.
+            link.queue.append(request)
+            return request
+        with self._thread_lock:
+            wakeup = link.sender_wakeup
+            if wakeup is not None and not many and not link.pending and link.tail is None:
+                # Idle link (the sender sleeps, so nothing is queued): write
+                # now. Not for batches: their requests stay queued so they can
+                # grow, and a batch whose block fails before yielding sends
+                # nothing.
+                stream = link.stream
+                assert stream is not None
+                written = stream.try_send(payload)
+                if written:
+                    request.taken = True
+                    link.pending.append(request)
+                    self._writes += 1
+                    self._commands_written += count
+                    if written < len(payload):
+                        link.tail = memoryview(payload)[written:]  # no copy of a big payload
+                        link.sender_wakeup = None
+                        wakeup.set()
                     return request
-                link.tail = memoryview(payload)[written:]  # no copy of a big payload
+            link.queue.append(request)
+            if wakeup is not None:
                 link.sender_wakeup = None
                 wakeup.set()
-                return request
-        link.queue.append(request)
-        if wakeup is not None:
-            link.sender_wakeup = None
-            wakeup.set()
         return request
+
+    def call_from_thread(self, payload: bytes) -> Any:
+        """Write one command from a thread other than the loop's and wait for its reply.
+
+        For the blocking facade (see "Writes from other threads"): the
+        calling thread writes the command itself when the link is up on a
+        plain socket, its sender asleep, the kernel takes the bytes at once
+        and there is room in flight; the receiver hands the reply back.
+        Otherwise nothing is written and :data:`NOT_WRITTEN` is returned: go
+        through the loop. An error reply is returned as its exception, like
+        :meth:`call`; a broken link raises :class:`ConnectionLostError`.
+
+        If the wait is interrupted (``KeyboardInterrupt``), the request is
+        abandoned as a cancelled :meth:`call` is: its reply is read and dropped.
+        """
+        link = self._link
+        if link is None or type(link.stream) is not _SocketStream:
+            return NOT_WRITTEN
+        signal = ThreadSignal()
+        with self._thread_lock:
+            wakeup = link.sender_wakeup
+            if wakeup is None or link.closed or link.tail is not None or not self.has_capacity(1):
+                return NOT_WRITTEN
+            request = Request(payload, 1, signal, False)
+            request.taken = True
+            # Counted and queued before writing: the receiver may read the
+            # reply before send() returns.
+            link.foreign += 1
+            link.pending.append(request)
+            written = link.stream.try_send(payload)
+            if not written:
+                link.pending.pop()  # still last: nobody else appends now
+                link.foreign -= 1
+                return NOT_WRITTEN
+            self._foreign_writes += 1
+            if written < len(payload):
+                # The kernel took part of it: the sender writes the rest
+                # before anything else, as after a partial direct write.
+                link.tail = memoryview(payload)[written:]
+                link.sender_wakeup = None
+                self._backend.run_sync_soon(wakeup.set)
+        try:
+            signal.wait_blocking()
+        except BaseException:
+            request.abandoned = True
+            raise
+        if request.error is not None:
+            raise request.error
+        return request.value
+
+    @property
+    def linked(self) -> bool:
+        """Whether a link exists (connecting or up): submitting will not have to start one."""
+        return self._link is not None
 
     @property
     def protocol(self) -> int:
@@ -480,12 +595,16 @@ class Connection:
         if self._closed:
             raise anyio.ClosedResourceError
         link = self._link or self._start_link()
-        request = Request(payload, 0, self._new_signal(), True)
-        link.queue.append(request)
-        wakeup = link.sender_wakeup
-        if wakeup is not None:
-            link.sender_wakeup = None
-            wakeup.set()
+        link.queue.append(Request(payload, 0, self._new_signal(), True))
+        self._wake_sender(link)
+
+    def _wake_sender(self, link: _Link) -> None:
+        if link.sender_wakeup is not None:
+            with self._thread_lock:
+                wakeup = link.sender_wakeup
+                link.sender_wakeup = None
+            if wakeup is not None:
+                wakeup.set()
 
     def extend(self, request: Request, payload: bytes) -> bool:
         """Add one encoded command to a ``many`` request that is still queued.
@@ -578,12 +697,12 @@ class Connection:
         link = self._link
         return ConnectionStatistics(
             connected=link is not None and link.connected and not link.closed,
-            commands_in_flight=0 if link is None else link.in_flight,
+            commands_in_flight=0 if link is None else link.in_flight + link.foreign,
             commands_queued=0 if link is None else sum(r.count for r in link.queue),
             protocol=0 if link is None else link.protocol,
             connects=self._connects,
-            commands_written=self._commands_written,
-            writes=self._writes,
+            commands_written=self._commands_written + self._foreign_writes,
+            writes=self._writes + self._foreign_writes,
         )
 
     def close(self) -> None:
@@ -597,10 +716,12 @@ class Connection:
 
     def _start_link(self) -> _Link:
         link = _Link()
-        self._link = link
         self._task_group.start_soon(
             self._run_link, link, name=f"triopipe link {self._config.address}"
         )
+        # Only once its task exists: a link nobody runs would hold its
+        # requests forever.
+        self._link = link
         return link
 
     def _backoff_delay(self) -> float:
@@ -700,9 +821,12 @@ class Connection:
         Synchronous on purpose: from the moment a link is known to be broken no
         request can be queued on it, because new submissions see it detached.
         """
-        if link.closed:
-            return
-        link.closed = True
+        with self._thread_lock:
+            # Under the lock: a thread appending to ``pending`` either did so
+            # before (its request is failed below) or sees the link closed.
+            if link.closed:
+                return
+            link.closed = True
         link.error = error
         if self._link is link:
             self._link = None
@@ -719,7 +843,7 @@ class Connection:
                 request.error = _request_error(error, sent=sent)
                 request.done = True
                 request.signal.set()
-        link.in_flight = 0
+        link.in_flight = link.foreign = 0
         for event in (link.capacity_event, link.sender_wakeup):
             if event is not None:
                 event.set()
@@ -985,7 +1109,7 @@ def _coalesced(chunks: list[bytes]) -> Iterator[bytes]:
 
 def _release_capacity(link: _Link, max_in_flight: int) -> None:
     """Wake the submitters waiting for room, if there is room now."""
-    if link.in_flight < max_in_flight:
+    if link.in_flight + link.foreign < max_in_flight:
         event = link.capacity_event
         link.capacity_event = None
         if event is not None:

@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ._batch import Batch, Pending, Transaction, batch_block
-from ._client import Client, ClientStatistics
+from ._client import RUN_ON_LOOP, Client, ClientStatistics
 from ._commands import Arg, Command, Commands, Key
 from ._config import ClientConfig, parse_url
 from ._connection import ConnectionGroup, background_task_group
@@ -130,6 +130,22 @@ class ShardedClient(Commands):
             return await self._clients[route].execute(*args)
         assert isinstance(route, Split)
         return await self._run_split(route, None)
+
+    def _execute_in_thread(self, args: tuple[Arg, ...]) -> Any:
+        """``Client._execute_in_thread`` on the owning shard, for one-shard commands."""
+        route = self._router.route(args)
+        if type(route) is int:
+            return self._clients[route]._execute_in_thread(args)
+        return RUN_ON_LOOP
+
+    def _start(
+        self, args: tuple[Arg, ...], on_done: Callable[[], None]
+    ) -> Callable[[], Any] | None:
+        """``Client._start`` on the owning shard, for one-shard commands."""
+        route = self._router.route(args)
+        if type(route) is int:
+            return self._clients[route]._start(args, on_done)
+        return None
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
         route = self._router.route(command.args)

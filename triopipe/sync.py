@@ -66,6 +66,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._backend import current_backend
 from ._batch import Pending
+from ._client import RUN_ON_LOOP
 from ._commands import Arg, Command, Commands, Key
 from ._config import DEFAULT_URL
 
@@ -95,20 +96,30 @@ class _AsyncClient(Protocol):
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]: ...
 
+    def _execute_in_thread(self, args: tuple[Arg, ...]) -> Any: ...
 
-_Item = tuple["Future[Any]", Callable[..., Awaitable[Any]], tuple[Any, ...]]
+    def _start(
+        self, args: tuple[Arg, ...], on_done: Callable[[], None]
+    ) -> Callable[[], Any] | None: ...
+
+
+# A call for the loop thread: its Future, and the coroutine function to run
+# with its arguments, or None for a plain command (the arguments of execute).
+_Item = tuple["Future[Any]", Callable[..., Awaitable[Any]] | None, tuple[Any, ...]]
 
 
 class _Submitter:
     """Hands calls from any thread to the loop thread; see the module docstring."""
 
-    __slots__ = ("_call_soon", "_closed", "_items", "_lock", "_scheduled", "_spawn")
+    __slots__ = ("_call_soon", "_client", "_closed", "_items", "_lock", "_scheduled", "_spawn")
 
     def __init__(
         self,
+        client: _AsyncClient,
         call_soon: Callable[[Callable[[], object]], object],
         spawn: Callable[..., object],
     ) -> None:
+        self._client = client
         self._call_soon = call_soon
         self._spawn = spawn
         self._lock = threading.Lock()
@@ -116,7 +127,10 @@ class _Submitter:
         self._scheduled = False
         self._closed = False
 
-    def submit(self, function: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> Future[T]:
+    def submit(
+        self, function: Callable[..., Awaitable[T]] | None, args: tuple[Any, ...]
+    ) -> Future[T]:
+        """Queue ``function(*args)`` (None: the plain command ``args``) for the loop thread."""
         future: Future[T] = Future()
         with self._lock:
             if self._closed:
@@ -136,9 +150,38 @@ class _Submitter:
             self._items = []
         spawn = self._spawn
         run = self._run
-        for item in items:
-            if item[0].set_running_or_notify_cancel():
-                spawn(run, *item)
+        start = self._start
+        for future, function, args in items:
+            if not future.set_running_or_notify_cancel():
+                continue
+            if function is None:
+                start(future, args)
+            else:
+                spawn(run, future, function, args)
+
+    def _start(self, future: Future[Any], args: tuple[Any, ...]) -> None:
+        """Submit a plain command now, completing its Future from the reply; no task."""
+        client = self._client
+        finish: Callable[[], Any] | None = None
+
+        def on_done() -> None:
+            assert finish is not None  # set before any reply can be read
+            try:
+                reply = finish()
+            except Exception as exc:
+                future.set_exception(exc)
+                return
+            if reply is RUN_ON_LOOP:  # a retry: execute runs the whole policy
+                self._spawn(self._run, future, client.execute, args)
+            else:
+                future.set_result(reply)
+
+        try:
+            finish = client._start(args, on_done)
+        except Exception:
+            finish = None  # execute raises it, as it would have anyway
+        if finish is None:
+            self._spawn(self._run, future, client.execute, args)
 
     @staticmethod
     async def _run(
@@ -265,12 +308,14 @@ class SyncClient(Commands):
     block and return the same types as on the async client.
     """
 
-    __slots__ = ("_client", "_execute", "_submit")
+    __slots__ = ("_client", "_in_thread", "_submit", "_threads")
 
     def __init__(self, client: _AsyncClient, submitter: _Submitter) -> None:
         self._client = client
-        self._execute = client.execute
+        self._in_thread = client._execute_in_thread
         self._submit = submitter.submit
+        # Per calling thread: the last Future it was given (see _direct).
+        self._threads = threading.local()
 
     def __repr__(self) -> str:
         return f"<SyncClient driving {self._client!r}>"
@@ -286,11 +331,26 @@ class SyncClient(Commands):
         Raises:
             anyio.ClosedResourceError: the client's block has exited.
         """
-        return self._submit(self._execute, args)
+        future = self._threads.last_future = self._submit(None, args)
+        return future
 
     def execute(self, *args: Arg) -> Any:
         """Run one command and return its reply (blocking); see ``Client.execute``."""
-        return _wait(self._submit(self._execute, args))
+        if self._direct():
+            reply = self._in_thread(args)
+            if reply is not RUN_ON_LOOP:
+                return reply
+        return _wait(self._submit(None, args))
+
+    def _direct(self) -> bool:
+        """Whether this thread's blocking call may skip the loop thread.
+
+        It may write its command itself (``_execute_in_thread``) unless one of
+        its own Futures is still unfinished: that command may not be written
+        yet, and one thread's commands must not overtake each other.
+        """
+        last: Future[Any] | None = getattr(self._threads, "last_future", None)
+        return last is None or last.done()
 
     def submit_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
@@ -300,7 +360,8 @@ class SyncClient(Commands):
         ``commands`` is consumed in the loop thread.
         """
         run = functools.partial(self._client.execute_many, raise_on_error=raise_on_error)
-        return self._submit(run, (commands,))
+        future = self._threads.last_future = self._submit(run, (commands,))
+        return future
 
     def execute_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
@@ -353,18 +414,31 @@ class SyncClient(Commands):
     def shard_for(self, key: Key) -> str:
         """The URL of the server owning ``key`` (sharded and cluster clients only).
 
+        On a cluster client this is the async client's ``node_for``: the
+        primary serving the key's slot, as far as the client knows now.
+
         Raises:
-            AttributeError: the async client has no ``shard_for`` (one server).
+            AttributeError: the client drives a single server.
         """
-        shard_for: Callable[[Key], str] = getattr(self._client, "shard_for")  # noqa: B009
-        future: Future[str] = self._submit(_call_sync, (functools.partial(shard_for, key),))
+        owner: Callable[[Key], str] | None = getattr(self._client, "shard_for", None)
+        if owner is None:
+            owner = getattr(self._client, "node_for")  # noqa: B009
+        future: Future[str] = self._submit(_call_sync, (functools.partial(owner, key),))
         return _wait(future)
+
+    node_for = shard_for
 
     def statistics(self) -> Any:
         """The async client's statistics snapshot (e.g. :class:`~triopipe.ClientStatistics`)."""
         return _wait(self._submit(_call_sync, (self._client.statistics,)))
 
     def _dispatch(self, command: Command[T], /) -> T:
+        if self._direct():
+            reply = self._in_thread(command.args)
+            if reply is not RUN_ON_LOOP:
+                transform = command.transform
+                result: T = reply if transform is None else transform(reply)
+                return result
         future: Future[T] = self._submit(self._client._dispatch, (command,))
         return _wait(future)
 
@@ -412,17 +486,19 @@ async def _serve(
     # ConnectError, not an exception group.
     error: BaseException | None = None
     async with _command_tasks() as (call_soon, spawn):
-        submitter = _Submitter(call_soon, spawn)
+        submitter: _Submitter | None = None
         try:
             # Leaving this block fails every command in flight, so the
             # command tasks end at once and _command_tasks() does not wait.
             async with open_async() as client:
+                submitter = _Submitter(client, call_soon, spawn)
                 task_status.started((client, submitter, stop))
                 await stop.wait()
         except BaseException as exc:
             error = exc
         finally:
-            submitter.close()
+            if submitter is not None:
+                submitter.close()
     if error is not None:
         raise error
 

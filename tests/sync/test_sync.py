@@ -111,8 +111,10 @@ def test_futures_from_many_threads_get_their_own_replies(redis_url: str, backend
             for i in range(rounds):
                 futures.append(redis.submit("INCR", f"counter:{number}"))
                 futures.append(redis.submit("ECHO", f"{number}:{i}"))
-            # Blocking calls interleave with the Futures still in flight.
-            assert redis.get(f"counter:{number}") is not None
+            # Blocking calls interleave with the Futures still in flight. Over
+            # two connections nothing orders them: any count may show.
+            count = redis.get(f"counter:{number}")
+            assert count is None or 0 < int(count) <= rounds
             results[number] = [future.result() for future in futures]
 
         workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
