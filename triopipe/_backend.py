@@ -24,7 +24,7 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["Backend", "CallbackSignal", "Signal", "ThreadSignal", "current_backend"]
+__all__ = ["Backend", "Signal", "ThreadSignal", "current_backend"]
 
 
 class Signal(Protocol):
@@ -78,29 +78,6 @@ class ThreadSignal:
     def wait_blocking(self) -> None:
         """Block the calling thread until :meth:`set` is called."""
         self._lock.acquire()
-
-
-class CallbackSignal:
-    """A :class:`Signal` that runs a function in the loop thread instead of waking a waiter.
-
-    For requests nobody awaits (the blocking facade's Futures): the function
-    runs once, when the request is done, inside whatever sets the signal (the
-    receiver, or a link breaking), so it must be quick and must not raise.
-    """
-
-    __slots__ = ("_callback",)
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        self._callback: Callable[[], None] | None = callback
-
-    def set(self) -> None:
-        callback = self._callback
-        if callback is not None:
-            self._callback = None
-            callback()
-
-    def wait(self) -> Awaitable[None]:
-        raise TypeError("nothing waits for a CallbackSignal: its callback runs when it is set")
 
 
 # Bound by current_backend() the first time it finds trio running, so that

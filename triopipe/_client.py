@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
-from ._backend import CallbackSignal
+from ._backend import Signal
 from ._batch import Batch, Transaction, batch_block
 from ._commands import Arg, Command, Commands, Key
 from ._commands import keys as key_commands
@@ -169,14 +169,12 @@ class Client(Commands, Scripting):
             return RUN_ON_LOOP
         return self._shape(args, connection, reply)
 
-    def _start(
-        self, args: tuple[Arg, ...], on_done: Callable[[], None]
-    ) -> Callable[[], Any] | None:
+    def _start(self, args: tuple[Arg, ...], signal: Signal) -> Callable[[], Any] | None:
         """Submit a plain command now, in the loop thread, and return without waiting.
 
         For the blocking facade's Futures: no task per command, and commands
-        submitted one after the other are queued in that order. ``on_done``
-        runs in the loop thread once the reply is in (or the link failed);
+        submitted one after the other are queued in that order. ``signal``
+        is set in the loop thread once the reply is in (or the link failed);
         then the returned *finish* gives the reply as :meth:`execute` would,
         raises its error, or returns :data:`RUN_ON_LOOP` (a retryable
         outcome: run :meth:`execute`). Returns None, submitting nothing, when
@@ -188,7 +186,7 @@ class Client(Commands, Scripting):
         connection = self._group.choose()
         if not connection.linked or not connection.has_capacity(1):
             return None
-        request = connection.submit(encode_command(args), 1, signal=CallbackSignal(on_done))
+        request = connection.submit(encode_command(args), 1, signal=signal)
         return functools.partial(self._finish, args, connection, request)
 
     def _finish(self, args: tuple[Arg, ...], connection: Connection, request: Request) -> Any:

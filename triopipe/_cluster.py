@@ -67,6 +67,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
+from ._backend import Signal
 from ._batch import Batch, Pending, batch_block
 from ._client import RUN_ON_LOOP, Client, ClientStatistics
 from ._cluster_map import (
@@ -446,9 +447,7 @@ class ClusterClient(Commands):
             return RUN_ON_LOOP
         return self._node_outcome(functools.partial(node.client._execute_in_thread, args))
 
-    def _start(
-        self, args: tuple[Arg, ...], on_done: Callable[[], None]
-    ) -> Callable[[], Any] | None:
+    def _start(self, args: tuple[Arg, ...], signal: Signal) -> Callable[[], Any] | None:
         """``Client._start`` on the node serving the command's slot.
 
         See :meth:`_execute_in_thread` for what is left to :meth:`execute`.
@@ -456,7 +455,7 @@ class ClusterClient(Commands):
         node = self._direct_node(args)
         if node is None:
             return None
-        finish = node.client._start(args, on_done)
+        finish = node.client._start(args, signal)
         return None if finish is None else functools.partial(self._node_outcome, finish)
 
     def _direct_node(self, args: tuple[Arg, ...]) -> _Node | None:

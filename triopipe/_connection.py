@@ -470,7 +470,7 @@ class Connection:
         request and queueing it. Callers respect :meth:`has_capacity` first.
         ``many`` makes the request collect a list of replies even for one
         command (and lets it grow with :meth:`extend`). ``signal`` replaces the
-        loop's own signal (e.g. with a :class:`CallbackSignal`).
+        loop's own signal (e.g. with one that completes a Future: ``triopipe.sync``).
         """
         if self._closed:
             raise anyio.ClosedResourceError

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._backend import Signal
 from ._batch import Batch, Pending, Transaction, batch_block
 from ._client import RUN_ON_LOOP, Client, ClientStatistics
 from ._commands import Arg, Command, Commands, Key
@@ -138,13 +139,11 @@ class ShardedClient(Commands):
             return self._clients[route]._execute_in_thread(args)
         return RUN_ON_LOOP
 
-    def _start(
-        self, args: tuple[Arg, ...], on_done: Callable[[], None]
-    ) -> Callable[[], Any] | None:
+    def _start(self, args: tuple[Arg, ...], signal: Signal) -> Callable[[], Any] | None:
         """``Client._start`` on the owning shard, for one-shard commands."""
         route = self._router.route(args)
         if type(route) is int:
-            return self._clients[route]._start(args, on_done)
+            return self._clients[route]._start(args, signal)
         return None
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
