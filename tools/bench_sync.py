@@ -8,8 +8,9 @@ machine skews them all alike.
 Workloads:
 
 - *small*: 10k sequential ``PING`` (facade ``execute`` and typed ``ping()``
-  vs redis-py ``r.ping()``), per call; and 10k ``PING`` submitted as Futures
-  then waited, vs one redis-py pipeline of 10k.
+  vs redis-py ``r.ping()``), per call; and 10k ``PING`` at once, vs one
+  redis-py pipeline of 10k: submitted as Futures then waited, and as one
+  facade ``execute_many``.
 - *big*: 200 ``SINTER`` of two 100k-member sets (server-bound: the
   intersection is 10 members), keys over 2 servers, through the sharded
   facade, vs redis-py sync on the same two servers, one command after
@@ -97,6 +98,9 @@ def small_commands(url: str, backends: Sequence[str], rounds: int) -> None:
                 for future in futures:
                     future.result()
 
+            def facade_pipeline(facade: sync.SyncClient = facade) -> None:
+                facade.execute_many([("PING",)] * SMALL)
+
             facade_execute()  # warm up
             times = _rounds(
                 {
@@ -104,6 +108,7 @@ def small_commands(url: str, backends: Sequence[str], rounds: int) -> None:
                     "execute": facade_execute,
                     "ping": facade_ping,
                     "futures": facade_futures,
+                    "execute_many": facade_pipeline,
                     "pipeline": redis_py_pipeline,
                 },
                 rounds,
@@ -113,14 +118,19 @@ def small_commands(url: str, backends: Sequence[str], rounds: int) -> None:
             f"{label:28} {per_call['redis-py']:8.1f}us {per_call['execute']:8.1f}us "
             f"{per_call['ping']:8.1f}us {per_call['execute'] / per_call['redis-py']:6.2f}x"
         )
-        futures_rows.append((label, times["pipeline"], times["futures"]))
+        futures_rows.append((label, times["pipeline"], times["futures"], times["execute_many"]))
     print("ratio: facade execute time / redis-py time (target <= 1.15)")
-    print("\n10k PING as Futures, then waited, vs one redis-py pipeline of 10k")
-    print(f"{'loop':28} {'pipeline':>10} {'futures':>10} {'ratio':>7}")
-    for label, pipeline, futures in futures_rows:
+    print("\n10k PING at once: redis-py pipeline vs facade Futures and execute_many")
+    print(
+        f"{'loop':28} {'pipeline':>10} {'futures':>10} {'ratio':>7} {'exec_many':>10} {'ratio':>7}"
+    )
+    for label, pipeline, futures, many in futures_rows:
         print(
-            f"{label:28} {pipeline * 1e3:8.1f}ms {futures * 1e3:8.1f}ms {futures / pipeline:6.2f}x"
+            f"{label:28} {pipeline * 1e3:8.1f}ms "
+            f"{futures * 1e3:8.1f}ms {futures / pipeline:6.2f}x "
+            f"{many * 1e3:8.1f}ms {many / pipeline:6.2f}x"
         )
+    print("ratio: facade time / redis-py pipeline time")
     client.close()
 
 

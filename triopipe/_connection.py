@@ -271,11 +271,12 @@ class _Link:
 class _SocketStream:
     """A connected non-blocking TCP or unix socket, driven with the loop's readiness waits."""
 
-    __slots__ = ("_backend", "_drained", "_yielded", "sock")
+    __slots__ = ("_backend", "_drained", "_readable", "_yielded", "sock")
 
     def __init__(self, sock: socket.socket, backend: Backend) -> None:
         self.sock = sock
         self._backend = backend
+        self._readable = backend.readable_watcher(sock)
         self._yielded = True
         self._drained = False
 
@@ -305,13 +306,13 @@ class _SocketStream:
             # The last read took everything there was: a recv now would most
             # likely fail (EAGAIN). Wait first, saving a system call per
             # round trip on the latency path.
-            await self._backend.wait_readable(sock)
+            await self._readable.wait()
             self._yielded = True
         while True:
             try:
                 data = sock.recv(max_bytes)
             except (BlockingIOError, InterruptedError):
-                await self._backend.wait_readable(sock)
+                await self._readable.wait()
                 self._yielded = True
                 continue
             self._drained = len(data) < max_bytes
@@ -334,6 +335,7 @@ class _SocketStream:
             self.sock.shutdown(socket.SHUT_RDWR)
 
     async def aclose(self) -> None:
+        self._readable.close()
         if self._backend.name == "trio":
             import trio
 

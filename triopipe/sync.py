@@ -6,25 +6,40 @@ Theory of operation
 ``open_client``, ``open_sharded_client`` and ``open_cluster_client`` share
 one path (:func:`_open`): start an event loop in a new thread (anyio's
 blocking portal), and in it a *serve* task that opens the async client and a
-place for command tasks (an asyncio task set or a trio nursery). The caller's
-threads never touch the async client; they hand it work through a
-:class:`_Submitter`:
+place for command tasks (an asyncio task set or a trio nursery).
+
+A *blocking* call on a plain command first tries the direct path
+(``_execute_in_thread`` of the async client): the calling thread routes and
+encodes the command and, if the chosen connection is idle, writes it to the
+socket itself; the loop thread's receiver reads the reply and wakes the
+caller (``Connection.call_from_thread`` explains how the two threads share
+the socket's writes safely). That saves the hand-off to the loop thread,
+which otherwise costs as much as the round trip. Anything else (a busy or
+broken connection, TLS, blocking commands, several shards, a redirect, an
+outcome to retry) goes through the loop as below, as does every call of a
+thread that still has an unfinished Future: its commands must not overtake
+its own earlier ones.
+
+Everything else is handed to the loop thread through a :class:`_Submitter`:
 
 - ``submit`` appends ``(future, function, args)`` to a list under a lock
   and, unless a *drain* is already scheduled, schedules one with the loop's
   own thread-safe callback (``call_soon_threadsafe`` / ``run_sync_soon``).
   Everything submitted while the loop is busy shares that one wake-up.
 - The drain, in the loop thread, takes the whole list and, for each item,
-  marks the Future running (``set_running_or_notify_cancel``) and starts a
-  native task that awaits ``function(*args)`` on the async client and
-  completes the Future. A Future cancelled before that point is skipped: its
-  command is never sent. From that point on ``cancel()`` returns False, as
-  for any running ``concurrent.futures.Future``, because the command may
-  already be on the wire. So ``cancel()`` returning True means "never sent".
+  marks the Future running (``set_running_or_notify_cancel``). A plain
+  command is then submitted to its connection at once, in list order, with a
+  :class:`_Completion` as its signal, which completes the Future when the
+  reply is read: no task per command (the async client's ``_start``). Other
+  calls, and commands ``_start`` declines, get a native task that awaits
+  ``function(*args)`` on the async client and completes the Future. A Future
+  cancelled before that point is skipped: its command is never sent. From
+  then on ``cancel()`` returns False, as for any running
+  ``concurrent.futures.Future``, because the command may already be on the
+  wire. So ``cancel()`` returning True means "never sent".
 
 anyio's portal is used to start and stop the loop, not per command: its
-``start_task_soon`` costs a task group spawn and a cancel scope per call
-(about 150 µs per blocking PING against about 85 µs for this path).
+``start_task_soon`` costs a task group spawn and a cancel scope per call.
 
 Shutdown (leaving the ``with`` block, also on an exception or
 KeyboardInterrupt): the submitter closes first (new calls raise
