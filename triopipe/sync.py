@@ -543,7 +543,7 @@ async def _serve(
 def _loop_options(backend: str, options: dict[str, Any] | None) -> dict[str, Any] | None:
     if options is not None:
         return options
-    # uvloop makes a blocking call about 10% faster (tools/bench_sync.py).
+    # uvloop makes a blocking call about 15% faster (python -m benchmarks sync).
     if backend == "asyncio" and importlib.util.find_spec("uvloop") is not None:
         return {"use_uvloop": True}
     return None
