@@ -225,7 +225,6 @@ class _Link:
     """One socket's lifetime: send queue, pending FIFO and their accounting."""
 
     __slots__ = (
-        "capacity_event",
         "capacity_waiters",
         "closed",
         "connected",
@@ -262,8 +261,8 @@ class _Link:
         # Bytes of a direct write the kernel did not take; the sender writes
         # them before anything queued.
         self.tail: bytes | memoryview | None = None
-        self.capacity_waiters = 0
-        self.capacity_event: anyio.Event | None = None
+        # Submitters waiting for room, in turn: (commands, event).
+        self.capacity_waiters: deque[tuple[int, anyio.Event]] = deque()
         self.ready = anyio.Event()
         self.scope: anyio.CancelScope | None = None
 
@@ -630,18 +629,32 @@ class Connection:
         return True
 
     async def wait_for_capacity(self, count: int) -> None:
-        """Wait until :meth:`has_capacity` holds for ``count`` commands (backpressure)."""
+        """Wait until :meth:`has_capacity` holds for ``count`` commands (backpressure).
+
+        Waiters are woken in turn, as many as the freed room admits, not all
+        at once: thousands of waiters would otherwise all wake on every read
+        and all but a few go back to sleep. A waiter woken but beaten to the
+        room keeps its turn.
+        """
+        first = True
         while not self.has_capacity(count):
             link = self._link
             assert link is not None
-            if link.capacity_event is None:
-                link.capacity_event = anyio.Event()
-            event = link.capacity_event
-            link.capacity_waiters += 1
+            waiter = (count, anyio.Event())
+            if first:
+                link.capacity_waiters.append(waiter)
+                first = False
+            else:
+                link.capacity_waiters.appendleft(waiter)
             try:
-                await event.wait()
-            finally:
-                link.capacity_waiters -= 1
+                await waiter[1].wait()
+            except BaseException:
+                if waiter[1].is_set():
+                    # Woken, then cancelled: the room it was given goes on.
+                    _release_capacity(link, self._limit)
+                else:
+                    link.capacity_waiters.remove(waiter)
+                raise
 
     @staticmethod
     async def wait(request: Request) -> Any:
@@ -846,9 +859,11 @@ class Connection:
                 request.done = True
                 request.signal.set()
         link.in_flight = link.foreign = 0
-        for event in (link.capacity_event, link.sender_wakeup):
-            if event is not None:
-                event.set()
+        for _, waiting in link.capacity_waiters:
+            waiting.set()
+        link.capacity_waiters.clear()
+        if link.sender_wakeup is not None:
+            link.sender_wakeup.set()
         link.ready.set()
         if link.scope is not None:
             link.scope.cancel()
@@ -1110,12 +1125,20 @@ def _coalesced(chunks: list[bytes]) -> Iterator[bytes]:
 
 
 def _release_capacity(link: _Link, max_in_flight: int) -> None:
-    """Wake the submitters waiting for room, if there is room now."""
-    if link.in_flight + link.foreign < max_in_flight:
-        event = link.capacity_event
-        link.capacity_event = None
-        if event is not None:
-            event.set()
+    """Wake the submitters waiting for room, in turn, as many as the room admits.
+
+    By :meth:`Connection.has_capacity`'s rule: a request fits if it leaves
+    the link within ``max_in_flight``, or if nothing is in flight at all.
+    """
+    waiters = link.capacity_waiters
+    in_flight = link.in_flight + link.foreign
+    while waiters:
+        count, event = waiters[0]
+        if in_flight and in_flight + count > max_in_flight:
+            return
+        waiters.popleft()
+        event.set()
+        in_flight += count
 
 
 def _load(connection: Connection) -> int:

@@ -191,6 +191,49 @@ async def test_max_in_flight_bounds_commands_awaiting_replies(redis_url: str) ->
         assert 0 < peak <= 8
 
 
+async def test_many_waiters_for_room_all_get_through_even_when_some_give_up(
+    redis_url: str,
+) -> None:
+    """2,000 submitters on 16 places, woken in turn; a third abandon their wait."""
+    async with triopipe.open_client(redis_url, max_in_flight=16) as redis:
+        peak = 0
+        done = anyio.Event()
+        finished = 0
+        gave_up = 0
+
+        async def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, redis.statistics().commands_in_flight)
+                await anyio.lowlevel.checkpoint()
+
+        async def worker(i: int) -> None:
+            nonlocal finished, gave_up
+            # Some wait with a deadline they may miss while queued for room.
+            with anyio.move_on_after(0.001 if i % 3 == 0 else 60) as scope:
+                if i % 4 == 0:
+                    replies = await redis.execute_many([("ECHO", f"{i}:{j}") for j in range(8)])
+                    assert replies == [f"{i}:{j}".encode() for j in range(8)]
+                else:
+                    assert await redis.execute("ECHO", str(i)) == str(i).encode()
+                finished += 1
+            if scope.cancelled_caught:
+                gave_up += 1
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(sample)
+                async with anyio.create_task_group() as task_group:
+                    for i in range(2000):
+                        task_group.start_soon(worker, i)
+                done.set()
+        assert finished + gave_up == 2000
+        assert finished >= 2000 * 2 // 3
+        assert 0 < peak <= 16
+        assert await redis.execute("ECHO", "after") == b"after"
+        assert redis.statistics().commands_in_flight == 0
+
+
 async def test_connection_group_spreads_commands(redis_url: str) -> None:
     async with triopipe.open_client(redis_url, connections=3, client_name="grouped") as redis:
 

@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 
+# The TLS tests' server and certificate authority: fixtures, used by name.
+from integration.test_tls import ca, tls_server, trusting
+
 import triopipe
 import triopipe.testing
 from triopipe import _connection, sync
@@ -26,6 +29,8 @@ from triopipe._routing import key_slot
 from triopipe.testing import redis_server_process
 
 from .test_sync import _Control
+
+__all__ = ["ca", "tls_server"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -268,3 +273,48 @@ def test_cluster_redirects_met_on_the_direct_path_go_through_the_loop(
         for reader in readers:
             reader.join()
         assert redis.statistics().commands_in_flight == 0
+
+
+@pytest.fixture(scope="module")
+def two_servers() -> Iterator[list[str]]:
+    with redis_server_process() as first, redis_server_process() as second:
+        yield [first.url, second.url]
+
+
+def test_sharded_blocking_calls_go_straight_to_their_shard(
+    two_servers: list[str], backend: str, tally: _Tally
+) -> None:
+    for url in two_servers:
+        _Control(url).flushall()
+    keys = [f"shard-key:{i}" for i in range(100)]
+    with sync.open_sharded_client(two_servers, backend=backend) as redis:
+        redis.execute_many([("SET", key, key) for key in keys])
+        tally.written = tally.not_written = 0
+        assert [redis.get(key) for key in keys] == [key.encode() for key in keys]
+        assert tally.written == len(keys)
+        # Over several shards: the loop splits and merges, as before.
+        assert redis.mget(*keys) == [key.encode() for key in keys]
+        assert tally.written == len(keys)
+        # Refused before anything is sent, by the same routing as the loop's.
+        first, second = (next(k for k in keys if redis.shard_for(k) == u) for u in two_servers)
+        with pytest.raises(triopipe.CrossSlotError):
+            redis.execute("SINTER", first, second)
+        owners = {url: _Control(url) for url in two_servers}
+        assert all(owners[redis.shard_for(key)].get(key) == key.encode() for key in keys)
+
+
+def test_tls_links_leave_every_call_to_the_loop(
+    tls_server: tuple[triopipe.testing.RedisServerProcess, int],
+    ca: Any,
+    backend: str,
+    tally: _Tally,
+) -> None:
+    """Only plain sockets take writes from other threads: TLS state is the loop's alone."""
+    _, port = tls_server
+    with sync.open_client(
+        f"rediss://localhost:{port}", backend=backend, ssl_context=trusting(ca)
+    ) as redis:
+        redis.delete("tls-n")
+        tally.written = tally.not_written = 0
+        assert [redis.incr("tls-n") for _ in range(50)] == list(range(1, 51))
+        assert (tally.written, tally.not_written) == (0, 50)
