@@ -318,3 +318,60 @@ def test_tls_links_leave_every_call_to_the_loop(
         tally.written = tally.not_written = 0
         assert [redis.incr("tls-n") for _ in range(50)] == list(range(1, 51))
         assert (tally.written, tally.not_written) == (0, 50)
+
+
+def test_connections_killed_again_and_again_under_direct_calls(
+    redis_url: str, backend: str
+) -> None:
+    """Blocking calls from 6 threads while the server kills the connection every 20 ms.
+
+    Each call gets its own reply or ConnectionLostError; none hangs or gets
+    another's reply, and nothing is left counted in flight.
+    """
+    control = _Control(redis_url)
+    wrong: list[tuple[str, object]] = []
+    unexpected: list[BaseException] = []
+    outcomes = {"ok": 0, "lost": 0}
+    tally_lock = threading.Lock()
+    stop = time.monotonic() + 1.5
+    with sync.open_client(redis_url, backend=backend) as redis:
+
+        def caller(number: int) -> None:
+            i = 0
+            while time.monotonic() < stop:
+                token = f"{number}:{i}"
+                i += 1
+                try:
+                    if i % 5 == 0:  # some through the loop, as Futures
+                        reply = redis.submit("ECHO", token).result(timeout=10)
+                    else:
+                        reply = redis.execute("ECHO", token)
+                except triopipe.ConnectionLostError:
+                    with tally_lock:
+                        outcomes["lost"] += 1
+                    continue
+                except Exception as exc:
+                    unexpected.append(exc)
+                    continue
+                if reply != token.encode():
+                    wrong.append((token, reply))
+                with tally_lock:
+                    outcomes["ok"] += 1
+
+        callers = [threading.Thread(target=caller, args=(n,)) for n in range(6)]
+        for thread in callers:
+            thread.start()
+        kills = 0
+        while time.monotonic() < stop:
+            time.sleep(0.02)
+            control.execute_command("CLIENT", "KILL", "TYPE", "normal")
+            kills += 1
+        for thread in callers:
+            thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in callers)
+        assert (wrong, unexpected) == ([], [])
+        assert outcomes["ok"] > 0
+        assert outcomes["lost"] > 0  # the kills did land on calls in flight
+        statistics = redis.statistics()
+        assert statistics.commands_in_flight == 0
+        assert statistics.connects > kills // 2
