@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import itertools
 import shlex
 import sys
 import time
@@ -32,7 +33,9 @@ __all__ = ["main"]
 
 _READ_SIZE = 1024 * 1024
 # Commands per execute_many call: replies of one call are held until it
-# returns, so a call bounds the memory spent on them.
+# returns, so a call bounds the memory spent on them. Each call consumes its
+# share of the input lazily, window by window, so that reading and parsing
+# the next window overlaps the server's work on the last one.
 _CALL_SIZE = 1_000_000
 
 
@@ -93,14 +96,6 @@ class _Prepended:
             yield pending
 
 
-def _chunks(commands: Iterator[tuple[bytes, ...]], size: int) -> Iterator[list[tuple[bytes, ...]]]:
-    while True:
-        chunk = [command for _, command in zip(range(size), commands, strict=False)]
-        if not chunk:
-            return
-        yield chunk
-
-
 @contextlib.asynccontextmanager
 async def _open_target(args: argparse.Namespace) -> AsyncIterator[Any]:
     if args.cluster:
@@ -143,14 +138,18 @@ async def _pump(args: argparse.Namespace, source: BinaryIO) -> int:
     # are (a bad input raises ProtocolError, not an exception group).
     async with _open_target(args) as client, background_task_group() as task_group:
         task_group.start_soon(progress.run)
-        for chunk in _chunks(read_commands(source, args.format), _CALL_SIZE):
-            replies = await client.execute_many(chunk, raise_on_error=False)
+        commands = read_commands(source, args.format)
+        while True:
+            share = itertools.islice(commands, _CALL_SIZE)
+            replies = await client.execute_many(share, raise_on_error=False)
             progress.done += len(replies)
             for reply in replies:
                 if isinstance(reply, Exception):
                     progress.errors += 1
                     if len(first_errors) < 5:
                         first_errors.append(str(reply))
+            if len(replies) < _CALL_SIZE:
+                break
     if progress.enabled:
         print(file=sys.stderr)
     if not args.quiet:
