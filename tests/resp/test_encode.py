@@ -19,6 +19,7 @@ from triopipe._resp import (
     Arg,
     encode_command,
     encode_commands,
+    encode_each,
     python_encode_command,
 )
 
@@ -119,6 +120,34 @@ def test_encode_commands_mixed_slow_path() -> None:
         encode_commands([("A", 1), ("B", True)])
     with pytest.raises(ValueError, match="empty"):
         encode_commands([("A", 1), ()])
+
+
+@pytest.mark.skipif(not HAVE_HIREDIS, reason="no hiredis")
+@pytest.mark.parametrize(
+    "big",
+    [
+        pytest.param(os.urandom(64 * 1024 + 1), id="bytes"),
+        pytest.param(bytearray(os.urandom(300_000)), id="bytearray"),
+        pytest.param(memoryview(os.urandom(1024 * 1024)), id="memoryview"),
+        pytest.param("é" * 40_000, id="str"),
+    ],
+)
+def test_big_arguments_take_the_python_encoder_with_the_same_bytes(big: Arg) -> None:
+    # Past 64 KiB the encoders hand the command to python_encode_command,
+    # which packs big values far faster than hiredis; the bytes are the same.
+    small: tuple[Arg, ...] = ("SET", "small", "v")
+    command: tuple[Arg, ...] = ("SET", "big", big, "EX", 10)
+    expected = python_encode_command(command)
+    if isinstance(big, (bytes, str)):  # hiredis refuses bytearray and memoryview
+        assert expected == hiredis_pack(command)
+    assert encode_command(command) == expected
+    # A window whose first command is big, another whose first is small.
+    packed_small = hiredis_pack(small)
+    assert encode_commands([command, small]) == expected + packed_small
+    assert encode_commands([small, command]) == packed_small + expected
+    assert encode_each([command, small, command]) == [expected, packed_small, expected]
+    with pytest.raises(TypeError, match="bool"):
+        encode_commands([command, ("SET", "k", True)])
 
 
 args_strategy = st.lists(

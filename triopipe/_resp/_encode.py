@@ -42,6 +42,22 @@ _pack: Callable[[tuple[Any, ...]], bytes] | None = (
 )
 
 
+# hiredis.pack_command (3.5) slows down sharply past 64 KiB per argument:
+# 1 MiB takes about 1.4 ms against 0.03 ms for python_encode_command, whose
+# b"".join copies each argument once; below that, hiredis is the faster.
+_BIG_ARGUMENT = 64 * 1024
+_SIZED = (bytes, bytearray, memoryview, str)
+
+
+def _has_big_argument(args: Sequence[Arg]) -> bool:
+    """Whether ``args`` holds an argument that python_encode_command packs faster."""
+    # A loop rather than any(): no generator frame on every SET's path.
+    for arg in args:  # noqa: SIM110
+        if type(arg) in _SIZED and len(arg) > _BIG_ARGUMENT:  # type: ignore[arg-type]
+            return True
+    return False
+
+
 def _unsupported(arg: object) -> TypeError:
     if isinstance(arg, bool):
         # int(True) == 1 would go out as "1" without complaint; that is
@@ -124,6 +140,10 @@ def encode_command(args: Sequence[Arg]) -> bytes:
         # hiredis would happily produce "*0\r\n", which Redis ignores, leaving
         # the caller waiting for a reply that never comes.
         raise ValueError("cannot encode an empty command")
+    # Only commands with a value to carry (SET k v, ...) may hold a big one:
+    # GET k and PING skip the check.
+    if len(args) > 2 and _has_big_argument(args):
+        return python_encode_command(args)
     try:
         return _pack(args)
     except TypeError:
@@ -149,7 +169,9 @@ def encode_commands(commands: Iterable[Sequence[Arg]]) -> bytes:
     if _pack is None:
         return b"".join([python_encode_command(command) for command in commands])
     batch = commands if isinstance(commands, list) else list(commands)
-    if all(batch):
+    # Commands of one pipeline tend to look alike: the first one tells
+    # whether hiredis or the per-command path (big arguments) is faster.
+    if batch and all(batch) and not _has_big_argument(batch[0]):
         try:
             # All in C when every command is a tuple of exact supported types:
             # the usual case, about as fast as pack_command itself.
@@ -172,7 +194,7 @@ def encode_each(commands: Iterable[Sequence[Arg]]) -> list[bytes]:
     if _pack is None:
         return [python_encode_command(command) for command in commands]
     batch = commands if isinstance(commands, list) else list(commands)
-    if all(batch):
+    if batch and all(batch) and not _has_big_argument(batch[0]):  # see encode_commands
         try:
             return list(map(_pack, batch))
         except TypeError:
