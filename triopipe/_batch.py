@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, Protocol, TypeVar
 
-from ._commands import Arg, Command, Commands
+from ._commands import Arg, Command, Commands, run_command
 from ._connection import Connection, Request
 from ._exceptions import ConnectionLostError, ExecAbortError, ResponseError, WatchError
 from ._resp import encode_command, encode_commands
@@ -209,12 +209,7 @@ class _Immediate(Commands):
         return reply
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
-        return self._run(command)
-
-    async def _run(self, command: Command[T]) -> T:
-        reply = await self.execute(*command.args)
-        transform = command.transform
-        return reply if transform is None else transform(reply)
+        return run_command(self.execute, command)
 
 
 class Transaction(Commands):

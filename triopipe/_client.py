@@ -20,7 +20,7 @@ import anyio.lowlevel
 
 from ._backend import Signal
 from ._batch import Batch, Transaction, batch_block
-from ._commands import Arg, Command, Commands, Key
+from ._commands import Arg, Command, Commands, Key, run_command
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
 from ._connection import (
@@ -370,8 +370,8 @@ class Client(Commands, Scripting):
         """Iterate over the keys of the database with ``SCAN`` (keys may repeat)."""
         cursor = 0
         while True:
-            cursor, keys = await self._run_command(
-                key_commands.scan(cursor, match=match, count=count)
+            cursor, keys = await run_command(
+                self.execute, key_commands.scan(cursor, match=match, count=count)
             )
             for key in keys:
                 yield key
@@ -397,12 +397,7 @@ class Client(Commands, Scripting):
             # The reply is the result: no coroutine of our own around it.
             result: Awaitable[T] = self.execute(*command.args)
             return result
-        return self._run_command(command)
-
-    async def _run_command(self, command: Command[T]) -> T:
-        reply = await self.execute(*command.args)
-        transform = command.transform
-        return reply if transform is None else transform(reply)
+        return run_command(self.execute, command)
 
 
 # Commands whose RESP3 reply is a set. hiredis reads RESP3 sets as lists (it

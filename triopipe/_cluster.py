@@ -78,7 +78,7 @@ from ._cluster_map import (
     parse_cluster_shards,
     parse_cluster_slots,
 )
-from ._commands import Arg, Command, Commands, Key
+from ._commands import Arg, Command, Commands, Key, run_command
 from ._config import ClientConfig, parse_url
 from ._connection import ConnectionGroup, background_task_group
 from ._exceptions import (
@@ -478,12 +478,7 @@ class ClusterClient(Commands):
             return RUN_ON_LOOP
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
-        return self._run_command(command)
-
-    async def _run_command(self, command: Command[T]) -> T:
-        reply = await self.execute(*command.args)
-        transform = command.transform
-        return reply if transform is None else transform(reply)
+        return run_command(self.execute, command)
 
     async def _run_split(self, route: Split) -> Any:
         plan = _Plan(self)

@@ -473,9 +473,7 @@ class SyncClient(Commands):
         if self._direct():
             reply = self._in_thread(command.args)
             if reply is not RUN_ON_LOOP:
-                transform = command.transform
-                result: T = reply if transform is None else transform(reply)
-                return result
+                return command.shape(reply)
         future: Future[T] = self._submit(self._client._dispatch, (command,))
         return _wait(future)
 

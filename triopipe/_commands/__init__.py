@@ -8,9 +8,9 @@ builder in its group's module.
 from __future__ import annotations
 
 from . import hashes, keys, lists, pubsub, server, sets, sorted_sets, strings
-from ._base import Arg, Command, Key, command
+from ._base import Arg, Command, Key, command, run_command
 
-__all__ = ["Arg", "Command", "Commands", "Key", "command"]
+__all__ = ["Arg", "Command", "Commands", "Key", "command", "run_command"]
 
 
 class Commands:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ov
 if TYPE_CHECKING:
     from .._batch import Pending
 
-__all__ = ["Arg", "Command", "Key", "command"]
+__all__ = ["Arg", "Command", "Key", "command", "run_command"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -43,6 +43,21 @@ class Command(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Command{self.args!r}"
+
+    def shape(self, reply: Any) -> T:
+        """The reply as the helper returns it (``transform`` applied, if any)."""
+        transform = self.transform
+        result: T = reply if transform is None else transform(reply)
+        return result
+
+
+async def run_command(execute: Callable[..., Awaitable[Any]], command: Command[T]) -> T:
+    """Run ``command`` with an async ``execute`` and shape its reply.
+
+    What the async facades' ``_dispatch`` returns for a command with a
+    ``transform``.
+    """
+    return command.shape(await execute(*command.args))
 
 
 class _AsyncDispatch(Protocol):
