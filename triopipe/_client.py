@@ -158,9 +158,9 @@ class Client(Commands, Scripting):
         nothing was written, or the outcome is one the retry policy would
         retry (``execute`` then starts its attempts afresh).
         """
-        if command_kind(args) is not CommandKind.SHARED or self._group.closed:
+        connection = self._plain_connection(args)
+        if connection is None:
             return RUN_ON_LOOP
-        connection = self._group.choose()
         try:
             reply = connection.call_from_thread(encode_command(args))
         except TransportError as exc:
@@ -181,13 +181,17 @@ class Client(Commands, Scripting):
         :meth:`execute` must run it: not a plain command, no room in flight,
         or no link (starting one takes a task, which ``execute`` has).
         """
-        if command_kind(args) is not CommandKind.SHARED or self._group.closed:
-            return None
-        connection = self._group.choose()
-        if not connection.linked or not connection.has_capacity(1):
+        connection = self._plain_connection(args)
+        if connection is None or not connection.linked or not connection.has_capacity(1):
             return None
         request = connection.submit(encode_command(args), 1, signal=signal)
         return functools.partial(self._finish, args, connection, request)
+
+    def _plain_connection(self, args: tuple[Arg, ...]) -> Connection | None:
+        """The shared connection ``execute`` would send ``args`` on, if it is a plain command."""
+        if command_kind(args) is not CommandKind.SHARED or self._group.closed:
+            return None
+        return self._group.choose()
 
     def _finish(self, args: tuple[Arg, ...], connection: Connection, request: Request) -> Any:
         error = request.error

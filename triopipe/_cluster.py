@@ -419,8 +419,8 @@ class ClusterClient(Commands):
         if type(route) is not int:
             assert isinstance(route, Split)
             return await self._run_split(route)
-        node = self._slot_nodes[route]
-        if node is None or (self._read_from_replicas and _reads_only(args)):
+        node = self._plain_node(route, args)
+        if node is None:
             entry = _Entry(args, route)
             await self._settle([entry], sent=False)
         else:
@@ -461,9 +461,15 @@ class ClusterClient(Commands):
     def _direct_node(self, args: tuple[Arg, ...]) -> _Node | None:
         """The node a one-slot command goes to without the cluster's bookkeeping, if any."""
         route = self._router.route(args)
-        if type(route) is not int:
-            return None
-        node = self._slot_nodes[route]
+        return None if type(route) is not int else self._plain_node(route, args)
+
+    def _plain_node(self, slot: int, args: Sequence[Arg]) -> _Node | None:
+        """The primary that serves ``slot``, if a command needs nothing more.
+
+        None when the slot's owner is unknown or ``args`` read from a replica:
+        the command then goes through the cluster's bookkeeping (``_settle``).
+        """
+        node = self._slot_nodes[slot]
         if node is None or (self._read_from_replicas and _reads_only(args)):
             return None
         return node

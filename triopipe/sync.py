@@ -180,7 +180,11 @@ class _Submitter:
         except Exception:
             completion.finish = None  # execute raises it, as it would have anyway
         if completion.finish is None:
-            self._spawn(self._run, future, self._client.execute, args)
+            self._spawn_execute(future, args)
+
+    def _spawn_execute(self, future: Future[Any], args: tuple[Any, ...]) -> None:
+        """Run the plain command ``args`` through ``execute`` in a task of its own."""
+        self._spawn(self._run, future, self._client.execute, args)
 
     @staticmethod
     async def _run(
@@ -238,8 +242,7 @@ class _Completion:
             future.set_exception(exc)
             return
         if reply is RUN_ON_LOOP:  # a retry: execute runs the whole policy
-            submitter = self.submitter
-            submitter._spawn(submitter._run, future, submitter._client.execute, self.args)
+            self.submitter._spawn_execute(future, self.args)
         else:
             future.set_result(reply)
 
@@ -373,21 +376,23 @@ class SyncClient(Commands):
 
     def execute(self, *args: Arg) -> Any:
         """Run one command and return its reply (blocking); see ``Client.execute``."""
-        if self._direct():
-            reply = self._in_thread(args)
-            if reply is not RUN_ON_LOOP:
-                return reply
+        reply = self._direct_reply(args)
+        if reply is not RUN_ON_LOOP:
+            return reply
         return _wait(self._submit(None, args))
 
-    def _direct(self) -> bool:
-        """Whether this thread's blocking call may skip the loop thread.
+    def _direct_reply(self, args: tuple[Arg, ...]) -> Any:
+        """A blocking call's reply without the loop thread, or RUN_ON_LOOP.
 
-        It may write its command itself (``_execute_in_thread``) unless one of
-        its own Futures is still unfinished: that command may not be written
-        yet, and one thread's commands must not overtake each other.
+        The calling thread writes its command itself (``_execute_in_thread``)
+        unless one of its own Futures is still unfinished: that command may
+        not be written yet, and one thread's commands must not overtake each
+        other.
         """
         last: Future[Any] | None = getattr(self._threads, "last_future", None)
-        return last is None or last.done()
+        if last is not None and not last.done():
+            return RUN_ON_LOOP
+        return self._in_thread(args)
 
     def submit_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
@@ -470,10 +475,9 @@ class SyncClient(Commands):
         return _wait(self._submit(_call_sync, (self._client.statistics,)))
 
     def _dispatch(self, command: Command[T], /) -> T:
-        if self._direct():
-            reply = self._in_thread(command.args)
-            if reply is not RUN_ON_LOOP:
-                return command.shape(reply)
+        reply = self._direct_reply(command.args)
+        if reply is not RUN_ON_LOOP:
+            return command.shape(reply)
         future: Future[T] = self._submit(self._client._dispatch, (command,))
         return _wait(future)
 

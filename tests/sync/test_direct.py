@@ -33,12 +33,6 @@ from .test_sync import _Control
 __all__ = ["ca", "tls_server"]
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The event loop the facade runs its async client on."""
-    return str(request.param)
-
-
 class _Tally:
     """Counts what ``Connection.call_from_thread`` did: written by the thread, or not."""
 
@@ -275,19 +269,13 @@ def test_cluster_redirects_met_on_the_direct_path_go_through_the_loop(
         assert redis.statistics().commands_in_flight == 0
 
 
-@pytest.fixture(scope="module")
-def two_servers() -> Iterator[list[str]]:
-    with redis_server_process() as first, redis_server_process() as second:
-        yield [first.url, second.url]
-
-
 def test_sharded_blocking_calls_go_straight_to_their_shard(
-    two_servers: list[str], backend: str, tally: _Tally
+    shard_urls: list[str], backend: str, tally: _Tally
 ) -> None:
-    for url in two_servers:
+    for url in shard_urls:
         _Control(url).flushall()
     keys = [f"shard-key:{i}" for i in range(100)]
-    with sync.open_sharded_client(two_servers, backend=backend) as redis:
+    with sync.open_sharded_client(shard_urls, backend=backend) as redis:
         redis.execute_many([("SET", key, key) for key in keys])
         tally.written = tally.not_written = 0
         assert [redis.get(key) for key in keys] == [key.encode() for key in keys]
@@ -296,10 +284,10 @@ def test_sharded_blocking_calls_go_straight_to_their_shard(
         assert redis.mget(*keys) == [key.encode() for key in keys]
         assert tally.written == len(keys)
         # Refused before anything is sent, by the same routing as the loop's.
-        first, second = (next(k for k in keys if redis.shard_for(k) == u) for u in two_servers)
+        first, second = (next(k for k in keys if redis.shard_for(k) == u) for u in shard_urls)
         with pytest.raises(triopipe.CrossSlotError):
             redis.execute("SINTER", first, second)
-        owners = {url: _Control(url) for url in two_servers}
+        owners = {url: _Control(url) for url in shard_urls}
         assert all(owners[redis.shard_for(key)].get(key) == key.encode() for key in keys)
 
 

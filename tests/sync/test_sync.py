@@ -1,7 +1,8 @@
 """The blocking facade against real servers, with its loop on asyncio and on trio.
 
 These are plain (sync) tests: the conftest marks only ``async def`` tests for
-the two backends, so the facade's own ``backend`` is parametrised here.
+the two backends, so the facade's own ``backend`` is a parametrised fixture
+(``conftest.py``).
 """
 
 from __future__ import annotations
@@ -54,12 +55,6 @@ class _Control:
 
     def close(self) -> None:
         """Nothing stays open between commands."""
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The event loop the facade runs its async client on."""
-    return str(request.param)
 
 
 @pytest.fixture
@@ -351,13 +346,6 @@ def test_scan_iter_in_chunks(redis_url: str, backend: str) -> None:
             assert key
             break
         assert redis.ping() is True
-
-
-@pytest.fixture(scope="module")
-def shard_urls() -> Iterator[list[str]]:
-    """Two throwaway servers for the sharded client."""
-    with redis_server_process() as first, redis_server_process() as second:
-        yield [first.url, second.url]
 
 
 def test_sharded_fan_out(shard_urls: list[str], backend: str) -> None:
