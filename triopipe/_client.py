@@ -313,7 +313,11 @@ class Client(Commands, Scripting):
         )
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
-        return dispatch_to(self.execute, command)
+        # dispatch_to(), inlined: every helper's hot path.
+        if command.transform is None:
+            result: Awaitable[T] = self.execute(*command.args)
+            return result
+        return run_command(self.execute, command)
 
 
 def dispatch_to(execute: Callable[..., Awaitable[Any]], command: Command[T]) -> Awaitable[T]:

@@ -269,14 +269,23 @@ class Connection:
             # The sender is awake (or not started yet): it will take this. No
             # lock: only the loop thread, this one, puts the sender to sleep.
             return pipeline.submit(payload, count, notify, many)
+        stream = link.stream
         with self._thread_lock:
             # An idle link writes a lone command now, without the sender. Not
             # a batch: it stays queued so that it can grow, and a batch whose
             # block fails before yielding sends nothing.
-            direct = not many and pipeline.idle and link.sender_wakeup is not None
-            request = pipeline.submit(payload, count, notify, many)
-            if direct and self._write_now(link):
-                return request
+            request = None
+            if (
+                not many
+                and stream is not None
+                and stream.direct_writes
+                and link.sender_wakeup is not None
+            ):
+                request = pipeline.write_directly(payload, count, notify)
+                if request is not None and pipeline.wrote(stream.try_send(payload)):
+                    return request
+            if request is None:
+                request = pipeline.submit(payload, count, notify, many)
             self._wake_sender(link)
         return request
 
@@ -340,12 +349,18 @@ class Connection:
         check the sender, woken by the submission, could write the command
         before the cancellation is delivered to the waiter.
         """
-        if not self.has_room(count):
+        link = self._link
+        if link is not None and not link.pipeline.has_room(count):
             await self.wait_for_room(count)
         else:
             await self._checkpoint_if_cancelled()
-        # Connection.wait(), inlined: this is every command's hot path.
-        request = self.submit(payload, count)
+        # Connection.submit() and wait(), inlined where they can be: this is
+        # every command's hot path.
+        link = self._link
+        if link is None or link.sender_wakeup is not None or self._closed:
+            request = self.submit(payload, count)
+        else:
+            request = link.pipeline.submit(payload, count, self._new_signal())
         try:
             await request.notify.wait()
         except BaseException:
@@ -382,16 +397,12 @@ class Connection:
             return None
         signal = ThreadSignal()
         with self._thread_lock:
-            pipeline = link.pipeline
-            if (
-                link.sender_wakeup is None
-                or link.closed
-                or not pipeline.between_writes
-                or not pipeline.has_room(1)
-            ):
+            if link.sender_wakeup is None or link.closed:
                 return None
-            request = pipeline.write_from_thread(payload, signal)
-            if not self._write_now(link):
+            request = link.pipeline.write_directly(payload, 1, signal, thread=True)
+            if request is None:
+                return None
+            if not link.pipeline.wrote(stream.try_send(payload)):
                 # The kernel took only part of it: the sender writes the rest
                 # before anything else.
                 wakeup = link.sender_wakeup
@@ -403,18 +414,6 @@ class Connection:
             request.abandoned = True
             raise
         return request
-
-    def _write_now(self, link: _Link) -> bool:
-        """Write the pipeline's next bytes without waiting; True if all went.
-
-        Only under the thread lock, with the sender asleep.
-        """
-        pipeline = link.pipeline
-        data = pipeline.next_write()
-        if data is not None:
-            assert link.stream is not None
-            pipeline.wrote(link.stream.try_send(data))
-        return not pipeline.writing
 
     def _wake_sender(self, link: _Link) -> None:
         """Wake the sender if it sleeps. Only under the thread lock."""

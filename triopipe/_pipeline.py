@@ -38,7 +38,7 @@ The rules:
   settled (answered, dropped unwritten, or failed). It is derived from three
   monotonic counters, each with one writer: ``submitted`` (the loop thread),
   ``thread_submitted`` (other threads, one at a time under the connection's
-  thread lock, see :meth:`Pipeline.write_from_thread`) and ``settled`` (the
+  thread lock, see :meth:`Pipeline.write_directly`) and ``settled`` (the
   loop thread). None of them ever goes down.
 - *Room.* A request fits when the commands outstanding stay within the
   :class:`ReplyBudget`'s limit, or when nothing is outstanding at all (so a
@@ -52,10 +52,10 @@ The rules:
 Threads
 -------
 
-Every method is for the loop thread, except :meth:`Pipeline.write_from_thread`
-and the :meth:`Pipeline.next_write` / :meth:`Pipeline.wrote` calls that follow
-it, which another thread may make while holding the connection's thread lock
-with the writer asleep and the pipeline idle (see ``_connection``). Writes
+Every method is for the loop thread, except :meth:`Pipeline.write_directly`
+with ``thread=True`` and the :meth:`Pipeline.next_write` / :meth:`Pipeline.wrote`
+calls that follow it, which another thread may make while holding the
+connection's thread lock with the sender asleep (see ``_connection``). Writes
 stay in ``pending`` order because only one writer is ever active; ``pending``
 is a ``deque``, whose appends and pops are atomic between threads.
 """
@@ -121,15 +121,17 @@ class Request(Generic[N]):
         "notify",
         "payload",
         "replies",
-        "size",
         "start",
         "taken",
         "value",
     )
 
+    #: Set once taken for writing: the offset of its first byte in the link's
+    #: write stream (left unset before, which costs nothing per command).
+    start: int
+
     def __init__(self, payload: bytes, count: int, notify: N, many: bool) -> None:
         self.payload = payload
-        self.size = len(payload)
         self.count = count
         self.replies: list[Any] | None = [] if many or count != 1 else None
         # Payloads added while the request was still queued (batches).
@@ -141,8 +143,6 @@ class Request(Generic[N]):
         self.abandoned = False
         # Left the queue (taken for writing, or dropped): it can no longer grow.
         self.taken = False
-        # Offset of its first byte in the link's write stream, once taken.
-        self.start = -1
         # Every reply is in, or the request failed; ``notify`` was set.
         self.done = False
 
@@ -313,7 +313,6 @@ class Pipeline(Generic[N]):
         else:
             extra.append(payload)
         request.count += 1
-        request.size += len(payload)
         self.submitted += 1
         return True
 
@@ -347,7 +346,10 @@ class Pipeline(Generic[N]):
                 request.taken = True
                 dropped += request.count
                 continue
-            size = request.size
+            size = len(request.payload)
+            extra = request.extra
+            if extra is not None:
+                size += sum(map(len, extra))
             if chunks and offset - first + size > WRITE_BYTES:
                 break
             queue.popleft()
@@ -358,8 +360,8 @@ class Pipeline(Generic[N]):
             if request.count:
                 pending.append(request)
             chunks.append(request.payload)
-            if request.extra is not None:
-                chunks += request.extra
+            if extra is not None:
+                chunks += extra
         if dropped:
             self.settled += dropped
             if self.waiters:
@@ -381,40 +383,63 @@ class Pipeline(Generic[N]):
         self._write = write
         return write
 
-    def wrote(self, count: int) -> None:
-        """The kernel took the first ``count`` bytes of :meth:`next_write`'s bytes."""
-        if not count:
-            return
-        self._handed += count
-        self.writes += 1
+    def wrote(self, count: int) -> bool:
+        """The kernel took the first ``count`` bytes of :meth:`next_write`'s bytes.
+
+        Returns whether the write is complete (nothing is left of it).
+        """
         write = self._write
         assert write is not None
+        if not count:
+            return False
+        self._handed += count
+        self.writes += 1
         if count >= len(write):
             self._write = self._more.popleft() if self._more else None
-        else:
-            self._write = memoryview(write)[count:]  # no copy of a big payload
+            return self._write is None
+        self._write = memoryview(write)[count:]  # no copy of a big payload
+        return False
 
     @property
     def writing(self) -> bool:
         """Whether :meth:`next_write` has bytes to give (a write under way, or queued requests)."""
         return self._write is not None or bool(self._more) or bool(self.queue)
 
-    def write_from_thread(self, payload: bytes, notify: N) -> Request[N]:
-        """Make one command, written by another thread, the next write.
+    def write_directly(
+        self, payload: bytes, count: int, notify: N, *, thread: bool = False
+    ) -> Request[N] | None:
+        """Make a lone request the next write, skipping the queue, if the link allows it.
 
-        Only under the connection's thread lock, with the writer asleep and the
-        pipeline :attr:`between_writes`; the caller then writes :meth:`next_write`'s
-        bytes and reports them with :meth:`wrote`, still under the lock. It
-        goes straight to ``pending`` (before being written: the reply may be
-        read before the write call returns) and is counted in
-        ``thread_submitted``, the one counter such threads write.
+        For a writer other than the sender, which then writes the request's
+        bytes at once (:meth:`next_write` gives them) and reports them with
+        :meth:`wrote`; the sender writes whatever the kernel did not take.
+        The request goes straight to ``pending``, before being written: its
+        reply may be read before the write call returns. Returns None,
+        changing nothing, when it must wait for the sender instead:
+
+        - from the loop thread, unless the link is :attr:`idle`: on a busy
+          link the sender writes it together with what else arrives;
+        - from another ``thread`` (under the connection's thread lock, with
+          the sender asleep), unless the link is :attr:`between_writes` and
+          has room. Such a request is counted in ``thread_submitted``, the
+          one counter those threads write.
         """
-        request = Request(payload, 1, notify, False)
+        if self.queue or self._write is not None or self._more:
+            return None
+        if thread:
+            if not self.has_room(count):
+                return None
+        elif self.pending:
+            return None
+        request = Request(payload, count, notify, False)
         request.taken = True
         request.start = self._taken
-        self._taken += request.size
-        self.thread_submitted += 1
-        self.commands_written += 1
+        self._taken += len(payload)
+        if thread:
+            self.thread_submitted += count
+        else:
+            self.submitted += count
+        self.commands_written += count
         self.pending.append(request)
         self._write = payload
         return request
@@ -531,14 +556,20 @@ class Pipeline(Generic[N]):
         handed = self._handed + in_doubt
         self._write = None
         self._more.clear()
-        for requests in (self.pending, self.queue):
-            while requests:
-                request = requests.popleft()
-                request.taken = True
-                sent = 0 <= request.start < handed
-                request.error = make_error(sent)
-                request.done = True
-                request.notify.set()
+        pending = self.pending
+        while pending:
+            # Every request here was taken for writing: it has a start.
+            request = pending.popleft()
+            request.error = make_error(request.start < handed)
+            request.done = True
+            request.notify.set()
+        queue = self.queue
+        while queue:
+            request = queue.popleft()
+            request.taken = True
+            request.error = make_error(False)
+            request.done = True
+            request.notify.set()
         self.settled = self.submitted + self.thread_submitted
         waiters = self.waiters
         while waiters:
