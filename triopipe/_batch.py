@@ -30,7 +30,6 @@ replies (a transaction commits), leaving with an exception abandons.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._backend import Signal
@@ -61,13 +60,8 @@ class BatchBlock:
     async def __aenter__(self: T) -> T:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if exc_info[0] is not None:
             self.abandon()
             return
         await self.finish()
@@ -271,15 +265,10 @@ class Transaction(Commands):
             await self.now.execute("WATCH", *self._watch_keys)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         # A block that raised commits nothing; its connection, in an unknown
         # state (keys still watched), is closed by whoever lent it.
-        if exc_type is None:
+        if exc_info[0] is None:
             await self.commit()
 
     def __len__(self) -> int:

@@ -59,7 +59,7 @@ import dataclasses
 import itertools
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -67,7 +67,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
-from ._client import Client, ClientStatistics, dispatch_to
+from ._client import Client, ClientStatistics
 from ._cluster_map import (
     READ_ONLY_COMMANDS,
     Address,
@@ -76,7 +76,7 @@ from ._cluster_map import (
     parse_cluster_shards,
     parse_cluster_slots,
 )
-from ._commands import Arg, Command, Commands, Key
+from ._commands import Arg, Key
 from ._config import ClientConfig, parse_url
 from ._exceptions import (
     AskError,
@@ -86,9 +86,8 @@ from ._exceptions import (
     ResponseError,
     TriopipeError,
 )
-from ._fanout import Entry, FanOut, FanOutBatch, ShardedTransaction, gather, raise_first
+from ._fanout import Entry, FanOut, FanOutClient, ShardedTransaction, gather, raise_first
 from ._group import ConnectionGroup
-from ._protocols import DirectRoute
 from ._retry import ClusterRetryPolicy
 from ._routing import SLOTS, SlotRouter
 from ._tasks import background_task_group
@@ -264,7 +263,7 @@ class _Nodes:
         return ClusterDownError("CLUSTERDOWN", f"no known node serves slot {entry.group}")
 
 
-class ClusterClient(Commands):
+class ClusterClient(FanOutClient):
     """A client for a Redis Cluster, made by :func:`~triopipe.open_cluster_client`.
 
     Offers the interface of :class:`~triopipe.Client`: ``execute``, the typed
@@ -391,73 +390,6 @@ class ClusterClient(Commands):
         self._nodes.close()
 
     # -- commands ----------------------------------------------------------------
-
-    async def execute(self, *args: Arg) -> Any:
-        """Run one command on the node that serves its slot and return its reply.
-
-        ``MGET``, ``MSET``, ``DEL``, ``UNLINK``, ``EXISTS`` and ``TOUCH`` over
-        several slots are split per slot and merged; key-less commands that
-        concern every server (``PING``, ``FLUSHDB``, ``DBSIZE``...) run on every
-        primary. Redirects and refusals are followed as the guide describes.
-
-        Raises:
-            CrossSlotError: the keys live in several slots and the command
-                cannot be split; nothing was sent.
-            NoShardError: a key-less command with no meaning across nodes
-                (``INFO``...): aim it with :attr:`nodes`.
-            ResponseError: the server answered with an error (a redirect
-                too, once ``max_redirects`` is reached).
-            TransportError: the node failed (``ConnectionLostError`` with
-                ``sent=True``: the outcome is unknown).
-        """
-        return await self._engine.execute(args)
-
-    def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
-        """The serving node's :meth:`~triopipe.Client.direct_route`, for a plain one-slot command.
-
-        Anything out of the ordinary (several slots, an unknown slot owner,
-        replica reads) is left to :meth:`execute` on the loop, as is any
-        redirect or refusal met on the way: a redirected command was not
-        run, so running it again is safe.
-        """
-        return self._engine.direct_route(args)
-
-    def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
-        return dispatch_to(self.execute, command)
-
-    async def execute_many(
-        self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
-    ) -> list[Any]:
-        """Run many commands, each on its node, all nodes in parallel; replies in order.
-
-        Every command is routed and encoded before anything is sent, so a
-        :class:`~triopipe.CrossSlotError`, a blocking command or a bad
-        argument sends nothing. Each node gets one pipeline (with the windows
-        of :meth:`~triopipe.Client.execute_many`); commands of one slot keep
-        their relative order. Commands redirected or refused on the way are
-        retried, together, and their replies land in their places. A node
-        that fails fails only its own commands.
-
-        Args:
-            commands: argument sequences, e.g. ``[("SET", "a", 1), ("GET", "a")]``.
-            raise_on_error: as for :meth:`~triopipe.Client.execute_many`.
-        """
-        results = await self._engine.execute_many(commands)
-        if raise_on_error:
-            raise_first(results)
-        return results
-
-    def batch(self) -> FanOutBatch:
-        """Queue commands that stream to their nodes; replies are read at exit.
-
-        Like :meth:`~triopipe.Client.batch`: ``b.execute(...)`` and the typed
-        helpers return :class:`~triopipe.Pending` handles. Each node touched
-        gets its own batch (one connection, commands in order); at exit,
-        commands that were redirected or refused are retried (as
-        :meth:`execute_many` does) before the pendings are resolved. A
-        transport error that remains raises at exit.
-        """
-        return FanOutBatch(self._engine)
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[ShardedTransaction]:

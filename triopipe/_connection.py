@@ -338,9 +338,7 @@ class Connection:
         except BaseException:
             request.abandoned = True
             raise
-        if request.error is not None:
-            raise request.error
-        return request.value if request.replies is None else request.replies
+        return request.result()
 
     async def call(self, payload: bytes, count: int) -> Any:
         """Submit (waiting for room first if needed) and wait for the reply.
@@ -354,8 +352,8 @@ class Connection:
             await self.wait_for_room(count)
         else:
             await self._checkpoint_if_cancelled()
-        # Connection.submit() and wait(), inlined where they can be: this is
-        # every command's hot path.
+        # Connection.submit() and wait() (with Request.result()), inlined where
+        # they can be: this is every command's hot path.
         link = self._link
         if link is None or link.sender_wakeup is not None or self._closed:
             request = self.submit(payload, count)

@@ -35,12 +35,12 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
 from ._batch import Batch, BatchBlock, Pending, Transaction, outcome
+from ._client import dispatch_to
 from ._commands import Arg, Command, Commands, Key
 from ._exceptions import (
     ConnectionLostError,
@@ -61,6 +61,7 @@ __all__ = [
     "Entry",
     "FanOut",
     "FanOutBatch",
+    "FanOutClient",
     "Plan",
     "ShardedTransaction",
     "Topology",
@@ -359,6 +360,94 @@ def _retired() -> TransportError:
     )
 
 
+class FanOutClient(Commands):
+    """The interface the sharded and cluster clients share, run by their fan-out engine.
+
+    ``execute``, ``execute_many``, ``batch`` and the typed helpers work as on
+    :class:`~triopipe.Client`, each command on the server that owns its keys.
+    """
+
+    __slots__ = ()
+
+    _engine: FanOut
+
+    async def execute(self, *args: Arg) -> Any:
+        """Run one command on the server that owns its keys and return its reply.
+
+        ``MGET``, ``MSET``, ``DEL``, ``UNLINK``, ``EXISTS`` and ``TOUCH`` over
+        several servers are split and merged; key-less commands that concern
+        every server (``PING``, ``FLUSHDB``, ``DBSIZE``, ``KEYS``...) run on all
+        of them, their replies combined (``DBSIZE`` adds up).
+
+        Raises:
+            CrossSlotError: the keys live on several servers (shards, or
+                cluster slots) and the command cannot be split; nothing was
+                sent.
+            NoShardError: a key-less command that means nothing across
+                servers (``INFO``, ``EVAL`` with no keys...); its message says
+                how to aim it at one server.
+            ResponseError: the server answered with an error (on a cluster,
+                a redirect too, once ``max_redirects`` is reached).
+            TransportError: the server's connection failed
+                (``ConnectionLostError`` with ``sent=True``: the outcome is
+                unknown).
+        """
+        return await self._engine.execute(args)
+
+    def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
+        """The owning server's :meth:`~triopipe.Client.direct_route`, for a one-server command.
+
+        Anything out of the ordinary (several servers, an unknown owner,
+        replica reads) is left to :meth:`execute` on the loop, as is any
+        redirect or refusal met on the way: a redirected command was not run,
+        so running it again is safe.
+        """
+        return self._engine.direct_route(args)
+
+    def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
+        return dispatch_to(self.execute, command)
+
+    async def execute_many(
+        self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
+    ) -> list[Any]:
+        """Run many commands, each on its server, all servers in parallel; replies in order.
+
+        Every command is routed and encoded before anything is sent, so a
+        :class:`~triopipe.CrossSlotError`, a blocking command or a bad
+        argument sends nothing anywhere. Each server gets one pipeline (with
+        the windows of :meth:`~triopipe.Client.execute_many`); commands of
+        one server keep their relative order. On a cluster, commands
+        redirected or refused on the way are retried, together, and their
+        replies land in their places. A server whose connection fails fails
+        only its own commands: with ``raise_on_error=False`` each of them
+        holds its :class:`~triopipe.TransportError` in its place; with True
+        the first error (in the caller's order) raises once every server has
+        finished.
+
+        Args:
+            commands: argument sequences, e.g. ``[("SET", "a", 1), ("GET", "a")]``.
+            raise_on_error: as for :meth:`~triopipe.Client.execute_many`.
+        """
+        results = await self._engine.execute_many(commands)
+        if raise_on_error:
+            raise_first(results)
+        return results
+
+    def batch(self) -> FanOutBatch:
+        """Queue commands that stream to their servers; replies are read at exit.
+
+        Like :meth:`~triopipe.Client.batch`: ``b.execute(...)`` and the typed
+        helpers return :class:`~triopipe.Pending` handles. Each server touched
+        gets its own batch (one connection, commands in order). At exit, on a
+        cluster, commands that were redirected or refused are retried (as
+        :meth:`execute_many` does) before the pendings are resolved. If a
+        server's connection fails, its commands' pendings hold the error, the
+        others' replies are kept, and the error raises once every server has
+        answered.
+        """
+        return FanOutBatch(self._engine)
+
+
 class FanOutBatch(BatchBlock, Commands):
     """Commands sent to their servers as they are added; replies collected at exit.
 
@@ -497,21 +586,16 @@ class ShardedTransaction(Commands):
             self._running = running
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         try:
             running = self._running
             if running is not None:
-                if exc_type is None:
+                if exc_info[0] is None:
                     assert self._transaction is not None
                     self._replay(self._transaction)
-                await running.__aexit__(exc_type, exc, traceback)
+                await running.__aexit__(*exc_info)
                 return
-            if exc_type is not None or not self._commands:
+            if exc_info[0] is not None or not self._commands:
                 return
             if self._shard is None:
                 raise NoShardError(self._no_shard)

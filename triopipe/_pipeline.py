@@ -152,6 +152,12 @@ class Request(Generic[N]):
             return self.error
         return self.value if self.replies is None else self.replies
 
+    def result(self) -> Any:
+        """The reply (or list of replies), once ``done``; raises the error if it failed."""
+        if self.error is not None:
+            raise self.error
+        return self.value if self.replies is None else self.replies
+
 
 class Waiter:
     """A submitter waiting for room for ``count`` commands; ``notify`` wakes it."""

@@ -22,7 +22,6 @@ import dataclasses
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from types import TracebackType
 from typing import Any, Protocol
 
 import anyio
@@ -97,12 +96,7 @@ class Subscription:
             self._exit_stack = stack.pop_all()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         await self._exit_stack.aclose()
 
     async def subscribe(self, *channels: Any) -> None:

@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from ._client import Client, ClientStatistics, dispatch_to
-from ._commands import Arg, Command, Commands, Key
+from ._commands import Arg, Command, Key
 from ._config import ClientConfig, parse_url
 from ._exceptions import ConnectionLostError
-from ._fanout import Entry, FanOut, FanOutBatch, ShardedTransaction, gather, raise_first
+from ._fanout import Entry, FanOut, FanOutClient, ShardedTransaction, gather, raise_first
 from ._group import ConnectionGroup
-from ._protocols import DirectRoute
 from ._routing import ShardRouter
 from ._tasks import background_task_group
 
@@ -89,7 +88,7 @@ class _Shards:
         return ConnectionLostError(f"no shard serves group {entry.group}", sent=False)
 
 
-class ShardedClient(Commands):
+class ShardedClient(FanOutClient):
     """A client for several Redis servers (shards), made by :func:`~triopipe.open_sharded_client`.
 
     Offers the interface of :class:`~triopipe.Client`: ``execute``, the typed helpers,
@@ -130,29 +129,6 @@ class ShardedClient(Commands):
         """The :class:`~triopipe.Client` of the shard owning ``key``."""
         return self._clients[self._router.shard_of_key(key)]
 
-    async def execute(self, *args: Arg) -> Any:
-        """Run one command on the shard that owns its keys and return its reply.
-
-        ``MGET``, ``MSET``, ``DEL``, ``UNLINK``, ``EXISTS`` and ``TOUCH`` over
-        several shards are split and merged; key-less commands that concern
-        every server (``PING``, ``FLUSHDB``, ``DBSIZE``, ``KEYS``...) run on all
-        shards, their replies combined (``DBSIZE`` adds up).
-
-        Raises:
-            CrossSlotError: the keys live on several shards and the command
-                cannot be split; nothing was sent.
-            NoShardError: a key-less command that means nothing across shards
-                (``INFO``, ``EVAL`` with no keys...): aim it with
-                :attr:`shards` or :meth:`for_each_shard`.
-            ResponseError: the server answered with an error.
-            TransportError: the shard's connection failed.
-        """
-        return await self._engine.execute(args)
-
-    def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
-        """The owning shard's :meth:`~triopipe.Client.direct_route`, for one-shard commands."""
-        return self._engine.direct_route(args)
-
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
         route = self._router.route(command.args)
         if type(route) is int:
@@ -171,40 +147,6 @@ class ShardedClient(Commands):
         if raise_on_error:
             raise_first(replies)
         return dict(zip(self._shards, replies, strict=True))
-
-    async def execute_many(
-        self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
-    ) -> list[Any]:
-        """Run many commands, each on its shard, all shards in parallel; replies in order.
-
-        Every command is routed and encoded before anything is sent, so a
-        :class:`~triopipe.CrossSlotError`, a blocking command or a bad
-        argument sends nothing. Each shard gets one pipeline (with the windows
-        of :meth:`~triopipe.Client.execute_many`); commands of one shard keep
-        their relative order. A shard whose connection fails fails only its
-        own commands: with ``raise_on_error=False`` each of them holds its
-        :class:`~triopipe.TransportError` in its place; with True the first
-        error (in the caller's order) raises once every shard has finished.
-
-        Args:
-            commands: argument sequences, e.g. ``[("SET", "a", 1), ("GET", "a")]``.
-            raise_on_error: as for :meth:`~triopipe.Client.execute_many`.
-        """
-        results = await self._engine.execute_many(commands)
-        if raise_on_error:
-            raise_first(results)
-        return results
-
-    def batch(self) -> FanOutBatch:
-        """Queue commands that stream to their shards; replies are read at exit.
-
-        Like :meth:`~triopipe.Client.batch`: ``b.execute(...)`` and the typed helpers
-        return :class:`~triopipe.Pending` handles. Each shard touched gets its own batch
-        (one connection, commands in order). If a shard's connection fails,
-        its commands' pendings hold the error, the other shards' replies are
-        kept, and the error raises at exit once every shard has answered.
-        """
-        return FanOutBatch(self._engine)
 
     def transaction(self, *watch_keys: Key) -> ShardedTransaction:
         """``MULTI``/``EXEC`` on one shard, after ``WATCH watch_keys``.

@@ -190,12 +190,12 @@ class _Submitter:
         except Exception:
             route = None  # execute raises it, as it would have anyway
         if route is None or not route.connection.linked or not route.connection.has_room(1):
-            self._spawn_execute(future, args)
+            self.spawn_execute(future, args)
             return
         completion = _Completion(self, future, args, route)
         completion.request = route.connection.submit(payload, 1, notify=completion)
 
-    def _spawn_execute(self, future: Future[Any], args: tuple[Any, ...]) -> None:
+    def spawn_execute(self, future: Future[Any], args: tuple[Any, ...]) -> None:
         """Run the plain command ``args`` through ``execute`` in a task of its own."""
         self._spawn(self._run, future, self._client.execute, args)
 
@@ -257,7 +257,7 @@ class _Completion:
             future.set_exception(exc)
             return
         if result is _THROUGH_LOOP:
-            self.submitter._spawn_execute(future, self.args)
+            self.submitter.spawn_execute(future, self.args)
         else:
             future.set_result(result)
 
@@ -315,15 +315,26 @@ class SyncBatch(Commands):
     nothing is sent. A batch belongs to the thread that opened it.
     """
 
-    __slots__ = ("_calls", "_closed", "_pendings")
+    __slots__ = ("_calls", "_client", "_closed", "_pendings", "_submit")
 
-    def __init__(self) -> None:
+    def __init__(self, client: AsyncClient, submit: Callable[..., Future[Any]]) -> None:
+        self._client = client
+        self._submit = submit
         self._calls: list[Callable[[Any], Pending[Any]]] = []
         self._pendings: list[Pending[Any]] = []
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._pendings)
+
+    def __enter__(self) -> SyncBatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is not None:
+            self._closed = True  # nothing is sent
+            return
+        self.send()
 
     def execute(self, *args: Arg) -> Pending[Any]:
         """Queue any command; returns its :class:`~triopipe.Pending` at once."""
@@ -341,6 +352,27 @@ class SyncBatch(Commands):
         pending: Pending[Any] = Pending()
         self._pendings.append(pending)
         return pending
+
+    def send(self) -> None:
+        """Send the commands as one pipeline and wait for every reply (what exit does).
+
+        Replies that arrived are kept in their pendings even when another one
+        failed the batch (e.g. the connection broke half way); that failure
+        raises.
+
+        Raises:
+            anyio.ClosedResourceError: the client's block has exited.
+        """
+        self._closed = True
+        if not self._calls:
+            return
+        replies: list[Pending[Any]] = []
+        try:
+            _wait(self._submit(_run_batch, (self._client, self._calls, replies)))
+        finally:
+            for mine, theirs in zip(self._pendings, replies, strict=False):
+                if theirs.done():
+                    mine.resolve(outcome(theirs))
 
 
 class SyncClient(Commands):
@@ -426,29 +458,15 @@ class SyncClient(Commands):
         """
         return _wait(self.submit_many(commands, raise_on_error=raise_on_error))
 
-    @contextmanager
-    def batch(self) -> Iterator[SyncBatch]:
+    def batch(self) -> SyncBatch:
         """Collect commands in a ``with`` block; send them together at exit.
 
-        Yields a :class:`SyncBatch`. Exit blocks until every reply is in.
+        Returns a :class:`SyncBatch`; exit blocks until every reply is in.
 
         Raises:
             anyio.ClosedResourceError: the client's block has exited.
         """
-        batch = SyncBatch()
-        yield batch
-        batch._closed = True
-        if not batch._calls:
-            return
-        replies: list[Pending[Any]] = []
-        try:
-            _wait(self._submit(_run_batch, (self._client, batch._calls, replies)))
-        finally:
-            # Replies that arrived are kept even when another one failed the
-            # batch (e.g. the connection broke half way).
-            for mine, theirs in zip(batch._pendings, replies, strict=False):
-                if theirs.done():
-                    mine.resolve(outcome(theirs))
+        return SyncBatch(self._client, self._submit)
 
     def scan_iter(self, match: Key | None = None, count: int | None = None) -> Iterator[Any]:
         """Iterate over the keys with ``SCAN`` (keys may repeat), fetched in chunks."""
