@@ -244,6 +244,8 @@ VARIANTS: dict[str, tuple[list[tuple[str, int | str]], int | str]] = {
     "ZSCAN": ([("noscores", "scan_keys")], "scan_scores"),
     "CLUSTER|BUMPEPOCH": ([], 0),
     "ZADD": ([], "int"),
+    # The specifications say an array of strings; a missing member is nil.
+    "GEOHASH": ([], "optional_strings_list"),
     "WAITAOF": ([], "int_pair"),
     "ROLE": ([], "any_list"),
     "TIME": ([], "time"),
@@ -255,6 +257,7 @@ SHAPES: dict[str, tuple[str, str | None]] = {
     "optional_string": ("bytes | str | None", None),
     "optional_strings": ("list[bytes | str] | None", None),
     "strings": ("list[bytes | str]", None),
+    "optional_strings_list": ("list[bytes | str | None]", None),
     "string_set": ("set[bytes | str]", "to_set"),
     "optional_int": ("int | None", None),
     "int": ("int", None),

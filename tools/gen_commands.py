@@ -574,7 +574,16 @@ class ShapeCompiler:
         if properties:
             shapes = {name: self.compile(value, top=False) for name, value in properties.items()}
             shaped = {name: s.shaper for name, s in shapes.items() if s.shaper is not None}
-            values = _union(s.pytype for s in shapes.values())
+            patterns = {
+                pattern: self.compile(value, top=False)
+                for pattern, value in schema.get("patternProperties", {}).items()
+            }
+            values = _union(s.pytype for s in [*shapes.values(), *patterns.values()])
+            pattern_shapers = {p: s.shaper for p, s in patterns.items() if s.shaper is not None}
+            if pattern_shapers:
+                inner = ", ".join(f"{n!r}: {sh}" for n, sh in sorted(shaped.items()))
+                extra = ", ".join(f"{p!r}: {sh}" for p, sh in sorted(pattern_shapers.items()))
+                return Shape(f"dict[{STR}, Any]", f"fields_of({{{inner}}}, {{{extra}}})")
             pytype = (
                 f"dict[{STR}, Any]"
                 if " | " in values or values == "Any"

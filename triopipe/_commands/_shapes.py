@@ -14,6 +14,7 @@ returned as exceptions, before shaping).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -140,19 +141,25 @@ def dict_of(value: Shaper) -> Shaper:
     return shape
 
 
-def fields_of(shapers: dict[str, Shaper]) -> Shaper:
+def fields_of(shapers: dict[str, Shaper], patterns: dict[str, Shaper] | None = None) -> Shaper:
     """A map with known fields as a dict, the listed fields shaped by their shaper.
 
-    Field names are matched as str and as bytes, so ``decode`` does not matter.
+    Field names are matched as str and as bytes, so ``decode`` does not
+    matter; fields matching a regular expression of ``patterns``
+    (``MEMORY STATS``'s ``db.0``...) get its shaper.
     """
     table: dict[Any, Shaper] = {}
     for name, shaper in shapers.items():
         table[name] = table[name.encode()] = shaper
+    compiled = [(re.compile(pattern), shaper) for pattern, shaper in (patterns or {}).items()]
 
     def shape(reply: Any) -> dict[Any, Any]:
         result = to_dict(reply)
         for key, item in result.items():
             shaper = table.get(key)
+            if shaper is None and compiled:
+                name = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+                shaper = next((s for regex, s in compiled if regex.search(name)), None)
             if shaper is not None and item is not None:
                 result[key] = shaper(item)
         return result

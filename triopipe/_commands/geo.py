@@ -92,7 +92,7 @@ def geodist(
     return Command(tuple(parts))
 
 
-def geohash(key: Key, *members: Arg) -> Command[list[bytes | str]]:
+def geohash(key: Key, *members: Arg) -> Command[list[bytes | str | None]]:
     """Returns members from a geospatial index as geohash strings (``GEOHASH``).
 
     Since 3.2.0.

@@ -91,7 +91,8 @@ _SHAPE_5 = fields_of(
         "fragmentation": to_number,
         "peak.percentage": to_number,
         "rss-overhead.ratio": to_number,
-    }
+    },
+    {"^db\\.\\d+$": to_dict},
 )
 _SHAPE_6 = list_of(to_dict)
 _SHAPE_7 = list_of(tuple_of(None, None, None, None, None, None))
