@@ -1793,13 +1793,14 @@ def generate(spec_dir: Path) -> dict[Path, str]:
     outputs: dict[Path, str] = {KEYSPECS_MODULE: render_keyspecs(specs)}
     by_group: dict[str, list[Helper]] = {}
     manual: dict[str, list[str]] = {}
+    shapers: dict[str, dict[str, str]] = {}
     problems = []
     for key in helper_keys(specs, classes):
         spec = specs[key]
         if key in rules.MANUAL:
             manual.setdefault(spec.group, []).append(helper_name(key))
             continue
-        shaper_names = _SHAPERS.setdefault(spec.group, {})
+        shaper_names = shapers.setdefault(spec.group, {})
         try:
             helper = build_helper(spec, shaper_names)
         except (Unsupported, NeedsVariants) as exc:
@@ -1812,15 +1813,12 @@ def generate(spec_dir: Path) -> dict[Path, str]:
     for group in groups:
         module = GROUP_MODULES[group][0]
         outputs[COMMANDS_PACKAGE / f"{module}.py"] = render_group(
-            group, by_group.get(group, []), sorted(manual.get(group, [])), _SHAPERS.get(group, {})
+            group, by_group.get(group, []), sorted(manual.get(group, [])), shapers.get(group, {})
         )
     outputs[COMMANDS_PACKAGE / "__init__.py"] = render_package_init(groups)
     outputs[DOCS / "commands.rst"] = render_commands_doc(groups, by_group, manual)
     outputs[DOCS / "_generated" / "command_classes.rst"] = render_classes_doc(specs)
     return outputs
-
-
-_SHAPERS: dict[str, dict[str, str]] = {}
 
 
 def format_python(paths: list[Path]) -> None:
