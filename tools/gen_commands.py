@@ -635,6 +635,10 @@ class Unsupported(Exception):
     """An argument structure the generator does not turn into a signature."""
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text))
+
+
 def _identifier(text: str) -> str:
     name = re.sub(r"[^0-9a-zA-Z_]", "_", text.lower()).strip("_")
     if not name or name[0].isdigit():
@@ -806,6 +810,34 @@ class SignatureBuilder:
         return name
 
     def _argument(
+        self,
+        argument: dict[str, Any],
+        *,
+        optional: bool,
+        rest: list[dict[str, Any]],
+        top: bool,
+    ) -> list[tuple[str, list[str]]]:
+        before = len(self.params)
+        steps = self._argument_steps(argument, optional=optional, rest=rest, top=top)
+        since = argument.get("since") or self._added_in(argument)
+        if since and _version(since) > _version(str(self.spec.body.get("since", "0"))):
+            # An argument newer than the command: say so, as servers differ.
+            for param in self.params[before:]:
+                if "since" not in param.doc:
+                    param.doc = (param.doc or "the argument.").rstrip(".") + f" (since {since})."
+        return steps
+
+    def _added_in(self, argument: dict[str, Any]) -> str | None:
+        """The version the command's history says added the argument's token, if it does."""
+        token = argument.get("token")
+        if not token:
+            return None
+        for version, change in self.spec.body.get("history", []):
+            if change.startswith("Added") and re.search(rf"`{re.escape(token)}`", change):
+                return str(version)
+        return None
+
+    def _argument_steps(
         self,
         argument: dict[str, Any],
         *,
@@ -1436,22 +1468,27 @@ def _docstring(spec: Spec, builder: SignatureBuilder, shape_docs: list[str]) -> 
     if shape_docs:
         lines += ["", "Returns:"]
         for text in shape_docs:
-            wrapped = _wrap(_sanitize(text), 8)
-            lines += ["    " + wrapped[0], *("        " + w for w in wrapped[1:])]
+            lines += ["    " + w for w in _wrap(_sanitize(text), 4)]
     return lines
+
+
+def _without_protocol_notes(text: str) -> str:
+    """A reply's description without what it says of RESP2 (the helpers hide the difference)."""
+    sentences = re.split(r"(?<=\.)\s+", text.strip())
+    return " ".join(s for s in sentences if "RESP" not in s).strip()
 
 
 def _reply_docs(schema: Any) -> list[str]:
     if not isinstance(schema, dict):
         return []
     if schema.get("description"):
-        return [str(schema["description"]).strip()]
+        return [_without_protocol_notes(str(schema["description"]))]
     for combinator in ("oneOf", "anyOf"):
         if combinator in schema:
             docs = []
             for option in schema[combinator]:
                 if isinstance(option, dict) and option.get("description"):
-                    text = str(option["description"]).strip().rstrip(".")
+                    text = _without_protocol_notes(str(option["description"])).rstrip(".")
                     if text not in docs:
                         docs.append(text)
             docs = [d[:1].lower() + d[1:] if i else d for i, d in enumerate(docs)]

@@ -39,7 +39,7 @@ def bitcount(
     Since 2.6.0.
 
     Args:
-        unit: one of ``BYTE``, ``BIT``.
+        unit: one of ``BYTE``, ``BIT`` (since 7.0.0).
 
     Returns:
         The number of bits set to 1.
@@ -84,7 +84,7 @@ def bitop(
 
     Returns:
         The size of the string stored in the destination key, that is equal to the size of the
-            longest input string.
+        longest input string.
     """
     parts: list[Arg] = ["BITOP"]
     parts.append(choice(operation, ("AND", "OR", "XOR", "NOT"), "operation", "bitop"))
@@ -109,11 +109,11 @@ def bitpos(
     Since 2.8.7.
 
     Args:
-        unit: one of ``BYTE``, ``BIT``.
+        unit: one of ``BYTE``, ``BIT`` (since 7.0.0).
 
     Returns:
         The position of the first bit set to 1 or 0 according to the request; or in case the
-            ``bit`` argument is 1 and the string is empty or composed of just zero bytes.
+        ``bit`` argument is 1 and the string is empty or composed of just zero bytes.
     """
     if (unit is not None) and (end is None):
         raise ValueError("bitpos: unit needs end")

@@ -118,8 +118,8 @@ def cluster_bumpepoch() -> Command[bytes | str]:
     Since 3.0.0.
 
     Returns:
-        If the epoch was incremented; or if the node already has the greatest config epoch in
-            the cluster.
+        If the epoch was incremented; or if the node already has the greatest config epoch in the
+        cluster.
     """
     return Command(("CLUSTER", "BUMPEPOCH"))
 
@@ -227,7 +227,7 @@ def cluster_info() -> Command[bytes | str]:
 
     Returns:
         A map between named fields and values in the form of <field>:<value> lines separated by
-            newlines composed by the two bytes CRLF
+        newlines composed by the two bytes CRLF
     """
     return Command(("CLUSTER", "INFO"))
 
@@ -258,6 +258,9 @@ def cluster_meet(ip: Arg, port: int, cluster_bus_port: int | None = None) -> Com
     """Forces a node to handshake with another node (``CLUSTER MEET``).
 
     Since 3.0.0.
+
+    Args:
+        cluster_bus_port: the argument (since 4.0.0).
     """
     parts: list[Arg] = ["CLUSTER", "MEET", ip, port]
     if cluster_bus_port is not None:
@@ -304,8 +307,8 @@ def cluster_replicas(node_id: Arg) -> Command[list[bytes | str]]:
     Since 5.0.0.
 
     Returns:
-        A list of replica nodes replicating from the specified primary node provided in the
-            same format used by CLUSTER NODES.
+        A list of replica nodes replicating from the specified primary node provided in the same
+        format used by CLUSTER NODES.
     """
     return Command(("CLUSTER", "REPLICAS", node_id))
 
@@ -371,7 +374,7 @@ def cluster_setslot(
         migrating: ``MIGRATING migrating``.
         node: ``NODE node``.
         stable: send ``STABLE``.
-        timeout: ``TIMEOUT timeout``.
+        timeout: ``TIMEOUT timeout`` (since 8.0.0).
     """
     if (importing is not None) + (migrating is not None) + (node is not None) + stable != 1:
         raise ValueError(
@@ -408,8 +411,8 @@ def cluster_slaves(node_id: Arg) -> Command[list[bytes | str]]:
     Since 3.0.0; deprecated since 5.0.0: use ``CLUSTER REPLICAS``.
 
     Returns:
-        A list of replica nodes replicating from the specified primary node provided in the
-            same format used by CLUSTER NODES.
+        A list of replica nodes replicating from the specified primary node provided in the same
+        format used by CLUSTER NODES.
     """
     return Command(("CLUSTER", "SLAVES", node_id))
 
@@ -434,8 +437,8 @@ def cluster_slot_stats(
         desc: send ``DESC``.
 
     Returns:
-        Array of nested arrays, where the inner array element represents a slot and its
-            respective usage statistics.
+        Array of nested arrays, where the inner array element represents a slot and its respective
+        usage statistics.
     """
     if asc + desc > 1:
         raise ValueError("cluster_slot_stats: asc and desc are mutually exclusive")

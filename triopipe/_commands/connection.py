@@ -53,8 +53,8 @@ def client_getredir() -> Command[int]:
     Since 6.0.0.
 
     Returns:
-        Not redirecting notifications to any client; or client tracking is not enabled; or iD
-            of the client we are redirecting the notifications to.
+        Not redirecting notifications to any client; or client tracking is not enabled; or iD of
+        the client we are redirecting the notifications to.
     """
     return Command(("CLIENT", "GETREDIR"))
 
@@ -91,8 +91,8 @@ def client_list(
     Since 2.4.0.
 
     Args:
-        type: one of ``normal``, ``master``, ``replica``, ``pubsub``.
-        id: ``ID client-id [client-id ...]``.
+        type: one of ``normal``, ``master``, ``replica``, ``pubsub`` (since 5.0.0).
+        id: ``ID client-id [client-id ...]`` (since 6.2.0).
 
     Returns:
         Information and statistics about client connections
@@ -114,8 +114,8 @@ def client_pause(timeout: int, *, write: bool = False, all: bool = False) -> Com
     Since 3.0.0.
 
     Args:
-        write: send ``WRITE``.
-        all: send ``ALL``.
+        write: send ``WRITE`` (since 6.2.0).
+        all: send ``ALL`` (since 6.2.0).
     """
     if write + all > 1:
         raise ValueError("client_pause: write and all are mutually exclusive")

@@ -47,15 +47,15 @@ def geoadd(
     Since 3.2.0.
 
     Args:
-        nx: send ``NX``.
-        xx: send ``XX``.
-        ch: send ``CH``.
+        nx: send ``NX`` (since 6.2.0).
+        xx: send ``XX`` (since 6.2.0).
+        ch: send ``CH`` (since 6.2.0).
         items: ``(longitude latitude member)`` tuples.
 
     Returns:
         When used without optional arguments, the number of elements added to the sorted set
-            (excluding score updates).  If the CH option is specified, the number of elements that
-            were changed (added or updated).
+        (excluding score updates). If the CH option is specified, the number of elements that were
+        changed (added or updated).
     """
     if nx + xx > 1:
         raise ValueError("geoadd: nx and xx are mutually exclusive")
@@ -83,8 +83,8 @@ def geodist(
         unit: one of ``m``, ``km``, ``ft``, ``mi``.
 
     Returns:
-        One or both of elements are missing; or distance as a double (represented as a string)
-            in the specified units.
+        One or both of elements are missing; or distance as a double (represented as a string) in
+        the specified units.
     """
     parts: list[Arg] = ["GEODIST", key, member1, member2]
     if unit is not None:
@@ -99,7 +99,7 @@ def geohash(key: Key, *members: Arg) -> Command[list[bytes | str | None]]:
 
     Returns:
         An array where each element is the Geohash corresponding to each member name passed as
-            argument to the command.
+        argument to the command.
     """
     return Command(("GEOHASH", key, *members))
 
@@ -111,7 +111,7 @@ def geopos(key: Key, *members: Arg) -> Command[list[tuple[float, float] | None]]
 
     Returns:
         An array where each element is a two elements array representing longitude and latitude
-            (x,y) of each member name passed as argument to the command
+        (x,y) of each member name passed as argument to the command
     """
     return Command(("GEOPOS", key, *members), _SHAPE_1)
 
@@ -147,8 +147,8 @@ def georadius(
         withcoord: send ``WITHCOORD``.
         withdist: send ``WITHDIST``.
         withhash: send ``WITHHASH``.
-        count: ``COUNT count``.
-        any: send ``ANY``.
+        count: ``COUNT count`` (since 6.2.0).
+        any: send ``ANY`` (since 6.2.0).
         asc: send ``ASC``.
         desc: send ``DESC``.
         store: ``STORE storekey``.
@@ -221,8 +221,8 @@ def georadiusbymember(
         withcoord: send ``WITHCOORD``.
         withdist: send ``WITHDIST``.
         withhash: send ``WITHHASH``.
-        count: ``COUNT count``.
-        any: send ``ANY``.
+        count: ``COUNT count`` (since 6.2.0).
+        any: send ``ANY`` (since 6.2.0).
         asc: send ``ASC``.
         desc: send ``DESC``.
         store: ``STORE storekey``.
@@ -292,8 +292,8 @@ def georadiusbymember_ro(
         withcoord: send ``WITHCOORD``.
         withdist: send ``WITHDIST``.
         withhash: send ``WITHHASH``.
-        count: ``COUNT count``.
-        any: send ``ANY``.
+        count: ``COUNT count`` (since 6.2.0).
+        any: send ``ANY`` (since 6.2.0).
         asc: send ``ASC``.
         desc: send ``DESC``.
 
@@ -353,8 +353,8 @@ def georadius_ro(
         withcoord: send ``WITHCOORD``.
         withdist: send ``WITHDIST``.
         withhash: send ``WITHHASH``.
-        count: ``COUNT count``.
-        any: send ``ANY``.
+        count: ``COUNT count`` (since 6.2.0).
+        any: send ``ANY`` (since 6.2.0).
         asc: send ``ASC``.
         desc: send ``DESC``.
 

@@ -72,8 +72,7 @@ def hexists(key: Key, field: Arg) -> Command[bool]:
     Since 2.0.0.
 
     Returns:
-        The hash does not contain the field, or key does not exist; or the hash contains the
-            field.
+        The hash does not contain the field, or key does not exist; or the hash contains the field.
     """
     return Command(("HEXISTS", key, field), to_bool)
 
@@ -173,8 +172,8 @@ def hget(key: Key, field: Arg) -> Command[bytes | str | None]:
     Since 2.0.0.
 
     Returns:
-        The value associated with the field; or if the field is not present in the hash or key
-            does not exist.
+        The value associated with the field; or if the field is not present in the hash or key does
+        not exist.
     """
     return Command(("HGET", key, field))
 
@@ -186,7 +185,7 @@ def hgetall(key: Key) -> Command[dict[bytes | str, bytes | str]]:
 
     Returns:
         Map of fields and their values stored in the hash, or an empty list when key does not
-            exist. In RESP2 this is returned as a flat array.
+        exist.
     """
     return Command(("HGETALL", key), to_dict)
 
@@ -297,8 +296,7 @@ def hmget(key: Key, *fields: Arg) -> Command[list[bytes | str | None]]:
     Since 2.0.0.
 
     Returns:
-        List of values associated with the given fields, in the same order as they are
-            requested.
+        List of values associated with the given fields, in the same order as they are requested.
     """
     parts: list[Arg] = ["HMGET", key]
     if not fields:
@@ -444,10 +442,9 @@ def hrandfield(
         withvalues: send ``WITHVALUES``.
 
     Returns:
-        Key doesn't exist; or a single random field. Returned in case ``COUNT`` was not used;
-            or a list of fields. Returned in case ``COUNT`` was used; or fields and their values.
-            Returned in case ``COUNT`` and ``WITHVALUES`` were used. In RESP2 this is returned as a
-            flat array.
+        Key doesn't exist; or a single random field. Returned in case ``COUNT`` was not used; or a
+        list of fields. Returned in case ``COUNT`` was used; or fields and their values. Returned
+        in case ``COUNT`` and ``WITHVALUES`` were used.
     """
     if (withvalues) and (count is None):
         raise ValueError("hrandfield: withvalues needs count")
@@ -578,8 +575,8 @@ def hsetnx(key: Key, field: Arg, value: Arg) -> Command[bool]:
     Since 2.0.0.
 
     Returns:
-        The field is a new field in the hash and value was set; or the field already exists in
-            the hash and no operation was performed.
+        The field is a new field in the hash and value was set; or the field already exists in the
+        hash and no operation was performed.
     """
     return Command(("HSETNX", key, field, value), to_bool)
 
@@ -590,8 +587,8 @@ def hstrlen(key: Key, field: Arg) -> Command[int]:
     Since 3.2.0.
 
     Returns:
-        String length of the value associated with the field, or zero when the field is not
-            present in the hash or key does not exist at all.
+        String length of the value associated with the field, or zero when the field is not present
+        in the hash or key does not exist at all.
     """
     return Command(("HSTRLEN", key, field))
 

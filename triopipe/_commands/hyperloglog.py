@@ -23,7 +23,7 @@ def pfadd(key: Key, *elements: Arg) -> Command[bool]:
 
     Returns:
         If at least 1 HyperLogLog internal register was altered; or if no HyperLogLog internal
-            register were altered.
+        register were altered.
     """
     return Command(("PFADD", key, *elements), to_bool)
 

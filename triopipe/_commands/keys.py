@@ -135,14 +135,14 @@ def expire(
     Since 1.0.0.
 
     Args:
-        nx: send ``NX``.
-        xx: send ``XX``.
-        gt: send ``GT``.
-        lt: send ``LT``.
+        nx: send ``NX`` (since 7.0.0).
+        xx: send ``XX`` (since 7.0.0).
+        gt: send ``GT`` (since 7.0.0).
+        lt: send ``LT`` (since 7.0.0).
 
     Returns:
-        The timeout was not set. e.g. key doesn't exist, or operation skipped due to the
-            provided arguments; or the timeout was set.
+        The timeout was not set. e.g. key doesn't exist, or operation skipped due to the provided
+        arguments; or the timeout was set.
     """
     if nx + xx + gt + lt > 1:
         raise ValueError("expire: nx, xx, gt and lt are mutually exclusive")
@@ -172,14 +172,14 @@ def expireat(
     Since 1.2.0.
 
     Args:
-        nx: send ``NX``.
-        xx: send ``XX``.
-        gt: send ``GT``.
-        lt: send ``LT``.
+        nx: send ``NX`` (since 7.0.0).
+        xx: send ``XX`` (since 7.0.0).
+        gt: send ``GT`` (since 7.0.0).
+        lt: send ``LT`` (since 7.0.0).
 
     Returns:
         The timeout was set; or the timeout was not set. e.g. key doesn't exist, or operation
-            skipped due to the provided arguments.
+        skipped due to the provided arguments.
     """
     if nx + xx + gt + lt > 1:
         raise ValueError("expireat: nx, xx, gt and lt are mutually exclusive")
@@ -201,8 +201,8 @@ def expiretime(key: Key) -> Command[int]:
     Since 7.0.0.
 
     Returns:
-        Expiration Unix timestamp in seconds; or the key exists but has no associated
-            expiration time; or the key does not exist.
+        Expiration Unix timestamp in seconds; or the key exists but has no associated expiration
+        time; or the key does not exist.
     """
     return Command(("EXPIRETIME", key))
 
@@ -279,8 +279,7 @@ def persist(key: Key) -> Command[bool]:
     Since 2.2.0.
 
     Returns:
-        Key does not exist or does not have an associated timeout; or the timeout has been
-            removed.
+        Key does not exist or does not have an associated timeout; or the timeout has been removed.
     """
     return Command(("PERSIST", key), to_bool)
 
@@ -299,14 +298,14 @@ def pexpire(
     Since 2.6.0.
 
     Args:
-        nx: send ``NX``.
-        xx: send ``XX``.
-        gt: send ``GT``.
-        lt: send ``LT``.
+        nx: send ``NX`` (since 7.0.0).
+        xx: send ``XX`` (since 7.0.0).
+        gt: send ``GT`` (since 7.0.0).
+        lt: send ``LT`` (since 7.0.0).
 
     Returns:
-        The timeout was not set. e.g. key doesn't exist, or operation skipped due to the
-            provided arguments; or the timeout was set.
+        The timeout was not set. e.g. key doesn't exist, or operation skipped due to the provided
+        arguments; or the timeout was set.
     """
     if nx + xx + gt + lt > 1:
         raise ValueError("pexpire: nx, xx, gt and lt are mutually exclusive")
@@ -336,14 +335,14 @@ def pexpireat(
     Since 2.6.0.
 
     Args:
-        nx: send ``NX``.
-        xx: send ``XX``.
-        gt: send ``GT``.
-        lt: send ``LT``.
+        nx: send ``NX`` (since 7.0.0).
+        xx: send ``XX`` (since 7.0.0).
+        gt: send ``GT`` (since 7.0.0).
+        lt: send ``LT`` (since 7.0.0).
 
     Returns:
         The timeout was set; or the timeout was not set. e.g. key doesn't exist, or operation
-            skipped due to the provided arguments.
+        skipped due to the provided arguments.
     """
     if nx + xx + gt + lt > 1:
         raise ValueError("pexpireat: nx, xx, gt and lt are mutually exclusive")
@@ -366,7 +365,7 @@ def pexpiretime(key: Key) -> Command[int]:
 
     Returns:
         Expiration Unix timestamp in milliseconds; or the key exists but has no associated
-            expiration time; or the key does not exist.
+        expiration time; or the key does not exist.
     """
     return Command(("PEXPIRETIME", key))
 
@@ -377,8 +376,8 @@ def pttl(key: Key) -> Command[int]:
     Since 2.6.0.
 
     Returns:
-        TTL in milliseconds; or the key exists but has no associated expire; or the key does
-            not exist.
+        TTL in milliseconds; or the key exists but has no associated expire; or the key does not
+        exist.
     """
     return Command(("PTTL", key))
 
@@ -428,10 +427,10 @@ def restore(
     Since 2.6.0.
 
     Args:
-        replace: send ``REPLACE``.
-        absttl: send ``ABSTTL``.
-        idletime: ``IDLETIME seconds``.
-        freq: ``FREQ frequency``.
+        replace: send ``REPLACE`` (since 3.0.0).
+        absttl: send ``ABSTTL`` (since 5.0.0).
+        idletime: ``IDLETIME seconds`` (since 5.0.0).
+        freq: ``FREQ frequency`` (since 5.0.0).
     """
     parts: list[Arg] = ["RESTORE", key, ttl, serialized_value]
     if replace:
@@ -459,7 +458,7 @@ def scan(
     Args:
         match: ``MATCH pattern``.
         count: ``COUNT count``.
-        type: ``TYPE type``.
+        type: ``TYPE type`` (since 6.0.0).
 
     Returns:
         Cursor and scan response in array form.
@@ -500,9 +499,9 @@ def sort(
         store: ``STORE destination``.
 
     Returns:
-        When the store option is specified the command returns the number of sorted elements in
-            the destination list; or when not passing the store option the command returns a list
-            of sorted elements.
+        When the store option is specified the command returns the number of sorted elements in the
+        destination list; or when not passing the store option the command returns a list of sorted
+        elements.
     """
     if asc + desc > 1:
         raise ValueError("sort: asc and desc are mutually exclusive")
@@ -596,8 +595,7 @@ def ttl(key: Key) -> Command[int]:
     Since 1.0.0.
 
     Returns:
-        TTL in seconds; or the key exists but has no associated expire; or the key does not
-            exist.
+        TTL in seconds; or the key exists but has no associated expire; or the key does not exist.
     """
     return Command(("TTL", key))
 
@@ -636,8 +634,8 @@ def wait(numreplicas: int, timeout: int) -> Command[int]:
     Since 3.0.0.
 
     Returns:
-        The number of replicas reached by all the writes performed in the context of the
-            current connection.
+        The number of replicas reached by all the writes performed in the context of the current
+        connection.
     """
     return Command(("WAIT", numreplicas, timeout))
 

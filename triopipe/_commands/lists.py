@@ -82,8 +82,7 @@ def blmpop(
         count: ``COUNT count``.
 
     Returns:
-        Operation timed-out; or the key from which elements were popped and the popped
-            elements.
+        Operation timed-out; or the key from which elements were popped and the popped elements.
     """
     parts: list[Arg] = ["BLMPOP", timeout]
     keys_ = keys_of(keys)
@@ -106,7 +105,7 @@ def blpop(
 
     Returns:
         No element could be popped and timeout expired; or the key from which the element was
-            popped and the value of the popped element.
+        popped and the value of the popped element.
     """
     parts: list[Arg] = ["BLPOP"]
     keys_ = keys_of(keys)
@@ -168,8 +167,8 @@ def linsert(key: Key, where: Literal["BEFORE", "AFTER"], pivot: Arg, element: Ar
     Since 2.2.0.
 
     Returns:
-        List length after a successful insert operation; or in case key doesn't exist; or when
-            the pivot wasn't found.
+        List length after a successful insert operation; or in case key doesn't exist; or when the
+        pivot wasn't found.
     """
     parts: list[Arg] = ["LINSERT", key]
     parts.append(choice(where, ("BEFORE", "AFTER"), "where", "linsert"))
@@ -240,9 +239,12 @@ def lpop(key: Key, count: int | None = None) -> Command[list[bytes | str] | byte
 
     Since 1.0.0.
 
+    Args:
+        count: the argument (since 6.2.0).
+
     Returns:
         Key does not exist; or in case ``count`` argument was not given, the value of the first
-            element; or in case ``count`` argument was given, a list of popped elements.
+        element; or in case ``count`` argument was given, a list of popped elements.
     """
     parts: list[Arg] = ["LPOP", key]
     if count is not None:
@@ -270,9 +272,9 @@ def lpos(
         maxlen: ``MAXLEN len``.
 
     Returns:
-        In case there is no matching element; or an integer representing the matching element;
-            or if the COUNT option is given, an array of integers representing the matching
-            elements (empty if there are no matches).
+        In case there is no matching element; or an integer representing the matching element; or
+        if the COUNT option is given, an array of integers representing the matching elements
+        (empty if there are no matches).
     """
     parts: list[Arg] = ["LPOS", key, element]
     if rank is not None:
@@ -361,9 +363,12 @@ def rpop(key: Key, count: int | None = None) -> Command[list[bytes | str] | byte
 
     Since 1.0.0.
 
+    Args:
+        count: the argument (since 6.2.0).
+
     Returns:
-        Key does not exist; or when 'COUNT' was not given, the value of the last element; or
-            when 'COUNT' was given, list of popped elements.
+        Key does not exist; or when 'COUNT' was not given, the value of the last element; or when
+        'COUNT' was given, list of popped elements.
     """
     parts: list[Arg] = ["RPOP", key]
     if count is not None:

@@ -29,8 +29,8 @@ def publish(channel: Arg, message: Arg) -> Command[int]:
     Since 2.0.0.
 
     Returns:
-        The number of clients that received the message. Note that in a Cluster, only clients
-            that are connected to the same node as the publishing client are included in the count.
+        The number of clients that received the message. Note that in a Cluster, only clients that
+        are connected to the same node as the publishing client are included in the count.
     """
     return Command(("PUBLISH", channel, message))
 
@@ -66,8 +66,8 @@ def pubsub_numsub(*channels: Arg) -> Command[list[Any]]:
     Since 2.8.0.
 
     Returns:
-        The number of subscribers per channel, each even element (including 0th) is channel
-            name, each odd element is the number of subscribers.
+        The number of subscribers per channel, each even element (including 0th) is channel name,
+        each odd element is the number of subscribers.
     """
     return Command(("PUBSUB", "NUMSUB", *channels))
 
@@ -92,8 +92,8 @@ def pubsub_shardnumsub(*shardchannels: Arg) -> Command[list[Any]]:
     Since 7.0.0.
 
     Returns:
-        The number of subscribers per shard channel, each even element (including 0th) is
-            channel name, each odd element is the number of subscribers.
+        The number of subscribers per shard channel, each even element (including 0th) is channel
+        name, each odd element is the number of subscribers.
     """
     return Command(("PUBSUB", "SHARDNUMSUB", *shardchannels))
 
@@ -104,8 +104,8 @@ def spublish(shardchannel: Arg, message: Arg) -> Command[int]:
     Since 7.0.0.
 
     Returns:
-        The number of clients that received the message. Note that in a Cluster, only clients
-            that are connected to the same node as the publishing client are included in the count.
+        The number of clients that received the message. Note that in a Cluster, only clients that
+        are connected to the same node as the publishing client are included in the count.
     """
     return Command(("SPUBLISH", shardchannel, message))
 

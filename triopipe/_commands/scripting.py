@@ -283,8 +283,8 @@ def script_flush(*, asynchronous: bool = False, sync: bool = False) -> Command[b
     Since 2.6.0.
 
     Args:
-        asynchronous: send ``ASYNC``.
-        sync: send ``SYNC``.
+        asynchronous: send ``ASYNC`` (since 6.2.0).
+        sync: send ``SYNC`` (since 6.2.0).
     """
     if asynchronous + sync > 1:
         raise ValueError("script_flush: asynchronous and sync are mutually exclusive")

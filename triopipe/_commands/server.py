@@ -106,7 +106,7 @@ def acl_cat(category: Arg | None = None) -> Command[list[bytes | str]]:
 
     Returns:
         In case ``category`` was not given, a list of existing ACL categories; or in case
-            ``category`` was given, list of commands that fall under the provided ACL category.
+        ``category`` was given, list of commands that fall under the provided ACL category.
     """
     parts: list[Arg] = ["ACL", "CAT"]
     if category is not None:
@@ -137,7 +137,7 @@ def acl_dryrun(username: Arg, command: Arg, *args: Arg) -> Command[bytes | str]:
 
     Returns:
         The given user may successfully execute the given command; or the description of the
-            problem, in case the user is not allowed to run the given command.
+        problem, in case the user is not allowed to run the given command.
     """
     return Command(("ACL", "DRYRUN", username, command, *args))
 
@@ -150,8 +150,8 @@ def acl_genpass(bits: int | None = None) -> Command[bytes | str]:
 
     Returns:
         Pseudorandom data. By default it contains 64 bytes, representing 256 bits of data. If
-            ``bits`` was given, the output string length is the number of specified bits (rounded
-            to the next multiple of 4) divided by 4.
+        ``bits`` was given, the output string length is the number of specified bits (rounded to
+        the next multiple of 4) divided by 4.
     """
     parts: list[Arg] = ["ACL", "GENPASS"]
     if bits is not None:
@@ -200,8 +200,8 @@ def acl_log(
         reset: send ``RESET``.
 
     Returns:
-        In case ``RESET`` was not given, a list of recent ACL security events; or in case
-            ``RESET`` was given, OK indicates ACL log was cleared.
+        In case ``RESET`` was not given, a list of recent ACL security events; or in case ``RESET``
+        was given, OK indicates ACL log was cleared.
     """
     if (count is not None) + reset > 1:
         raise ValueError("acl_log: count and reset are mutually exclusive")
@@ -270,8 +270,8 @@ def bgsave(*, schedule: bool = False, cancel: bool = False) -> Command[bytes | s
     Since 1.0.0.
 
     Args:
-        schedule: send ``SCHEDULE``.
-        cancel: send ``CANCEL``.
+        schedule: send ``SCHEDULE`` (since 3.2.2).
+        cancel: send ``CANCEL`` (since 8.1.0).
     """
     if schedule + cancel > 1:
         raise ValueError("bgsave: schedule and cancel are mutually exclusive")
@@ -471,8 +471,8 @@ def flushall(*, asynchronous: bool = False, sync: bool = False) -> Command[bool]
     Since 1.0.0.
 
     Args:
-        asynchronous: send ``ASYNC``.
-        sync: send ``SYNC``.
+        asynchronous: send ``ASYNC`` (since 4.0.0).
+        sync: send ``SYNC`` (since 6.2.0).
     """
     if asynchronous + sync > 1:
         raise ValueError("flushall: asynchronous and sync are mutually exclusive")
@@ -490,8 +490,8 @@ def flushdb(*, asynchronous: bool = False, sync: bool = False) -> Command[bool]:
     Since 1.0.0.
 
     Args:
-        asynchronous: send ``ASYNC``.
-        sync: send ``SYNC``.
+        asynchronous: send ``ASYNC`` (since 4.0.0).
+        sync: send ``SYNC`` (since 6.2.0).
     """
     if asynchronous + sync > 1:
         raise ValueError("flushdb: asynchronous and sync are mutually exclusive")
@@ -509,9 +509,9 @@ def info(*sections: Arg) -> Command[bytes | str]:
     Since 1.0.0.
 
     Returns:
-        A map of info fields, one field per line in the form of <field>:<value> where the value
-            can be a comma separated map like <key>=<val>. Also contains section header lines
-            starting with ``#`` and blank lines.
+        A map of info fields, one field per line in the form of <field>:<value> where the value can
+        be a comma separated map like <key>=<val>. Also contains section header lines starting with
+        ``#`` and blank lines.
     """
     return Command(("INFO", *sections))
 
@@ -556,7 +556,7 @@ def latency_history(event: Arg) -> Command[list[tuple[int, int]]]:
 
     Returns:
         An array where each element is a two elements array representing the timestamp and the
-            latency of the event.
+        latency of the event.
     """
     return Command(("LATENCY", "HISTORY", event), _SHAPE_3)
 
@@ -568,7 +568,7 @@ def latency_latest() -> Command[list[tuple[bytes | str, int, int, int]]]:
 
     Returns:
         An array where each element is a four elements array representing the event's name,
-            timestamp, latest and all-time latency measurements.
+        timestamp, latest and all-time latency measurements.
     """
     return Command(("LATENCY", "LATEST"), _SHAPE_4)
 
@@ -652,7 +652,7 @@ def memory_usage(key: Key, *, samples: int | None = None) -> Command[int | None]
 
     Returns:
         Number of bytes that a key and its value require to be stored in RAM; or key does not
-            exist.
+        exist.
     """
     parts: list[Arg] = ["MEMORY", "USAGE", key]
     if samples is not None:
@@ -738,14 +738,14 @@ def shutdown(
     Args:
         nosave: send ``NOSAVE``.
         save: send ``SAVE``.
-        now: send ``NOW``.
-        force: send ``FORCE``.
-        abort: send ``ABORT``.
+        now: send ``NOW`` (since 7.0.0).
+        force: send ``FORCE`` (since 7.0.0).
+        abort: send ``ABORT`` (since 7.0.0).
 
     Returns:
         OK if ABORT was specified and shutdown was aborted. On successful shutdown, nothing is
-            returned since the server quits and the connection is closed. On failure, an error is
-            returned.
+        returned since the server quits and the connection is closed. On failure, an error is
+        returned.
     """
     if nosave + save > 1:
         raise ValueError("shutdown: nosave and save are mutually exclusive")

@@ -45,7 +45,7 @@ def sadd(key: Key, *members: Arg) -> Command[int]:
 
     Returns:
         Number of elements that were added to the set, not including all the elements already
-            present in the set.
+        present in the set.
     """
     parts: list[Arg] = ["SADD", key]
     if not members:
@@ -157,7 +157,7 @@ def sismember(key: Key, member: Arg) -> Command[bool]:
 
     Returns:
         The element is not a member of the set, or the key does not exist; or the element is a
-            member of the set.
+        member of the set.
     """
     return Command(("SISMEMBER", key, member), to_bool)
 
@@ -180,7 +180,7 @@ def smismember(key: Key, *members: Arg) -> Command[list[bool]]:
 
     Returns:
         List representing the membership of the given elements, in the same order as they are
-            requested.
+        requested.
     """
     parts: list[Arg] = ["SMISMEMBER", key]
     if not members:
@@ -195,8 +195,7 @@ def smove(source: Key, destination: Key, member: Arg) -> Command[bool]:
     Since 1.0.0.
 
     Returns:
-        Element is moved; or the element is not a member of source and no operation was
-            performed.
+        Element is moved; or the element is not a member of source and no operation was performed.
     """
     return Command(("SMOVE", source, destination, member), to_bool)
 
@@ -207,9 +206,12 @@ def spop(key: Key, count: int | None = None) -> Command[set[bytes | str] | bytes
 
     Since 1.0.0.
 
+    Args:
+        count: the argument (since 3.2.0).
+
     Returns:
         The key does not exist; or the removed member when 'COUNT' is not given; or list to the
-            removed members when 'COUNT' is given.
+        removed members when 'COUNT' is given.
     """
     parts: list[Arg] = ["SPOP", key]
     if count is not None:
@@ -226,10 +228,13 @@ def srandmember(
 
     Since 1.0.0.
 
+    Args:
+        count: the argument (since 2.6.0).
+
     Returns:
-        In case ``count`` is not given and key doesn't exist; or in case ``count`` is not
-            given, randomly selected element; or in case ``count`` is given, an array of elements;
-            or in case ``count`` is given and key doesn't exist.
+        In case ``count`` is not given and key doesn't exist; or in case ``count`` is not given,
+        randomly selected element; or in case ``count`` is given, an array of elements; or in case
+        ``count`` is given and key doesn't exist.
     """
     parts: list[Arg] = ["SRANDMEMBER", key]
     if count is not None:

@@ -113,8 +113,7 @@ def bzpopmax(
     Since 5.0.0.
 
     Returns:
-        Timeout reached and no elements were popped; or the keyname, popped member, and its
-            score.
+        Timeout reached and no elements were popped; or the keyname, popped member, and its score.
     """
     parts: list[Arg] = ["BZPOPMAX"]
     keys_ = keys_of(keys)
@@ -135,8 +134,7 @@ def bzpopmin(
     Since 5.0.0.
 
     Returns:
-        Timeout reached and no elements were popped; or the keyname, popped member, and its
-            score.
+        Timeout reached and no elements were popped; or the keyname, popped member, and its score.
     """
     parts: list[Arg] = ["BZPOPMIN"]
     keys_ = keys_of(keys)
@@ -163,17 +161,17 @@ def zadd(
     Since 1.2.0.
 
     Args:
-        nx: send ``NX``.
-        xx: send ``XX``.
-        gt: send ``GT``.
-        lt: send ``LT``.
-        ch: send ``CH``.
+        nx: send ``NX`` (since 3.0.2).
+        xx: send ``XX`` (since 3.0.2).
+        gt: send ``GT`` (since 6.2.0).
+        lt: send ``LT`` (since 6.2.0).
+        ch: send ``CH`` (since 3.0.2).
 
     Returns:
-        Operation was aborted (conflict with one of the ``XX``/``NX``/``LT``/``GT`` options);
-            or the number of new members (when the ``CH`` option is not used); or the number of new
-            or updated members (when the ``CH`` option is used); or the updated score of the member
-            (when the ``INCR`` option is used).
+        Operation was aborted (conflict with one of the ``XX``/``NX``/``LT``/``GT`` options); or
+        the number of new members (when the ``CH`` option is not used); or the number of new or
+        updated members (when the ``CH`` option is used); or the updated score of the member (when
+        the ``INCR`` option is used).
     """
     if nx + xx > 1:
         raise ValueError("zadd: nx and xx are mutually exclusive")
@@ -232,8 +230,7 @@ def zdiff(
 
     Returns:
         A list of members. Returned in case ``WITHSCORES`` was not used; or members and their
-            scores. Returned in case ``WITHSCORES`` was used. In RESP2 this is returned as a flat
-            array.
+        scores. Returned in case ``WITHSCORES`` was used.
     """
     parts: list[Arg] = ["ZDIFF"]
     keys_ = keys_of(keys)
@@ -291,10 +288,9 @@ def zinter(
         withscores: send ``WITHSCORES``.
 
     Returns:
-        Result of intersection, containing only the member names. Returned in case
-            ``WITHSCORES`` was not used; or result of intersection, containing members and their
-            scores. Returned in case ``WITHSCORES`` was used. In RESP2 this is returned as a flat
-            array.
+        Result of intersection, containing only the member names. Returned in case ``WITHSCORES``
+        was not used; or result of intersection, containing members and their scores. Returned in
+        case ``WITHSCORES`` was used.
     """
     parts: list[Arg] = ["ZINTER"]
     keys_ = keys_of(keys)
@@ -424,8 +420,8 @@ def zpopmax(
     Since 5.0.0.
 
     Returns:
-        List of popped elements and scores when 'COUNT' isn't specified; or list of popped
-            elements and scores when 'COUNT' is specified.
+        List of popped elements and scores when 'COUNT' isn't specified; or list of popped elements
+        and scores when 'COUNT' is specified.
     """
     parts: list[Arg] = ["ZPOPMAX", key]
     if count is not None:
@@ -444,8 +440,8 @@ def zpopmin(
     Since 5.0.0.
 
     Returns:
-        List of popped elements and scores when 'COUNT' isn't specified; or list of popped
-            elements and scores when 'COUNT' is specified.
+        List of popped elements and scores when 'COUNT' isn't specified; or list of popped elements
+        and scores when 'COUNT' is specified.
     """
     parts: list[Arg] = ["ZPOPMIN", key]
     if count is not None:
@@ -467,8 +463,8 @@ def zrandmember(
 
     Returns:
         Key does not exist; or randomly selected element when 'COUNT' is not used; or randomly
-            selected elements when 'COUNT' is used; or randomly selected elements when 'COUNT' and
-            'WITHSCORES' modifiers are used.
+        selected elements when 'COUNT' is used; or randomly selected elements when 'COUNT' and
+        'WITHSCORES' modifiers are used.
     """
     if (withscores) and (count is None):
         raise ValueError("zrandmember: withscores needs count")
@@ -501,15 +497,15 @@ def zrange(
     Since 1.2.0.
 
     Args:
-        byscore: send ``BYSCORE``.
-        bylex: send ``BYLEX``.
-        rev: send ``REV``.
-        limit: ``LIMIT offset count``.
+        byscore: send ``BYSCORE`` (since 6.2.0).
+        bylex: send ``BYLEX`` (since 6.2.0).
+        rev: send ``REV`` (since 6.2.0).
+        limit: ``LIMIT offset count`` (since 6.2.0).
         withscores: send ``WITHSCORES``.
 
     Returns:
-        A list of member elements; or members and their scores. Returned in case ``WITHSCORES``
-            was used. In RESP2 this is returned as a flat array.
+        A list of member elements; or members and their scores. Returned in case ``WITHSCORES`` was
+        used.
     """
     if byscore + bylex > 1:
         raise ValueError("zrange: byscore and bylex are mutually exclusive")
@@ -563,12 +559,12 @@ def zrangebyscore(
     Since 1.0.5; deprecated since 6.2.0: use ``ZRANGE`` with the ``BYSCORE`` argument.
 
     Args:
-        withscores: send ``WITHSCORES``.
+        withscores: send ``WITHSCORES`` (since 2.0.0).
         limit: ``LIMIT offset count``.
 
     Returns:
         List of the elements in the specified score range, as not WITHSCORES; or list of the
-            elements and their scores in the specified score range, as WITHSCORES used.
+        elements and their scores in the specified score range, as WITHSCORES used.
     """
     parts: list[Arg] = ["ZRANGEBYSCORE", key, min, max]
     if withscores:
@@ -628,12 +624,12 @@ def zrank(
     Since 2.0.0.
 
     Args:
-        withscore: send ``WITHSCORE``.
+        withscore: send ``WITHSCORE`` (since 7.2.0).
 
     Returns:
         Key does not exist or the member does not exist in the sorted set; or the rank of the
-            member when 'WITHSCORE' is not used; or the rank and score of the member when
-            'WITHSCORE' is used.
+        member when 'WITHSCORE' is not used; or the rank and score of the member when 'WITHSCORE'
+        is used.
     """
     parts: list[Arg] = ["ZRANK", key, member]
     if withscore:
@@ -707,7 +703,7 @@ def zrevrange(
 
     Returns:
         List of member elements; or list of the members and their scores. Returned in case
-            ``WITHSCORES`` was used.
+        ``WITHSCORES`` was used.
     """
     parts: list[Arg] = ["ZREVRANGE", key, start, stop]
     if withscores:
@@ -759,7 +755,7 @@ def zrevrangebyscore(
 
     Returns:
         List of the elements in the specified score range, as not WITHSCORES; or list of the
-            elements and their scores in the specified score range, as WITHSCORES used.
+        elements and their scores in the specified score range, as WITHSCORES used.
     """
     parts: list[Arg] = ["ZREVRANGEBYSCORE", key, max, min]
     if withscores:
@@ -780,12 +776,12 @@ def zrevrank(
     Since 2.0.0.
 
     Args:
-        withscore: send ``WITHSCORE``.
+        withscore: send ``WITHSCORE`` (since 7.2.0).
 
     Returns:
         Key does not exist or the member does not exist in the sorted set; or the rank of the
-            member when 'WITHSCORE' is not used; or the rank and score of the member when
-            'WITHSCORE' is used.
+        member when 'WITHSCORE' is not used; or the rank and score of the member when 'WITHSCORE'
+        is used.
     """
     parts: list[Arg] = ["ZREVRANK", key, member]
     if withscore:
@@ -833,8 +829,8 @@ def zscore(key: Key, member: Arg) -> Command[float | None]:
     Since 1.2.0.
 
     Returns:
-        The score of the member (a double precision floating point number). In RESP2, this is
-            returned as string; or member does not exist in the sorted set, or key does not exist.
+        The score of the member (a double precision floating point number); or member does not
+        exist in the sorted set, or key does not exist.
     """
     return Command(("ZSCORE", key, member), _SHAPE_8)
 
@@ -856,8 +852,8 @@ def zunion(
         withscores: send ``WITHSCORES``.
 
     Returns:
-        The result of union when 'WITHSCORES' is not used; or the result of union when
-            'WITHSCORES' is used.
+        The result of union when 'WITHSCORES' is not used; or the result of union when 'WITHSCORES'
+        is used.
     """
     parts: list[Arg] = ["ZUNION"]
     keys_ = keys_of(keys)

@@ -84,9 +84,9 @@ def xack(key: Key, group: Arg, *ids: Arg) -> Command[int]:
     Since 5.0.0.
 
     Returns:
-        The command returns the number of messages successfully acknowledged. Certain message
-            IDs may no longer be part of the PEL (for example because they have already been
-            acknowledged), and XACK will not count them as successfully acknowledged.
+        The command returns the number of messages successfully acknowledged. Certain message IDs
+        may no longer be part of the PEL (for example because they have already been acknowledged),
+        and XACK will not count them as successfully acknowledged.
     """
     parts: list[Arg] = ["XACK", key, group]
     if not ids:
@@ -112,18 +112,18 @@ def xadd(
     Since 5.0.0.
 
     Args:
-        nomkstream: send ``NOMKSTREAM``.
+        nomkstream: send ``NOMKSTREAM`` (since 6.2.0).
         maxlen: ``MAXLEN threshold``.
         minid: ``MINID threshold``.
         equal: send ``=``.
         approximately: send ``~``.
-        limit: ``LIMIT count``.
+        limit: ``LIMIT count`` (since 6.2.0).
         id: a value, or ``*``.
 
     Returns:
         The ID of the added entry. The ID is the one auto-generated if ``*`` is passed as ID
-            argument, otherwise the command just returns the same ID specified by the user during
-            insertion; or the NOMKSTREAM option is given and the key doesn't exist.
+        argument, otherwise the command just returns the same ID specified by the user during
+        insertion; or the NOMKSTREAM option is given and the key doesn't exist.
     """
     if (maxlen is not None) + (minid is not None) > 1:
         raise ValueError("xadd: maxlen and minid are mutually exclusive")
@@ -183,8 +183,8 @@ def xautoclaim(
         justid: send ``JUSTID``.
 
     Returns:
-        Claimed stream entries (with data, if ``JUSTID`` was not given); or claimed stream
-            entries (without data, if ``JUSTID`` was given).
+        Claimed stream entries (with data, if ``JUSTID`` was not given); or claimed stream entries
+        (without data, if ``JUSTID`` was given).
     """
     parts: list[Arg] = ["XAUTOCLAIM", key, group, consumer, min_idle_time, start]
     if count is not None:
@@ -358,12 +358,11 @@ def xinfo_stream(
     Since 5.0.0.
 
     Args:
-        full: send ``FULL``.
+        full: send ``FULL`` (since 6.0.0).
         count: ``COUNT count``.
 
     Returns:
-        Summary form, in case ``FULL`` was not given; or extended form, in case ``FULL`` was
-            given.
+        Summary form, in case ``FULL`` was not given; or extended form, in case ``FULL`` was given.
     """
     if (count is not None) and (not full):
         raise ValueError("xinfo_stream: count needs full")
@@ -408,11 +407,11 @@ def xpending(
     Since 5.0.0.
 
     Args:
-        idle: ``IDLE min-idle-time``.
+        idle: ``IDLE min-idle-time`` (since 6.2.0).
 
     Returns:
         Extended form, in case ``start`` was given; or summary form, in case ``start`` was not
-            given.
+        given.
     """
     if (idle is not None or consumer is not None) and (
         start is None or end is None or count is None
@@ -473,9 +472,9 @@ def xread(
         block: ``BLOCK milliseconds``.
 
     Returns:
-        A map of key-value elements when each element composed of key name and the entries
-            reported for that key; or if BLOCK option is given, and a timeout occurs, or there is
-            no stream we can serve.
+        A map of key-value elements when each element composed of key name and the entries reported
+        for that key; or if BLOCK option is given, and a timeout occurs, or there is no stream we
+        can serve.
     """
     parts: list[Arg] = ["XREAD"]
     if count is not None:
@@ -511,8 +510,8 @@ def xreadgroup(
         noack: send ``NOACK``.
 
     Returns:
-        If BLOCK option is specified and the timeout expired; or a map of key-value elements
-            when each element composed of key name and the entries reported for that key.
+        If BLOCK option is specified and the timeout expired; or a map of key-value elements when
+        each element composed of key name and the entries reported for that key.
     """
     parts: list[Arg] = ["XREADGROUP", "GROUP", group, consumer]
     if count is not None:
@@ -555,8 +554,8 @@ def xsetid(
     Since 5.0.0.
 
     Args:
-        entriesadded: ``ENTRIESADDED entries-added``.
-        maxdeletedid: ``MAXDELETEDID max-deleted-id``.
+        entriesadded: ``ENTRIESADDED entries-added`` (since 7.0.0).
+        maxdeletedid: ``MAXDELETEDID max-deleted-id`` (since 7.0.0).
     """
     parts: list[Arg] = ["XSETID", key, last_id]
     if entriesadded is not None:
@@ -584,7 +583,7 @@ def xtrim(
         minid: ``MINID threshold``.
         equal: send ``=``.
         approximately: send ``~``.
-        limit: ``LIMIT count``.
+        limit: ``LIMIT count`` (since 6.2.0).
 
     Returns:
         The number of entries deleted from the stream.

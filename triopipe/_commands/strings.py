@@ -156,8 +156,8 @@ def getrange(key: Key, start: int, end: int) -> Command[bytes | str]:
     Since 2.4.0.
 
     Returns:
-        The substring of the string value stored at key, determined by the offsets start and
-            end (both are inclusive).
+        The substring of the string value stored at key, determined by the offsets start and end
+        (both are inclusive).
     """
     return Command(("GETRANGE", key, start, end))
 
@@ -229,9 +229,9 @@ def lcs(
         withmatchlen: send ``WITHMATCHLEN``.
 
     Returns:
-        The longest common subsequence; or the length of the longest common subsequence when
-            'LEN' is given; or array with the LCS length and all the ranges in both the strings
-            when 'IDX' is given. In RESP2 this is returned as a flat array.
+        The longest common subsequence; or the length of the longest common subsequence when 'LEN'
+        is given; or array with the LCS length and all the ranges in both the strings when 'IDX' is
+        given.
     """
     parts: list[Arg] = ["LCS", key1, key2]
     if len:
@@ -400,8 +400,8 @@ def substr(key: Key, start: int, end: int) -> Command[bytes | str]:
     Since 1.0.0; deprecated since 2.0.0: use ``GETRANGE``.
 
     Returns:
-        The substring of the string value stored at key, determined by the offsets start and
-            end (both are inclusive).
+        The substring of the string value stored at key, determined by the offsets start and end
+        (both are inclusive).
     """
     return Command(("SUBSTR", key, start, end))
 
