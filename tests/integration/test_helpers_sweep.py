@@ -1,7 +1,8 @@
 """Every data command's typed helper, against a real server, under RESP2 and RESP3.
 
 Each case prepares the same data, calls the helper once on a ``protocol=2``
-client and once on a ``protocol=3`` client, and checks that:
+client and once on a ``protocol=3`` client (and again through a batch, and
+on the blocking client), and checks that:
 
 - both results have the same Python type, all the way down (and, for
   deterministic commands, the same value);
@@ -27,6 +28,7 @@ import anyio
 import pytest
 
 import triopipe
+import triopipe.sync
 import triopipe.testing
 from triopipe._commands import Commands
 from triopipe.testing import RedisServer
@@ -528,7 +530,12 @@ async def _server_facts(
     fields = dict(line.split(":", 1) for line in info.decode().splitlines() if ":" in line)
     product = "valkey" if "valkey_version" in fields else "redis"
     version = tuple(int(part) for part in fields[f"{product}_version"].strip().split("."))
-    docs = await redis.execute("COMMAND", "DOCS")
+    groups = _groups_of(await redis.execute("COMMAND", "DOCS"))
+    return product, version, groups
+
+
+def _groups_of(docs: Any) -> dict[str, str]:
+    """The group of each command and subcommand, from a ``COMMAND DOCS`` reply (bytes)."""
     docs = docs if isinstance(docs, dict) else dict(zip(docs[::2], docs[1::2], strict=True))
     groups: dict[str, str] = {}
     for name, doc in docs.items():
@@ -543,7 +550,7 @@ async def _server_facts(
                 groups[sub.decode().upper().replace("|", " ")] = _group(sub_doc)
         else:
             groups[name.decode().upper()] = _group(doc)
-    return product, version, groups
+    return groups
 
 
 def runs_on(item: Case, product: str, version: tuple[int, ...], known: set[str]) -> bool:
@@ -565,13 +572,22 @@ def helpers_of(groups: dict[str, str]) -> set[str]:
 async def _run(
     clients: dict[int, triopipe.Client], case: Case, call: Callable[[triopipe.Client], Any]
 ) -> dict[int, Any]:
+    """The case's result on each client; the same through a batch, or an AssertionError."""
     results = {}
     for protocol, redis in clients.items():
-        await redis.execute("FLUSHALL")
-        await redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        for command in case.setup:
-            await redis.execute(*command)
-        results[protocol] = await call(redis)
+        for through_batch in (False, True):
+            await redis.execute("FLUSHALL")
+            await redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            for command in case.setup:
+                await redis.execute(*command)
+            if not through_batch:
+                results[protocol] = await call(redis)
+                continue
+            async with redis.batch() as batch:
+                pending = getattr(batch, case.helper)(*case.args, **case.kwargs)
+            batched = pending.result()
+            assert shape(batched) == shape(results[protocol]), (batched, results[protocol])
+            assert not case.same_value or batched == results[protocol], batched
     return results
 
 
@@ -661,3 +677,26 @@ def _group(doc: dict[bytes, Any]) -> str:
     # COMMAND DOCS spells it "sorted-set"; the specifications "sorted_set".
     group: bytes = doc[b"group"]
     return group.decode().replace("-", "_")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_blocking_client_gives_the_same_types(redis_url: str, backend: str) -> None:
+    results: dict[int, dict[int, Any]] = {2: {}, 3: {}}
+    for protocol in (2, 3):
+        with triopipe.sync.open_client(redis_url, backend=backend, protocol=protocol) as redis:
+            known = helpers_of(_groups_of(redis.execute("COMMAND", "DOCS")))
+            for index, item in enumerate(CASES):
+                if item.helper not in known or item.since is not None:
+                    continue
+                redis.execute("FLUSHALL")
+                redis.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+                for command in item.setup:
+                    redis.execute(*command)
+                results[protocol][index] = getattr(redis, item.helper)(*item.args, **item.kwargs)
+    assert results[2].keys() == results[3].keys()
+    assert len(results[2]) > 180
+    for index, reply in results[2].items():
+        item = CASES[index]
+        assert shape(reply) == shape(results[3][index]), item
+        assert conforms(reply, returns(item.helper)), (item, reply)
+        assert conforms(results[3][index], returns(item.helper)), (item, results[3][index])
