@@ -513,7 +513,14 @@ class ShapeCompiler:
             low, high = schema.get("minItems"), schema.get("maxItems")
             if low == high == len(items) or (low is None and high is None):
                 return self._tuple(items)
-            return Shape("list[Any]", None)
+            # CLUSTER SLOTS: a start, an end, then node after node.
+            shapes = [self.compile(i, top=False) for i in items]
+            extra = schema.get("additionalItems")
+            rest = self.compile(extra, top=False) if isinstance(extra, dict) else ANY
+            if all(s.shaper is None for s in [*shapes, rest]):
+                return Shape("list[Any]", None)
+            head = ", ".join(str(s.shaper) for s in shapes)
+            return Shape("list[Any]", f"prefix_items([{head}], {rest.shaper})")
         item = self.compile(items, top=False) if items is not None else ANY
         if self._is_pair(items):
             first, second = (self.compile(i, top=False) for i in items["items"])
@@ -1686,7 +1693,8 @@ def render_group(
 SHAPE_FUNCTIONS = frozenset(
     {
         "dict_of", "entry", "fields_of", "geo_items", "is_ok", "list_of", "optional",
-        "optional_pair", "pair", "pairs_of", "scan_page", "set_of", "to_bool", "to_dict",
+        "optional_pair", "pair", "pairs_of", "prefix_items", "scan_page", "set_of", "to_bool",
+        "to_dict",
         "to_float", "to_number", "to_set", "tuple_of",
     }
 )  # fmt: skip

@@ -700,3 +700,34 @@ def test_the_blocking_client_gives_the_same_types(redis_url: str, backend: str) 
         assert shape(reply) == shape(results[3][index]), item
         assert conforms(reply, returns(item.helper)), (item, reply)
         assert conforms(results[3][index], returns(item.helper)), (item, results[3][index])
+
+
+async def test_the_cluster_helpers_on_a_cluster_node(redis_cluster_urls: list[str]) -> None:
+    cases = [
+        case("cluster_info", same_value=False),
+        case("cluster_nodes", same_value=False),
+        case("cluster_slots", same_value=False),
+        case("cluster_shards", same_value=False),
+        case("cluster_links", same_value=False),
+        case("cluster_myid"),
+        case("cluster_keyslot", "user:{42}:name"),
+        case("cluster_countkeysinslot", 0),
+        case("cluster_getkeysinslot", 0, 10),
+    ]
+    # READONLY changes the connection it runs on: no helper.
+    assert not hasattr(Commands, "readonly")
+    url = redis_cluster_urls[0]
+    async with (
+        triopipe.open_client(url, protocol=2) as resp2,
+        triopipe.open_client(url, protocol=3) as resp3,
+    ):
+        for item in cases:
+            results = {
+                protocol: await getattr(redis, item.helper)(*item.args)
+                for protocol, redis in ((2, resp2), (3, resp3))
+            }
+            declared = returns(item.helper)
+            assert shape(results[2]) == shape(results[3]), (item.helper, results)
+            for reply in results.values():
+                assert conforms(reply, declared), (item.helper, reply, declared)
+            assert not item.same_value or results[2] == results[3], item.helper

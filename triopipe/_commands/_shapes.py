@@ -32,6 +32,7 @@ __all__ = [
     "optional_pair",
     "pair",
     "pairs_of",
+    "prefix_items",
     "scan_page",
     "set_of",
     "to_bool",
@@ -91,6 +92,22 @@ def tuple_of(*items: Shaper | None) -> Shaper:
 
     def shape(reply: Any) -> tuple[Any, ...]:
         return tuple(shaper(element) for shaper, element in zip(shapers, reply, strict=True))
+
+    return shape
+
+
+def prefix_items(items: list[Shaper | None], rest: Shaper | None) -> Shaper:
+    """An array of known first elements, then any number shaped alike, as a list.
+
+    ``CLUSTER SLOTS`` entries: a start slot, an end slot, then one node
+    description after another.
+    """
+    shapers = [_or_same(item) for item in items]
+    shape_rest = _or_same(rest)
+
+    def shape(reply: Any) -> list[Any]:
+        head = [shaper(element) for shaper, element in zip(shapers, reply, strict=False)]
+        return head + [shape_rest(element) for element in reply[len(shapers) :]]
 
     return shape
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._args import fixed, flat_tuples
 from ._base import Arg, Command, command
-from ._shapes import fields_of, is_ok, list_of, pairs_of, to_dict, tuple_of
+from ._shapes import fields_of, is_ok, list_of, pairs_of, prefix_items, to_dict, tuple_of
 
 __all__ = [
     "ClusterCommands",
@@ -53,6 +53,11 @@ _SHAPE_1 = tuple_of(None, None)
 _SHAPE_2 = list_of(to_dict)
 _SHAPE_3 = list_of(fields_of({"nodes": list_of(to_dict)}))
 _SHAPE_4 = pairs_of(None, to_dict)
+_SHAPE_5 = list_of(
+    prefix_items(
+        [None, None, tuple_of(None, None, None, to_dict)], tuple_of(None, None, None, to_dict)
+    )
+)
 
 
 def clusterscan(
@@ -473,7 +478,7 @@ def cluster_slots() -> Command[list[list[Any]]]:
     Returns:
         Nested list of slot ranges with networking information.
     """
-    return Command(("CLUSTER", "SLOTS"))
+    return Command(("CLUSTER", "SLOTS"), _SHAPE_5)
 
 
 class ClusterCommands:
