@@ -28,7 +28,8 @@ extensions = [
 # lists them instead of letting -n fail on them.
 
 templates_path: list[str] = []
-exclude_patterns = ["_build"]
+# _generated/ holds pieces other pages include (tools/gen_commands.py).
+exclude_patterns = ["_build", "_generated"]
 default_role = "py:obj"
 
 nitpicky = True
@@ -36,7 +37,7 @@ nitpick_ignore_regex = [
     # Other projects' objects (no intersphinx, see above).
     (r"py:.*", r"(anyio|trio|pytest|_pytest|sniffio)(\..*)?"),
     (r"py:.*", r"(collections\.abc|contextlib|os|pathlib|socket|ssl|subprocess|typing)\..*"),
-    (r"py:.*", r"(concurrent\.futures|types)\..*"),
+    (r"py:.*", r"(concurrent\.futures|enum|types)\..*"),
     # Type variables and internal aliases in generic signatures.
     (r"py:.*", r"(triopipe\.)?(_\w+\.)*(T|P|Arg|Key)"),
 ]

@@ -1,4 +1,9 @@
-"""Lua scripts run by SHA1 (``EVALSHA``), falling back to ``EVAL`` on ``NOSCRIPT``."""
+"""Lua scripts run by SHA1 (``EVALSHA``), falling back to ``EVAL`` on ``NOSCRIPT``.
+
+The commands are built by the generated ``evalsha``/``eval`` builders (the
+same ones every facade's helpers use), so keys are counted and checked in
+one place.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ._commands import Arg
+from ._commands import Arg, Key
+from ._commands.scripting import eval as eval_command
+from ._commands.scripting import evalsha
 from ._exceptions import NoScriptError
 
 __all__ = ["Script", "Scripting"]
@@ -33,12 +40,12 @@ class Script:
     def __repr__(self) -> str:
         return f"<Script sha={self.sha}>"
 
-    async def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Any:
+    async def __call__(self, keys: Key | Sequence[Key] = (), args: Sequence[Arg] = ()) -> Any:
         """Run the script with ``KEYS`` and ``ARGV`` and return its reply."""
         try:
-            return await self._client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await self._client.execute(*evalsha(self.sha, keys, args).args)
         except NoScriptError:
-            return await self._client.execute("EVAL", self.source, len(keys), *keys, *args)
+            return await self._client.execute(*eval_command(self.source, keys, args).args)
 
 
 class Scripting:

@@ -140,9 +140,16 @@ def is_ok(reply: Any) -> bool:
 
 
 def to_dict(reply: Any) -> dict[Any, Any]:
-    """A RESP3 map, or a RESP2 flat array of pairs, as ``dict``."""
+    """A RESP3 map, or its RESP2 form, as ``dict``.
+
+    RESP2 sends a map as a flat array of keys and values (``HGETALL``), or
+    for a few commands as an array of ``[key, value]`` pairs (``XREAD``); a
+    key is never an array, so the first element tells which.
+    """
     if isinstance(reply, dict):
         return reply
+    if reply and isinstance(reply[0], list):
+        return dict(reply)
     items = iter(reply)
     return dict(zip(items, items, strict=True))
 
