@@ -11,6 +11,9 @@ import inspect
 
 import pytest
 
+# The plugin's own tests run small test suites of a user's project.
+pytest_plugins = ["pytester"]
+
 # One parameter per event loop. Module scope, like anyio's own default: tests
 # are grouped by backend, and module-scoped async fixtures remain possible.
 # asyncio runs in debug mode, which reports never-awaited coroutines and

@@ -6,16 +6,21 @@ How a runner runs an async fixture decides how that can be done:
 
 * anyio's plugin runs an async generator fixture and the test in one task of
   one event loop, and pytest-trio runs the fixture in a task of the test's
-  nursery from setup to teardown: there, ``redis_client`` is a plain async
-  generator fixture that opens the client around its ``yield``;
-* pytest-asyncio runs the fixture's setup and its teardown as two separate
-  tasks, and in strict mode handles only the fixtures it was told about. For
-  its tests (:func:`pytest_asyncio.is_async_test`) the plugin's
-  ``pytest_fixture_setup`` hook resolves ``redis_client`` to
-  ``_triopipe_asyncio_redis_client`` instead: a pytest-asyncio fixture that
-  starts a *host task* on the test's loop, which opens the client, hands it
-  over, and waits; teardown tells the host to leave the block and waits for
-  it. The task group is thus entered and left by the host task alone.
+  nursery from setup to teardown: for them, ``_triopipe_redis_client`` is a
+  plain async generator fixture that opens the client around its ``yield``;
+* pytest-asyncio runs a fixture's setup and its teardown as two separate
+  tasks, and in strict mode runs only the fixtures declared with
+  :func:`pytest_asyncio.fixture`. For its tests,
+  ``_triopipe_asyncio_redis_client`` is such a fixture: it starts a *host
+  task* on the test's loop, which opens the client, hands it over and waits;
+  teardown tells the host to leave the block and waits for it. The task group
+  is thus entered and left by the host task alone.
+
+``redis_client`` itself is a synchronous fixture that asks for the flavour
+that the test's runner can run (:meth:`pytest.FixtureRequest.getfixturevalue`),
+and returns what the runner makes of it: the client, or for pytest-trio the
+placeholder that pytest-trio replaces with the client inside the test's run.
+So the same test works under all three, with only its marker changed.
 
 ``redis_sync_client`` needs no event loop in the test: the blocking facade
 runs its own.
@@ -24,7 +29,6 @@ runs its own.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -38,18 +42,20 @@ from ._plugin_settings import binary_info, settings
 
 __all__ = [
     "ASYNCIO_CLIENT_FIXTURE",
-    "asyncio_client_lookup",
-    "is_pytest_asyncio_test",
-    "open_redis_client",
+    "CLIENT_FIXTURE",
+    "redis_client",
     "redis_server_info",
     "redis_sync_client",
 ]
 
+#: The flavour of ``redis_client`` for anyio's plugin and pytest-trio.
+CLIENT_FIXTURE = "_triopipe_redis_client"
 #: The pytest-asyncio flavour of ``redis_client`` (registered when pytest-asyncio is installed).
 ASYNCIO_CLIENT_FIXTURE = "_triopipe_asyncio_redis_client"
 
 
-async def open_redis_client(redis_url: str) -> AsyncIterator[Client]:
+@pytest.fixture(name=CLIENT_FIXTURE)
+async def _redis_client(redis_url: str) -> AsyncIterator[Client]:
     """A client connected to ``redis_url``, closed after the test (anyio and pytest-trio)."""
     async with open_client(redis_url) as client:
         yield client
@@ -94,18 +100,32 @@ else:
     __all__ += ["asyncio_redis_client"]
 
 
-def is_pytest_asyncio_test(item: pytest.Item) -> bool:
-    """Whether pytest-asyncio runs ``item`` (and so runs its async fixtures)."""
-    return _HAVE_PYTEST_ASYNCIO and bool(pytest_asyncio.is_async_test(item))
+def _runner(request: pytest.FixtureRequest) -> str | None:
+    """Which plugin runs the test: ``"asyncio"``, ``"trio"``, ``"anyio"`` or None."""
+    item = request.node
+    if _HAVE_PYTEST_ASYNCIO and pytest_asyncio.is_async_test(item):
+        return "asyncio"
+    if item.get_closest_marker("trio") is not None:
+        return "trio"
+    if "anyio_backend" in request.fixturenames:
+        return "anyio"
+    return None
 
 
-def _from_asyncio_fixture(request: pytest.FixtureRequest, **_: Any) -> Any:
-    return request.getfixturevalue(ASYNCIO_CLIENT_FIXTURE)
-
-
-def asyncio_client_lookup(request: pytest.FixtureRequest) -> Any:
-    """A fixture function that resolves to the pytest-asyncio flavour of ``redis_client``."""
-    return functools.partial(_from_asyncio_fixture, request)
+@pytest.fixture
+def redis_client(request: pytest.FixtureRequest) -> Any:
+    """A :class:`~triopipe.Client` on ``redis_url``, for async tests of any runner."""
+    runner = _runner(request)
+    if runner == "asyncio":
+        return request.getfixturevalue(ASYNCIO_CLIENT_FIXTURE)
+    if runner is None:
+        pytest.fail(
+            "redis_client is an async client: use it in an async test run by anyio's "
+            "plugin (@pytest.mark.anyio), pytest-asyncio (@pytest.mark.asyncio) or "
+            "pytest-trio (@pytest.mark.trio); sync tests can use redis_sync_client",
+            pytrace=False,
+        )
+    return request.getfixturevalue(CLIENT_FIXTURE)
 
 
 @pytest.fixture

@@ -185,7 +185,9 @@ class ExistingServer:
             return
         counts = self.keys()
         if counts:
-            held = ", ".join(f"db{db}: {n} keys" for db, n in sorted(counts.items()))
+            held = ", ".join(
+                f"db{db}: {n} key{'s' if n > 1 else ''}" for db, n in sorted(counts.items())
+            )
             self._refusal = (
                 f"the existing server at {self.masked_url} (from {self._given_by}) holds "
                 f"data ({held}), and the triopipe fixtures empty it before every test. "

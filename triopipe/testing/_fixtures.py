@@ -97,7 +97,8 @@ def prepared(prepare: Callable[[], _T]) -> _T:
     try:
         return prepare()
     except ExistingServerError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        refusal = str(exc)
+    pytest.fail(refusal, pytrace=False)
 
 
 def _cleaned(server: RedisServerProcess) -> str:

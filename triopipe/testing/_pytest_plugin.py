@@ -27,18 +27,14 @@ lacks a capability; the report header names the server binary in use.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from . import _plugin_settings
 from ._binary import ServerInfo
-from ._client_fixtures import (
-    asyncio_client_lookup,
-    is_pytest_asyncio_test,
-    open_redis_client,
-)
+from ._client_fixtures import _redis_client as _redis_client
+from ._client_fixtures import redis_client as redis_client
 from ._client_fixtures import redis_server_info as redis_server_info
 from ._client_fixtures import redis_sync_client as redis_sync_client
 from ._cluster_fixtures import redis_cluster_fixture as redis_cluster_fixture
@@ -58,10 +54,8 @@ with contextlib.suppress(ImportError):
 __all__ = [
     "pytest_addoption",
     "pytest_configure",
-    "pytest_fixture_setup",
     "pytest_report_header",
     "pytest_runtest_setup",
-    "redis_client",
 ]
 
 _MARKER = "requires_server"
@@ -78,8 +72,6 @@ _BINARY_FIXTURES = frozenset(
         "redis_session_cluster",
     }
 )
-
-redis_client = pytest.fixture(name="redis_client")(open_redis_client)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,9 +105,10 @@ def _requirements(marker: pytest.Mark) -> dict[str, Any]:
     unknown = sorted(set(marker.kwargs) - set(_REQUIREMENTS))
     if marker.args or unknown:
         what = f"unknown requirement(s) {', '.join(unknown)}" if unknown else "positional args"
-        raise pytest.UsageError(
+        pytest.fail(
             f"@pytest.mark.{_MARKER}: {what}; it takes keyword arguments only: "
-            f"{', '.join(_REQUIREMENTS)}"
+            f"{', '.join(_REQUIREMENTS)}",
+            pytrace=False,
         )
     return dict(marker.kwargs)
 
@@ -141,18 +134,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             try:
                 reason = server.unmet(**requirements)
             except ValueError as exc:
-                raise pytest.UsageError(f"@pytest.mark.{_MARKER}: {exc}") from exc
+                reason = f"@pytest.mark.{_MARKER}: {exc}"
+                pytest.fail(reason, pytrace=False)
             if reason is not None:
                 pytest.skip(reason)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_fixture_setup(
-    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-) -> Generator[None, object, object]:
-    """Give pytest-asyncio tests the pytest-asyncio flavour of ``redis_client``."""
-    if fixturedef.func is not open_redis_client or not is_pytest_asyncio_test(request.node):
-        return (yield)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fixturedef, "func", asyncio_client_lookup(request))
-        return (yield)
