@@ -127,7 +127,7 @@ class ServerInfo:
 
     @property
     def name(self) -> str:
-        """The kind as people write it: ``"Redis"``, ``"Valkey"``."""
+        """How people write the kind, e.g. ``"Redis"`` or ``"Valkey"``."""
         return {"redis": "Redis", "valkey": "Valkey"}.get(self.kind, self.kind)
 
     @property

@@ -4,7 +4,7 @@ Registered through the ``pytest11`` entry point ``triopipe``, so installing
 triopipe is enough. It works for tests run by anyio's plugin, pytest-asyncio
 and pytest-trio, and for plain sync tests: every fixture that starts servers
 is synchronous, and the async client fixture adapts to the runner (see
-:mod:`triopipe.testing._client_fixtures`). The fixtures, each described in
+``triopipe.testing._client_fixtures``). The fixtures, each described in
 the docs' "Testing with real servers" page:
 
 * server objects, started from the server binary: ``redis_server``,
