@@ -22,6 +22,7 @@ from triopipe.testing import (
     redis_server_processes,
     server_info,
 )
+from triopipe.testing._existing import ExistingServer
 
 INI = """
 [pytest]
@@ -345,3 +346,28 @@ def test_bad_settings_are_usage_errors(
     result = run(project, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_requires_server_checks_the_existing_server(
+    project: pytest.Pytester, existing: RedisServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIOPIPE_TEST_REDIS_URL", existing.url)
+    project.makepyfile(
+        test_marked="""
+        import pytest
+
+        @pytest.mark.requires_server(redis="99", valkey="99")
+        def test_future(redis_url):
+            raise AssertionError("must be skipped")
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([f"SKIPPED * at {existing.url} (an existing server; *"])
+
+
+def test_existing_server_describes_itself_like_its_binary(existing: RedisServerProcess) -> None:
+    described = ExistingServer(existing.url, allow_flush=False, given_by="a test").info()
+    binary = existing.info
+    assert (described.kind, described.version) == (binary.kind, binary.version)
+    assert (described.tls, described.cluster, described.source) == (False, False, "existing")

@@ -80,6 +80,7 @@ class ExistingServer:
         self._lock = threading.Lock()
         self._prepared = False
         self._refusal: str | None = None
+        self._info: ServerInfo | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.masked_url}>"
@@ -133,7 +134,12 @@ class ExistingServer:
             raise
 
     def info(self) -> ServerInfo:
-        """What the server says it is (kind, version, cluster mode), from ``INFO``."""
+        """What the server says it is (kind, version, cluster mode), from ``INFO``; asked once."""
+        if self._info is None:
+            self._info = self._ask_info()
+        return self._info
+
+    def _ask_info(self) -> ServerInfo:
         server, cluster = (
             _fields(reply.decode(errors="replace"))
             for reply in self.run(("INFO", "server"), ("INFO", "cluster"))
