@@ -8,8 +8,13 @@ The fixtures of :mod:`triopipe.testing` come from the package's pytest plugin
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 
 import pytest
+import trustme
+from helpers import free_port
+
+from triopipe.testing import RedisServerProcess, redis_server_process, server_info
 
 # The plugin's own tests run small test suites of a user's project.
 pytest_plugins = ["pytester"]
@@ -52,3 +57,38 @@ def pytest_pycollect_makeitem(
         return  # left to pytest-trio
     pytest.mark.anyio(obj)
     pytest.mark.usefixtures("anyio_backend")(obj)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A throwaway certificate authority."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_server(
+    ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RedisServerProcess, int]]:
+    """A redis-server with a plain port (for the harness) and a TLS port, certified by ``ca``."""
+    # The binary is asked itself: a build without TLS still knows the tls-*
+    # settings' names, and fails only when told to listen with TLS.
+    reason = server_info().unmet(tls=True)
+    if reason is not None:
+        pytest.skip(reason)
+    directory = tmp_path_factory.mktemp("tls")
+    cert = ca.issue_cert("localhost")
+    cert_file = directory / "server.pem"
+    key_file = directory / "server.key"
+    ca_file = directory / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls_port = free_port()
+    with redis_server_process(
+        tls_port=tls_port,
+        tls_cert_file=cert_file,
+        tls_key_file=key_file,
+        tls_ca_cert_file=ca_file,
+        tls_auth_clients="no",
+    ) as server:
+        yield server, tls_port

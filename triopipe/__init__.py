@@ -14,7 +14,6 @@ from ._batch import Transaction as Transaction
 from ._client import Client as Client
 from ._client import ClientStatistics as ClientStatistics
 from ._client import open_client as open_client
-from ._cluster import ClusterBatch as ClusterBatch
 from ._cluster import ClusterClient as ClusterClient
 from ._cluster import ClusterClientStatistics as ClusterClientStatistics
 from ._cluster import open_cluster_client as open_cluster_client
@@ -32,6 +31,7 @@ from ._exceptions import MaxClientsError as MaxClientsError
 from ._exceptions import MovedError as MovedError
 from ._exceptions import NoPermissionError as NoPermissionError
 from ._exceptions import NoScriptError as NoScriptError
+from ._exceptions import NoShardError as NoShardError
 from ._exceptions import OutOfMemoryError as OutOfMemoryError
 from ._exceptions import ProtocolError as ProtocolError
 from ._exceptions import ReadOnlyError as ReadOnlyError
@@ -42,11 +42,15 @@ from ._exceptions import TriopipeError as TriopipeError
 from ._exceptions import TryAgainError as TryAgainError
 from ._exceptions import WatchError as WatchError
 from ._exceptions import WrongTypeError as WrongTypeError
+from ._fanout import FanOutBatch as FanOutBatch
+from ._fanout import ShardedTransaction as ShardedTransaction
 from ._pubsub import Message as Message
 from ._pubsub import Subscription as Subscription
-from ._routing import NoShardError as NoShardError
 from ._scripts import Script as Script
 from ._sharded import ShardedClient as ShardedClient
 from ._sharded import open_sharded_client as open_sharded_client
+
+#: The batch of the cluster client (the same class as the sharded client's).
+ClusterBatch = FanOutBatch
 
 __version__ = "0.1.0"

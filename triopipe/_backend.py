@@ -22,17 +22,23 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio.lowlevel
 
+from ._pipeline import Notify
+
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["Backend", "ReadableWatcher", "Signal", "ThreadSignal", "current_backend"]
+__all__ = [
+    "Backend",
+    "Notify",
+    "ReadableWatcher",
+    "Signal",
+    "ThreadSignal",
+    "current_backend",
+]
 
 
-class Signal(Protocol):
-    """A one-shot event with one waiter: set by the receiver, awaited by the caller."""
-
-    def set(self) -> None:
-        """Wake the waiter (now or when it starts waiting); idempotent."""
+class Signal(Notify, Protocol):
+    """A one-shot event with one waiter in the loop: set by the receiver, awaited by the caller."""
 
     def wait(self) -> Awaitable[None]:
         """Wait until :meth:`set` is called; cancellable."""
@@ -55,11 +61,12 @@ class _AsyncioSignal:
 
 
 class ThreadSignal:
-    """A :class:`Signal` whose waiter is a thread outside the loop (the blocking facade).
+    """A :class:`~triopipe._pipeline.Notify` whose waiter is a thread outside the loop.
 
-    Set from the loop thread like any signal; waited on with
-    :meth:`wait_blocking`, which blocks the calling thread on a lock (and, on
-    the main thread, can be interrupted by Ctrl-C like any lock wait).
+    For the blocking facade. Set from the loop thread like any signal; waited
+    on with :meth:`wait_blocking`, which blocks the calling thread on a lock
+    (and, on the main thread, can be interrupted by Ctrl-C like any lock
+    wait). It is not awaitable: nothing in the loop waits for it.
     """
 
     __slots__ = ("_lock",)
@@ -72,9 +79,6 @@ class ThreadSignal:
         # Only the loop thread sets a signal, so checking first is race-free.
         if self._lock.locked():
             self._lock.release()
-
-    def wait(self) -> Awaitable[None]:
-        raise TypeError("a ThreadSignal is waited on by a thread: use wait_blocking()")
 
     def wait_blocking(self) -> None:
         """Block the calling thread until :meth:`set` is called."""

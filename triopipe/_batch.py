@@ -21,51 +21,64 @@ A :class:`Transaction` buffers its commands instead (they must sit between
 request at exit, on a connection reserved for it, after ``WATCH`` if keys
 were named. Its ``now`` attribute runs commands at once on that connection,
 for the reads an optimistic transaction decides on.
+
+Both are their own async context managers: entering gives the batch (a
+transaction sends its ``WATCH`` first), leaving normally collects the
+replies (a transaction commits), leaving with an exception abandons.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Generic, TypeVar
 
-from ._commands import Arg, Command, Commands, run_command
-from ._connection import Connection, Request
+from ._backend import Signal
+from ._commands import Arg, Command, Commands, Key, run_command
+from ._connection import Connection
 from ._exceptions import ConnectionLostError, ExecAbortError, ResponseError, WatchError
+from ._pipeline import Request
 from ._resp import encode_command, encode_commands
 from ._routing import check_pipelinable
 
-__all__ = ["Batch", "BatchLike", "Pending", "Transaction", "batch_block"]
+__all__ = ["Batch", "BatchBlock", "Pending", "Transaction", "outcome"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
 
 
-class BatchLike(Protocol):
-    """What :func:`batch_block` drives: any facade's batch."""
-
-    def _abandon(self) -> None: ...
-
-    async def _finish(self) -> None: ...
-
-
-B = TypeVar("B", bound=BatchLike)
-
-
-@asynccontextmanager
-async def batch_block(batch: B) -> AsyncIterator[B]:
-    """The life of every facade's ``batch()`` block.
+class BatchBlock:
+    """The life of every facade's ``batch()`` block, for the batch classes to inherit.
 
     The block queues commands; if it raises or is cancelled the batch is
     abandoned (unsent commands never go out, written ones' replies are
-    dropped); otherwise the replies are collected when it exits.
+    dropped); otherwise the replies are collected when it exits
+    (:meth:`finish`).
     """
-    try:
-        yield batch
-    except BaseException:
-        batch._abandon()
-        raise
-    await batch._finish()
+
+    __slots__ = ()
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abandon()
+            return
+        await self.finish()
+
+    def abandon(self) -> None:
+        """Send nothing more; the replies of what was written are dropped."""
+        raise NotImplementedError
+
+    async def finish(self) -> None:
+        """Wait for every reply and resolve the pendings; raise the first failure."""
+        raise NotImplementedError
 
 
 class Pending(Generic[T]):
@@ -108,14 +121,27 @@ class Pending(Generic[T]):
         result: T = value
         return result
 
-    def _resolve(self, reply: Any) -> None:
+    def resolve(self, reply: Any) -> None:
+        """Give the handle its reply, or its error as an exception instance.
+
+        For the batch that made the handle; the reply is shaped as the
+        helper that queued the command says.
+        """
         transform = self._transform
         if transform is not None and not isinstance(reply, BaseException):
             reply = transform(reply)
         self._value = reply
 
 
-class Batch(Commands):
+def outcome(pending: Pending[Any]) -> Any:
+    """A settled pending's reply, or its error as a value."""
+    try:
+        return pending.result()
+    except Exception as exc:  # errors are values here
+        return exc
+
+
+class Batch(BatchBlock, Commands):
     """Commands sent as they are added; replies collected when the block exits.
 
     Made by ``Client.batch()``; use it as ``async with redis.batch() as b:``.
@@ -126,8 +152,8 @@ class Batch(Commands):
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._pendings: list[Pending[Any]] = []
-        self._requests: list[Request] = []
-        self._open: Request | None = None
+        self._requests: list[Request[Signal]] = []
+        self._open: Request[Signal] | None = None
         self._finished = False
 
     def __len__(self) -> int:
@@ -151,7 +177,7 @@ class Batch(Commands):
         if request is not None and request.error is not None:
             # The connection broke under this batch: its commands run in
             # order or not at all, so nothing more is sent.
-            pending._resolve(
+            pending.resolve(
                 ConnectionLostError("not sent: an earlier command of the batch failed", sent=False)
             )
             return pending
@@ -160,7 +186,7 @@ class Batch(Commands):
             self._requests.append(request)
         return pending
 
-    async def _finish(self) -> None:
+    async def finish(self) -> None:
         """Wait for every reply and resolve the pendings, in order.
 
         A request that failed (its connection broke) resolves its own commands
@@ -177,17 +203,18 @@ class Batch(Commands):
                 except Exception as exc:
                     failure = failure or exc
                     for _ in range(request.count):
-                        next(pendings)._resolve(exc)
+                        next(pendings).resolve(exc)
                     continue
                 for reply in replies:
-                    next(pendings)._resolve(reply)
+                    next(pendings).resolve(reply)
         except BaseException:
-            self._abandon()
+            self.abandon()
             raise
         if failure is not None:
             raise failure
 
-    def _abandon(self) -> None:
+    def abandon(self) -> None:
+        """Send nothing more; the replies of what was written are dropped."""
         self._finished = True
         for request in self._requests:
             request.abandoned = True
@@ -230,13 +257,30 @@ class Transaction(Commands):
     ``WATCH``), e.g. ``balance = await tx.now.get("balance")``.
     """
 
-    __slots__ = ("_commands", "_connection", "_pendings", "now")
+    __slots__ = ("_commands", "_connection", "_pendings", "_watch_keys", "now")
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, watch_keys: Sequence[Key] = ()) -> None:
         self._connection = connection
+        self._watch_keys = tuple(watch_keys)
         self._commands: list[Sequence[Arg]] = []
         self._pendings: list[Pending[Any]] = []
         self.now = _Immediate(connection)
+
+    async def __aenter__(self) -> Transaction:
+        if self._watch_keys:
+            await self.now.execute("WATCH", *self._watch_keys)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # A block that raised commits nothing; its connection, in an unknown
+        # state (keys still watched), is closed by whoever lent it.
+        if exc_type is None:
+            await self.commit()
 
     def __len__(self) -> int:
         return len(self._pendings)
@@ -257,16 +301,17 @@ class Transaction(Commands):
         self._pendings.append(pending)
         return pending
 
-    async def _commit(self, watching: bool) -> None:
+    async def commit(self) -> None:
+        """Send ``MULTI``, the commands and ``EXEC``; resolve every pending (what exit does)."""
         connection = self._connection
         if not self._commands:
-            if watching:
+            if self._watch_keys:
                 await self.now.execute("UNWATCH")
             return
         payload = encode_commands([("MULTI",), *self._commands, ("EXEC",)])
         count = len(self._commands) + 2
-        if not connection.has_capacity(count):
-            await connection.wait_for_capacity(count)
+        if not connection.has_room(count):
+            await connection.wait_for_room(count)
         replies = await Connection.wait(connection.submit(payload, count, many=True))
         multi, queued, result = replies[0], replies[1:-1], replies[-1]
         if isinstance(multi, ResponseError):
@@ -276,12 +321,12 @@ class Transaction(Commands):
         if isinstance(result, ResponseError):
             if isinstance(result, ExecAbortError):
                 for pending, reply in zip(self._pendings, queued, strict=True):
-                    pending._resolve(reply if isinstance(reply, ResponseError) else result)
+                    pending.resolve(reply if isinstance(reply, ResponseError) else result)
             raise result
         for pending, reply in zip(self._pendings, result, strict=True):
-            pending._resolve(reply)
+            pending.resolve(reply)
 
     def _fail_all(self, error: ResponseError) -> None:
         for pending in self._pendings:
-            pending._resolve(error)
+            pending.resolve(error)
         raise error

@@ -24,10 +24,10 @@ import anyio
 
 from ._client import open_client
 from ._cluster import open_cluster_client
-from ._connection import background_task_group
 from ._exceptions import ProtocolError, TriopipeError
 from ._resp import NEED_DATA, make_reader
 from ._sharded import open_sharded_client
+from ._tasks import background_task_group
 
 __all__ = ["main"]
 

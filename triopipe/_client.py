@@ -3,12 +3,30 @@
 ``open_client`` owns a task group holding every connection task; leaving its
 block closes the connections, fails whatever is still pending, and no task or
 socket outlives it.
+
+Theory of operation: ``execute_many``
+-------------------------------------
+
+A pipeline of any length goes over one connection, in order, as *windows*:
+at most ``Connection.window`` commands each (fewer when replies are large),
+encoded, grouped into requests of at most ``_REQUEST_BYTES`` and submitted
+only when the connection has room, so the client's memory and the server's
+output buffer stay bounded. A list is encoded whole before anything is sent,
+so a bad argument anywhere sends nothing; any other iterable is consumed,
+encoded and checked window by window, as it goes.
+
+Every command gets an outcome (:class:`_PipelineRun`): its reply (an error
+reply is a value), or the error of its window's request. When a link breaks,
+the requests never written are submitted again, in order, on the next link
+(up to ``retries`` times each); those written before the break have an
+unknown outcome and are never resent unless ``at_least_once``. Once the
+server cannot be reached at all, nothing more is sent and every remaining
+command gets that error.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -19,40 +37,31 @@ import anyio
 import anyio.lowlevel
 
 from ._backend import Signal
-from ._batch import Batch, Transaction, batch_block
+from ._batch import Batch, Transaction
 from ._commands import Arg, Command, Commands, Key, run_command
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
-from ._connection import (
-    NOT_WRITTEN,
-    Connection,
-    ConnectionGroup,
-    ConnectionStatistics,
-    Request,
-    background_task_group,
-)
-from ._exceptions import ResponseError, TransportError
+from ._connection import Connection, ConnectionStatistics
+from ._exceptions import ConnectError, ConnectionLostError, ResponseError, TransportError
+from ._group import ConnectionGroup
+from ._pipeline import Request
+from ._protocols import DirectRoute
 from ._pubsub import Subscription
 from ._resp import encode_command, encode_each
 from ._retry import RetryPolicy
 from ._routing import CommandKind, check_pipelinable, command_kind, command_name
 from ._scripts import Scripting
+from ._tasks import background_task_group
 
-__all__ = ["RUN_ON_LOOP", "Client", "ClientStatistics", "open_client"]
+__all__ = [
+    "Client",
+    "ClientStatistics",
+    "dispatch_to",
+    "execute_reply",
+    "open_client",
+]
 
 T = TypeVar("T")
-
-
-class _RunOnLoop:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "RUN_ON_LOOP"
-
-
-#: What the blocking facade's shortcuts (``_execute_in_thread``, ``_start``)
-#: give when the command must go through the loop thread's ``execute`` instead.
-RUN_ON_LOOP: Any = _RunOnLoop()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +114,16 @@ class Client(Commands, Scripting):
         """The options this client was opened with (the password stays hidden in its repr)."""
         return self._config
 
+    @property
+    def group(self) -> ConnectionGroup:
+        """The connection group this client drives (for the package's other facades)."""
+        return self._group
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """What this client retries (for the package's other facades)."""
+        return self._retry
+
     async def execute(self, *args: Arg) -> Any:
         """Run one command and return its reply as the protocol gives it.
 
@@ -147,65 +166,19 @@ class Client(Commands, Scripting):
             if delay:
                 await anyio.sleep(delay)
 
-    # -- for the blocking facade (triopipe.sync) ----------------------------------
+    def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
+        """Where a plain command may go without this client's ``execute``, if anywhere.
 
-    def _execute_in_thread(self, args: tuple[Arg, ...]) -> Any:
-        """:meth:`execute` for a thread other than the loop's, without the loop if it can.
-
-        A plain command is written by the calling thread on an idle shared
-        connection (``Connection.call_from_thread``). Returns
-        :data:`RUN_ON_LOOP` when the loop must run it with :meth:`execute`:
-        nothing was written, or the outcome is one the retry policy would
-        retry (``execute`` then starts its attempts afresh).
+        The cross-thread hook of the blocking facade: the shared connection
+        ``execute`` would use, for a command that needs nothing else; None
+        for anything else (blocking or subscription commands, a closed client).
         """
-        connection = self._plain_connection(args)
-        if connection is None:
-            return RUN_ON_LOOP
-        try:
-            reply = connection.call_from_thread(encode_command(args))
-        except TransportError as exc:
-            reply = exc
-        if reply is NOT_WRITTEN:
-            return RUN_ON_LOOP
-        return self._shape(args, connection, reply)
-
-    def _start(self, args: tuple[Arg, ...], signal: Signal) -> Callable[[], Any] | None:
-        """Submit a plain command now, in the loop thread, and return without waiting.
-
-        For the blocking facade's Futures: no task per command, and commands
-        submitted one after the other are queued in that order. ``signal``
-        is set in the loop thread once the reply is in (or the link failed);
-        then the returned *finish* gives the reply as :meth:`execute` would,
-        raises its error, or returns :data:`RUN_ON_LOOP` (a retryable
-        outcome: run :meth:`execute`). Returns None, submitting nothing, when
-        :meth:`execute` must run it: not a plain command, no room in flight,
-        or no link (starting one takes a task, which ``execute`` has).
-        """
-        connection = self._plain_connection(args)
-        if connection is None or not connection.linked or not connection.has_capacity(1):
-            return None
-        request = connection.submit(encode_command(args), 1, signal=signal)
-        return functools.partial(self._finish, args, connection, request)
-
-    def _plain_connection(self, args: tuple[Arg, ...]) -> Connection | None:
-        """The shared connection ``execute`` would send ``args`` on, if it is a plain command."""
         if command_kind(args) is not CommandKind.SHARED or self._group.closed:
             return None
-        return self._group.choose()
+        return DirectRoute(self._group.choose(), self._retryable)
 
-    def _finish(self, args: tuple[Arg, ...], connection: Connection, request: Request) -> Any:
-        error = request.error
-        return self._shape(args, connection, request.value if error is None else error)
-
-    def _shape(self, args: tuple[Arg, ...], connection: Connection, reply: Any) -> Any:
-        """A reply as :meth:`execute`'s first attempt ends: returned, raised, or RUN_ON_LOOP."""
-        if isinstance(reply, Exception):
-            if self._retry.delay(reply, 0) is not None:
-                return RUN_ON_LOOP
-            raise reply
-        if type(reply) is list and connection.protocol == 3:
-            return _resp3_set(args, reply)
-        return reply
+    def _retryable(self, error: BaseException) -> bool:
+        return self._retry.delay(error, 0) is not None
 
     async def _call_dedicated(self, args: Sequence[Arg], payload: bytes, kind: CommandKind) -> Any:
         if kind is CommandKind.SUBSCRIPTION:
@@ -216,7 +189,7 @@ class Client(Commands, Scripting):
         async with self._group.reserve() as connection:
             return await connection.call(payload, 1)
 
-    def batch(self) -> AbstractAsyncContextManager[Batch]:
+    def batch(self) -> Batch:
         """Queue commands that stream to the server; replies are read at exit.
 
         ``b.execute(...)`` and the typed helpers on ``b`` return
@@ -224,12 +197,11 @@ class Client(Commands, Scripting):
         connection, in order. Blocking and subscription commands are refused
         (they would stall the shared connection).
         """
-        return batch_block(Batch(self._group.choose()))
+        return Batch(self._group.choose())
 
-    @asynccontextmanager
-    async def subscribe(
+    def subscribe(
         self, *channels: Key, patterns: Sequence[Key] = ()
-    ) -> AsyncIterator[Subscription]:
+    ) -> AbstractAsyncContextManager[Subscription]:
         """Subscribe to channels and patterns on a dedicated connection.
 
         The block starts once the server has registered every channel and
@@ -237,15 +209,7 @@ class Client(Commands, Scripting):
         channels can be added or removed inside the block. If the connection
         breaks, iteration raises :exc:`ConnectionLostError`.
         """
-        subscription = Subscription()
-        async with self._group.subscriber(subscription._on_push, subscription._on_lost) as conn:
-            subscription._connection = conn
-            try:
-                await subscription.subscribe(*channels)
-                await subscription.psubscribe(*patterns)
-                yield subscription
-            finally:
-                subscription._close()
+        return Subscription(self._group, channels, patterns)
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[Transaction]:
@@ -257,12 +221,11 @@ class Client(Commands, Scripting):
             ExecAbortError: at exit, a command had been refused while queued;
                 nothing was applied.
         """
-        async with self._group.reserve() as connection:
-            transaction = Transaction(connection)
-            if watch_keys:
-                await transaction.now.execute("WATCH", *watch_keys)
+        async with (
+            self._group.reserve() as connection,
+            Transaction(connection, watch_keys) as transaction,
+        ):
             yield transaction
-            await transaction._commit(watching=bool(watch_keys))
 
     async def execute_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
@@ -274,99 +237,52 @@ class Client(Commands, Scripting):
         ``max_in_flight`` is small or replies are large (the connection keeps
         about 256 KiB of replies in flight at most), so the client's memory and
         the server's output buffer stay bounded whatever the input, including
-        a generator of millions of commands. A call that fits in one window
-        is queued atomically: all or nothing, even if cancelled. A longer one
-        is atomic window by window: cancelling it sends no further window.
+        a generator of millions of commands.
+
+        A list (or other sequence) is checked and encoded whole before
+        anything is sent: a bad argument anywhere raises and sends nothing.
+        Any other iterable is consumed as the call goes, window by window.
+        A call that fits in one window is queued atomically: all or nothing,
+        even if cancelled; a longer one is atomic window by window.
+
+        If the connection breaks, the windows never written are sent again on
+        a new one; those written have an unknown outcome and are not resent
+        (unless ``at_least_once``): their commands get
+        :class:`ConnectionLostError` with ``sent=True``. Once the server
+        cannot be reached, the rest of the call is not sent.
 
         Args:
             commands: argument sequences, e.g. ``[("SET", "a", 1), ("GET", "a")]``.
-            raise_on_error: True: raise the first error reply once every reply
-                has arrived. False: return error replies in place, as
-                :class:`ResponseError` instances (and a reply that is not valid
-                UTF-8 under ``decode=True`` as a :class:`UnicodeDecodeError`).
+            raise_on_error: True: once every command has its outcome, raise the
+                first error (an error reply, or a transport error). False:
+                return every error in its place, as an exception instance: a
+                :class:`ResponseError` for an error reply, a
+                :class:`TransportError` for a command whose connection failed
+                (``ConnectionLostError.sent`` says whether it was written),
+                and a :class:`UnicodeDecodeError` for a reply that is not
+                valid UTF-8 under ``decode=True``.
         """
         connection = self._group.choose()
-        windows: deque[_Window] = deque()
-        results: list[Any] = []
-        try:
-            for commands_window in _windows(commands, connection):
-                check_pipelinable(commands_window)
-                for payload, count in _requests_of(encode_each(commands_window)):
-                    await self._send_window(connection, windows, results, payload, count)
-            while windows:
-                await self._collect(windows, connection, results)
-        except BaseException:
-            for window in windows:
-                window.request.abandoned = True
-            raise
+        if isinstance(commands, Sequence):
+            check_pipelinable(commands)
+            windows: Iterator[list[bytes]] = _slices(encode_each(commands), connection)
+        else:
+            windows = _encoded_windows(commands, connection)
+        results = await _PipelineRun(connection, self._retry).run(windows)
         if raise_on_error:
             for reply in results:
                 if isinstance(reply, Exception):
                     raise reply
         return results
 
-    async def _send_window(
-        self,
-        connection: Connection,
-        windows: deque[_Window],
-        results: list[Any],
-        payload: bytes,
-        count: int,
-    ) -> None:
-        """Send one window of an ``execute_many`` call, in order, when there is room."""
-        # Collect replies (oldest first): those already in (so that memory
-        # holds only the windows in flight, whatever the call's length), then
-        # until there is room, and before sending anything new after a
-        # failure: what failed must be resent first, or nothing more is sent.
-        while windows and (
-            windows[0].request.done
-            or windows[-1].request.error is not None
-            or not connection.has_capacity(count)
-        ):
-            await self._collect(windows, connection, results)
-        if windows:
-            pass
-        elif connection.has_capacity(count):
-            await connection.checkpoint_if_cancelled()
-        else:  # other callers fill the connection
-            await connection.wait_for_capacity(count)
-        windows.append(_Window(connection.submit(payload, count), payload, count))
-        if count >= connection.window or len(payload) >= _REQUEST_BYTES:
-            # Let the sender write this window while the next is built.
-            await anyio.lowlevel.checkpoint()
+    async def run_encoded(self, parts: list[bytes]) -> list[Any]:
+        """Every outcome of encoded commands sent as one pipeline, in order (never raises them).
 
-    async def _collect(
-        self, windows: deque[_Window], connection: Connection, results: list[Any]
-    ) -> None:
-        """Wait for the oldest window's replies; on a retryable failure resend it.
-
-        A window fails when its link breaks, and then so did every window
-        sent after it on that link: all of them are resent, in order, or the
-        failure is raised.
+        What the sharded and cluster clients send to each server: their calls
+        are encoded whole first, so a bad argument sends nothing anywhere.
         """
-        head = windows[0]
-        try:
-            replies = await Connection.wait(head.request)
-        except (TransportError, ResponseError) as exc:
-            delay = self._retry.delay(exc, head.attempts)
-            if delay is None:
-                raise
-            if delay:
-                await anyio.sleep(delay)
-            for window in windows:
-                window.attempts += 1
-                window.request = connection.submit(window.payload, window.count)
-            return
-        windows.popleft()
-        if head.request.replies is None:
-            replies = [replies]
-        # Share the common short replies (+OK for a SET, ...): ten million of
-        # them cost one object, not ten million.
-        shared = _SHARED_REPLIES.get
-        results += [
-            shared(reply, reply) if type(reply) is bytes and len(reply) <= 4 else reply
-            for reply in replies
-        ]
+        connection = self._group.choose()
+        return await _PipelineRun(connection, self._retry).run(_slices(parts, connection))
 
     async def scan_iter(
         self, match: Key | None = None, count: int | None = None
@@ -397,11 +313,23 @@ class Client(Commands, Scripting):
         )
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
-        if command.transform is None:
-            # The reply is the result: no coroutine of our own around it.
-            result: Awaitable[T] = self.execute(*command.args)
-            return result
-        return run_command(self.execute, command)
+        return dispatch_to(self.execute, command)
+
+
+def dispatch_to(execute: Callable[..., Awaitable[Any]], command: Command[T]) -> Awaitable[T]:
+    """What an async facade's ``_dispatch`` returns: ``command`` run by ``execute``, shaped."""
+    if command.transform is None:
+        # The reply is the result: no coroutine of our own around it.
+        result: Awaitable[T] = execute(*command.args)
+        return result
+    return run_command(execute, command)
+
+
+def execute_reply(args: Sequence[Arg], reply: Any, protocol: int) -> Any:
+    """A reply as :meth:`Client.execute` returns it (RESP3 sets as ``set``)."""
+    if type(reply) is list and protocol == 3:
+        return _resp3_set(args, reply)
+    return reply
 
 
 # Commands whose RESP3 reply is a set. hiredis reads RESP3 sets as lists (it
@@ -424,6 +352,128 @@ _REQUEST_BYTES = 1024 * 1024
 _SHARED_REPLIES = {reply: reply for reply in (b"OK", b"PONG", b"0", b"1", b"")}
 
 
+class _Unit:
+    """One request of a pipeline: what was sent, to send it again, and how often it was."""
+
+    __slots__ = ("attempts", "count", "payload", "request")
+
+    def __init__(self, request: Request[Signal] | None, payload: bytes, count: int) -> None:
+        self.request = request
+        self.payload = payload
+        self.count = count
+        self.attempts = 0
+
+
+class _PipelineRun:
+    """One pipeline over one connection: submits windows, collects every outcome in order."""
+
+    __slots__ = ("_connection", "_down", "_policy", "_results", "_units")
+
+    def __init__(self, connection: Connection, policy: RetryPolicy) -> None:
+        self._connection = connection
+        self._policy = policy
+        self._units: deque[_Unit] = deque()
+        self._results: list[Any] = []
+        # Set once the server cannot be reached: nothing more is sent.
+        self._down: BaseException | None = None
+
+    async def run(self, windows: Iterator[list[bytes]]) -> list[Any]:
+        """Send ``windows`` in order and return every command's outcome."""
+        units = self._units
+        try:
+            for parts in windows:
+                for payload, count in _requests_of(parts):
+                    await self._send(payload, count)
+            while units:
+                await self._collect()
+        except BaseException:
+            for unit in units:
+                if unit.request is not None:
+                    unit.request.abandoned = True
+            raise
+        return self._results
+
+    async def _send(self, payload: bytes, count: int) -> None:
+        """Submit one request when there is room, in order."""
+        units = self._units
+        connection = self._connection
+        # Collect outcomes (oldest first): those already in, so that memory
+        # holds only the requests in flight whatever the call's length; all
+        # of them when the link broke, so that what failed unwritten is sent
+        # again before anything new; then until there is room.
+        while units:
+            last = units[-1].request
+            if (
+                units[0].request is None
+                or units[0].request.done
+                or (last is not None and last.error is not None)
+                or not connection.has_room(count)
+            ):
+                await self._collect()
+            else:
+                break
+        if self._down is not None:
+            units.append(_Unit(None, payload, count))
+            return
+        if units:
+            pass
+        elif connection.has_room(count):
+            await connection.checkpoint_if_cancelled()
+        else:  # other callers fill the connection
+            await connection.wait_for_room(count)
+        units.append(_Unit(connection.submit(payload, count, many=True), payload, count))
+        if count >= connection.window or len(payload) >= _REQUEST_BYTES:
+            # Let the sender write this request while the next is built.
+            await anyio.lowlevel.checkpoint()
+
+    async def _collect(self) -> None:
+        """Take the oldest request's outcome; on a retryable failure send it again.
+
+        A request fails when its link breaks, and then so did every request
+        sent after it on that link: when the oldest was never written, none
+        of the later ones was either, and all of them are sent again, in order.
+        """
+        units = self._units
+        head = units[0]
+        request = head.request
+        if request is None:  # never sent: the server could not be reached
+            units.popleft()
+            self._results += [self._down] * head.count
+            return
+        try:
+            replies = await Connection.wait(request)
+        except TransportError as exc:
+            delay = None if self._down is not None else self._policy.delay(exc, head.attempts)
+            if delay is None:
+                units.popleft()
+                if self._down is None and _unreachable(exc):
+                    self._down = exc
+                self._results += [exc] * head.count
+                return
+            if delay:
+                await anyio.sleep(delay)
+            connection = self._connection
+            for unit in units:
+                unit.attempts += 1
+                unit.request = connection.submit(unit.payload, unit.count, many=True)
+            return
+        units.popleft()
+        # Share the common short replies (+OK for a SET, ...): ten million of
+        # them cost one object, not ten million.
+        shared = _SHARED_REPLIES.get
+        self._results += [
+            shared(reply, reply) if type(reply) is bytes and len(reply) <= 4 else reply
+            for reply in replies
+        ]
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the server cannot be reached (rather than one link broke)."""
+    return isinstance(error, ConnectError) or (
+        isinstance(error, ConnectionLostError) and not error.sent
+    )
+
+
 def _requests_of(parts: list[bytes]) -> Iterator[tuple[bytes, int]]:
     """Group encoded commands into requests of at most ``_REQUEST_BYTES`` (but one command)."""
     total = sum(map(len, parts))
@@ -442,25 +492,25 @@ def _requests_of(parts: list[bytes]) -> Iterator[tuple[bytes, int]]:
         yield b"".join(chunk), len(chunk)
 
 
-class _Window:
-    """One window of an ``execute_many`` call: what was sent, to send it again."""
-
-    __slots__ = ("attempts", "count", "payload", "request")
-
-    def __init__(self, request: Request, payload: bytes, count: int) -> None:
-        self.request = request
-        self.payload = payload
-        self.count = count
-        self.attempts = 0
+def _slices(parts: list[bytes], connection: Connection) -> Iterator[list[bytes]]:
+    """Encoded commands cut into windows of the connection's current window size."""
+    start = 0
+    while start < len(parts):
+        end = start + connection.window
+        yield parts[start:end]
+        start = end
 
 
-def _windows(
+def _encoded_windows(
     commands: Iterable[Sequence[Arg]], connection: Connection
-) -> Iterator[list[Sequence[Arg]]]:
-    """Cut ``commands`` into windows of the connection's current window size."""
+) -> Iterator[list[bytes]]:
+    """Commands taken from any iterable, checked and encoded window by window."""
     iterator = iter(commands)
+    done = 0
     while window := list(itertools.islice(iterator, connection.window)):
-        yield window
+        check_pipelinable(window)
+        yield encode_each(window, done)
+        done += len(window)
 
 
 @asynccontextmanager
@@ -482,17 +532,10 @@ async def open_client(url: str = DEFAULT_URL, **options: Any) -> AsyncIterator[C
         AuthenticationError: the server refused the credentials.
     """
     config = parse_url(url, options)
-    async with _connection_group(config) as group:
-        yield Client(group)
-
-
-@asynccontextmanager
-async def _connection_group(config: ClientConfig) -> AsyncIterator[ConnectionGroup]:
-    """A connected group whose tasks live in a task group of its own."""
     async with background_task_group() as task_group:
         group = ConnectionGroup(config, task_group)
         try:
             await group.connect()
-            yield group
+            yield Client(group)
         finally:
             group.close()

@@ -9,21 +9,23 @@ connection group per node the client talks to (each driven by an ordinary
 for blocking commands and transactions work per node unchanged) and one
 *refresher* task.
 
-Routing reuses the sharded client's pure router, with the slots themselves as
-the "shards": a command maps to one slot, to a :class:`~triopipe._routing.Split`
-into per-slot parts (``MGET``, ``MSET``, ``DEL``, ``UNLINK``, ``EXISTS``,
-``TOUCH``; a cluster node refuses keys of two slots even when it serves both),
-or to every primary (``PING``, ``FLUSHDB``, ``DBSIZE``...). Another multi-key
-command across slots raises :class:`~triopipe.CrossSlotError` before anything
-is sent. The slot map (:class:`~triopipe._cluster_map.SlotMap`, pure) then
-names the node; ``_slot_nodes`` caches it per slot.
+Where commands go and how replies come back together is the fan-out engine's
+(:mod:`triopipe._fanout`), shared with the sharded client; this module gives
+it a *dynamic* topology (:class:`_Nodes`). Routing uses the pure
+:class:`~triopipe._routing.SlotRouter`, where each slot is its own group: a
+command maps to one slot, to a split into per-slot parts (``MGET``, ``MSET``,
+``DEL``, ``UNLINK``, ``EXISTS``, ``TOUCH``; a cluster node refuses keys of two
+slots even when it serves both), or to every primary (``PING``, ``FLUSHDB``,
+``DBSIZE``...). Another multi-key command across slots raises
+:class:`~triopipe.CrossSlotError` before anything is sent. The slot map
+(:class:`~triopipe._cluster_map.SlotMap`, pure) then names the node;
+``_Nodes.slot_nodes`` caches it per slot.
 
-Every command travels as an :class:`_Entry` (its slot, its arguments, its
-reply or error, its retries). Entries are sent in *rounds*: a round groups
-its entries by target node and sends each node's share as one pipeline, all
-nodes in parallel. After a round, each failed entry is judged by
-:class:`~triopipe._retry.ClusterRetryPolicy`, the one place that says what
-may be retried (only what the server provably did not execute):
+The engine sends entries in rounds, each node's share as one pipeline, all
+nodes in parallel. After a round, each failed entry is judged
+(:meth:`_Nodes.judge`) by :class:`~triopipe._retry.ClusterRetryPolicy`, the
+one place that says what may be retried (only what the server provably did
+not execute):
 
 - ``MOVED``: the slot map records the new owner of that slot at once and a
   full refresh is scheduled; the entry goes to the new owner;
@@ -53,23 +55,19 @@ commands in flight into failures of unknown outcome).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import itertools
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 
-from ._backend import Signal
-from ._batch import Batch, Pending, batch_block
-from ._client import RUN_ON_LOOP, Client, ClientStatistics
+from ._client import Client, ClientStatistics, dispatch_to
 from ._cluster_map import (
     READ_ONLY_COMMANDS,
     Address,
@@ -78,112 +76,28 @@ from ._cluster_map import (
     parse_cluster_shards,
     parse_cluster_slots,
 )
-from ._commands import Arg, Command, Commands, Key, run_command
+from ._commands import Arg, Command, Commands, Key
 from ._config import ClientConfig, parse_url
-from ._connection import ConnectionGroup, background_task_group
 from ._exceptions import (
     AskError,
     ClusterDownError,
-    ConnectionLostError,
     MovedError,
     RedirectError,
     ResponseError,
-    TransportError,
     TriopipeError,
 )
+from ._fanout import Entry, FanOut, FanOutBatch, ShardedTransaction, gather, raise_first
+from ._group import ConnectionGroup
+from ._protocols import DirectRoute
 from ._retry import ClusterRetryPolicy
-from ._routing import SLOTS, NoShardError, ShardRouter, Split, check_pipelinable
-from ._sharded import ShardedTransaction, _gather, _outcome, _raise_first, one_shard_transaction
+from ._routing import SLOTS, SlotRouter
+from ._tasks import background_task_group
 
-__all__ = ["ClusterBatch", "ClusterClient", "ClusterClientStatistics", "open_cluster_client"]
+__all__ = ["ClusterClient", "ClusterClientStatistics", "open_cluster_client"]
 
 T = TypeVar("T")
 
 _MIN_REFRESH_INTERVAL = 0.1
-_ASKING = ("ASKING",)
-_READONLY = ("READONLY",)
-_UNSERVED = ClusterDownError("CLUSTERDOWN", "no known node serves the slot")
-_SLOT_NAMES = tuple(f"slot {slot}" for slot in range(SLOTS))
-_IDENTITY = tuple(range(SLOTS))
-
-
-class _FanOut(Split):
-    """A key-less command for every primary; ``merge`` combines their replies."""
-
-    __slots__ = ("_inner",)
-
-    def __init__(self, inner: Split) -> None:
-        super().__init__([], inner.merge)
-        self._inner = inner
-
-    def merge(self, replies: list[Any]) -> Any:
-        """Combine the primaries' replies by the command's response policy."""
-        return self._inner.merge(replies)
-
-
-class _SlotRouter(ShardRouter):
-    """The sharded client's router, with each slot as its own "shard".
-
-    Routes come out as slots (or splits into per-slot parts); the cluster's
-    slot map turns slots into nodes.
-    """
-
-    __slots__ = ("_every",)
-
-    def __init__(self) -> None:
-        # ShardRouter.__init__ would compute a rendezvous table for 16384
-        # names; the table of slots over slots is the identity.
-        self.names = _SLOT_NAMES
-        self.table = _IDENTITY
-        self._direct = {}
-        # Key-less commands are planned by a router with one "shard" that
-        # stands for every primary: it knows their response policies, and
-        # its plan has one part, not one per slot.
-        self._every = ShardRouter(("every primary",))
-
-    def _fan_out(self, name: str, args: Sequence[Any]) -> Split:
-        try:
-            return _FanOut(self._every._fan_out(name, args))
-        except NoShardError:
-            raise NoShardError(
-                f"{name} names no key, so it has no slot: run it on one node with "
-                "redis.nodes[url].execute(...)"
-            ) from None
-
-
-class _Node:
-    """One cluster node the client talks to: its connection group and client."""
-
-    __slots__ = ("address", "client", "group")
-
-    def __init__(self, address: Address, group: ConnectionGroup) -> None:
-        self.address = address
-        self.group = group
-        self.client = Client(group)
-
-    def __repr__(self) -> str:
-        return f"<node {self.address}>"
-
-    @property
-    def busy(self) -> bool:
-        return any(s.commands_in_flight for s in self.group.statistics())
-
-
-class _Entry:
-    """One command on its way: where it goes, what came back, how often it was retried."""
-
-    __slots__ = ("args", "asking", "attempt", "fixed", "node", "primary", "reply", "slot")
-
-    def __init__(self, args: Sequence[Arg], slot: int, fixed: _Node | None = None) -> None:
-        self.args = args
-        self.slot = slot
-        # A fan-out part is aimed at one node and never redirected.
-        self.fixed = fixed
-        self.node: _Node | None = fixed
-        self.asking: _Node | None = None
-        self.primary = False  # True once a try failed: no more replica reads
-        self.attempt = 0
-        self.reply: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +127,143 @@ class ClusterClientStatistics:
     per_node: Mapping[str, ClientStatistics]
 
 
+class _Nodes:
+    """The dynamic topology: the slot map, a client per node, and the redirect rules.
+
+    Nodes are connected on first use. Nodes a new map no longer names are
+    retired, and closed once no command is in flight on them (closing
+    earlier would turn commands in flight into failures of unknown outcome).
+    """
+
+    __slots__ = (
+        "asked",
+        "closed",
+        "config",
+        "map",
+        "moved",
+        "nodes",
+        "policy",
+        "read_from_replicas",
+        "refresh_wanted",
+        "retired",
+        "retries",
+        "slot_nodes",
+        "task_group",
+    )
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        task_group: anyio.abc.TaskGroup,
+        policy: ClusterRetryPolicy,
+        read_from_replicas: bool,
+    ) -> None:
+        self.config = config
+        self.task_group = task_group
+        self.policy = policy
+        self.read_from_replicas = read_from_replicas
+        self.map = SlotMap()
+        self.slot_nodes: list[Client | None] = [None] * SLOTS
+        self.nodes: dict[Address, Client] = {}
+        self.retired: dict[Address, Client] = {}
+        self.refresh_wanted = anyio.Event()
+        self.closed = False
+        self.moved = self.asked = self.retries = 0
+
+    def node(self, address: Address) -> Client:
+        """The node at ``address``, connecting to it on first use."""
+        node = self.nodes.get(address)
+        if node is None:
+            if self.closed:
+                raise anyio.ClosedResourceError
+            node = self.retired.pop(address, None)
+            if node is None:
+                config = dataclasses.replace(self.config, host=address.host, port=address.port)
+                node = Client(ConnectionGroup(config, self.task_group))
+            self.nodes[address] = node
+        return node
+
+    def primary(self, slot: int) -> Client:
+        """The primary serving ``slot``, as far as the client knows."""
+        node = self.slot_nodes[slot]
+        if node is None:
+            self.refresh_soon()
+            raise ClusterDownError(
+                "CLUSTERDOWN", f"no known node serves slot {slot} (the map is being refreshed)"
+            )
+        return node
+
+    def install(self, shards: list[Shard]) -> None:
+        """Make ``shards`` the slot map; retire the nodes it no longer names."""
+        slot_map = SlotMap(shards)
+        wanted = slot_map.addresses(replicas=self.read_from_replicas)
+        nodes = {address: self.node(address) for address in wanted}
+        self.map = slot_map
+        by_shard = [nodes.get(shard.primary) for shard in slot_map.shards]
+        self.slot_nodes = [None if index < 0 else by_shard[index] for index in slot_map.owners]
+        for address in [address for address in self.nodes if address not in wanted]:
+            self.retired[address] = self.nodes.pop(address)
+        for address, node in list(self.retired.items()):
+            if not node.group.busy:
+                node.group.close()
+                del self.retired[address]
+
+    def refresh_soon(self) -> None:
+        """Ask the refresher for a topology refresh (rate-limited, one at a time)."""
+        self.refresh_wanted.set()
+
+    def close(self) -> None:
+        self.closed = True
+        for node in itertools.chain(self.nodes.values(), self.retired.values()):
+            node.group.close()
+
+    # -- the topology the fan-out engine drives --------------------------------------
+
+    def target(self, entry: Entry) -> tuple[Client, bool] | None:
+        """The node for ``entry``'s next try, and whether it is a replica (READONLY)."""
+        if entry.asking is not None:
+            return entry.asking, False
+        if self.read_from_replicas and not entry.primary and _reads_only(entry.args):
+            replicas = self.map.replicas(entry.group)
+            if replicas:
+                return self.node(random.choice(replicas)), True
+        node = self.slot_nodes[entry.group]
+        return None if node is None else (node, False)
+
+    def every_target(self) -> list[Client]:
+        return [self.node(address) for address in self.map.primaries()]
+
+    def judge(self, entry: Entry) -> float | None:
+        """Whether ``entry`` goes again, and after how long; aims it if so."""
+        error = entry.reply
+        delay = self.policy.delay(error, entry.attempt)
+        if delay is None:
+            return None
+        entry.attempt += 1
+        entry.primary = True
+        entry.asking = None
+        self.retries += 1
+        if isinstance(error, MovedError):
+            address = _redirect_address(error, entry.target)
+            self.map.move(entry.group, address)
+            self.slot_nodes[entry.group] = self.node(address)
+            self.moved += 1
+            self.refresh_soon()
+        elif isinstance(error, AskError):
+            entry.asking = self.node(_redirect_address(error, entry.target))
+            self.asked += 1
+        else:
+            self.refresh_soon()
+        return delay
+
+    def retryable(self, error: BaseException) -> bool:
+        return self.policy.delay(error, 0) is not None
+
+    def unserved(self, entry: Entry) -> BaseException:
+        self.refresh_soon()
+        return ClusterDownError("CLUSTERDOWN", f"no known node serves slot {entry.group}")
+
+
 class ClusterClient(Commands):
     """A client for a Redis Cluster, made by :func:`~triopipe.open_cluster_client`.
 
@@ -223,23 +274,13 @@ class ClusterClient(Commands):
     """
 
     __slots__ = (
-        "_asked",
-        "_closed",
         "_config",
-        "_map",
-        "_moved",
+        "_engine",
         "_nodes",
-        "_policy",
-        "_read_from_replicas",
         "_refresh_interval",
-        "_refresh_wanted",
         "_refreshes",
-        "_retired",
-        "_retries",
         "_router",
         "_seeds",
-        "_slot_nodes",
-        "_task_group",
     )
 
     def __init__(
@@ -253,24 +294,21 @@ class ClusterClient(Commands):
     ) -> None:
         self._seeds = list(seeds)
         self._config = config = seeds[0]
-        self._task_group = task_group
-        self._read_from_replicas = read_from_replicas
         self._refresh_interval = refresh_interval
-        self._policy = ClusterRetryPolicy(
+        policy = ClusterRetryPolicy(
             attempts=config.retries, at_least_once=config.at_least_once, redirects=max_redirects
         )
-        self._router = _SlotRouter()
-        self._map = SlotMap()
-        self._slot_nodes: list[_Node | None] = [None] * SLOTS
-        self._nodes: dict[Address, _Node] = {}
-        self._retired: dict[Address, _Node] = {}
-        self._refresh_wanted = anyio.Event()
-        self._closed = False
-        self._refreshes = self._moved = self._asked = self._retries = 0
+        self._nodes = _Nodes(config, task_group, policy, read_from_replicas)
+        self._router = SlotRouter()
+        self._engine = FanOut(self._router, self._nodes, self._closing)
+        self._refreshes = 0
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<ClusterClient {len(self._map.primaries())} primaries {state}>"
+        state = "closed" if self._nodes.closed else "open"
+        return f"<ClusterClient {len(self._nodes.map.primaries())} primaries {state}>"
+
+    def _closing(self) -> bool:
+        return self._nodes.closed
 
     # -- nodes and the map ------------------------------------------------------
 
@@ -281,8 +319,8 @@ class ClusterClient(Commands):
         Use it to aim a command at one node: ``redis.nodes[url].execute("INFO")``.
         A snapshot: the map changes when the cluster does.
         """
-        nodes = (self._node(address) for address in self._map.primaries())
-        return MappingProxyType({node.group.config.url: node.client for node in nodes})
+        primaries = self._nodes.every_target()
+        return MappingProxyType({node.config.url: node for node in primaries})
 
     def node_for(self, key: Key) -> str:
         """The URL of the primary that serves ``key``, as far as the client knows.
@@ -290,60 +328,15 @@ class ClusterClient(Commands):
         Raises:
             ClusterDownError: no known node serves the key's slot.
         """
-        return self._primary(self._router.shard_of_key(key)).group.config.url
+        return self._nodes.primary(self._router.shard_of_key(key)).config.url
 
     def client_for(self, key: Key) -> Client:
         """The :class:`~triopipe.Client` of the primary that serves ``key``."""
-        return self._primary(self._router.shard_of_key(key)).client
-
-    def _primary(self, slot: int) -> _Node:
-        node = self._slot_nodes[slot]
-        if node is None:
-            self.refresh_soon()
-            raise ClusterDownError(
-                "CLUSTERDOWN", f"no known node serves slot {slot} (the map is being refreshed)"
-            )
-        return node
-
-    def _node(self, address: Address) -> _Node:
-        """The node at ``address``, connecting to it on first use."""
-        node = self._nodes.get(address)
-        if node is None:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            node = self._retired.pop(address, None)
-            if node is None:
-                config = dataclasses.replace(self._config, host=address.host, port=address.port)
-                node = _Node(address, ConnectionGroup(config, self._task_group))
-            self._nodes[address] = node
-        return node
-
-    def _install(self, shards: list[Shard]) -> None:
-        """Make ``shards`` the slot map; retire the nodes it no longer names."""
-        slot_map = SlotMap(shards)
-        wanted = slot_map.addresses(replicas=self._read_from_replicas)
-        nodes = {address: self._node(address) for address in wanted}
-        self._map = slot_map
-        owners = slot_map.owners
-        by_shard = [nodes.get(shard.primary) for shard in slot_map.shards]
-        self._slot_nodes = [None if index < 0 else by_shard[index] for index in owners]
-        for address in [address for address in self._nodes if address not in wanted]:
-            self._retired[address] = self._nodes.pop(address)
-        for address, node in list(self._retired.items()):
-            if not node.busy:
-                node.group.close()
-                del self._retired[address]
-
-    def _record_moved(self, slot: int, error: RedirectError, via: _Node | None) -> None:
-        address = _redirect_address(error, via)
-        self._map.move(slot, address)
-        self._slot_nodes[slot] = self._node(address)
-        self._moved += 1
-        self.refresh_soon()
+        return self._nodes.primary(self._router.shard_of_key(key))
 
     def refresh_soon(self) -> None:
         """Ask the refresher for a topology refresh (rate-limited, one at a time)."""
-        self._refresh_wanted.set()
+        self._nodes.refresh_soon()
 
     async def refresh(self) -> None:
         """Fetch the slot map from the cluster now and install it.
@@ -351,42 +344,36 @@ class ClusterClient(Commands):
         Raises:
             ClusterDownError: no node could be asked, or none serves a slot.
         """
-        candidates = [*self._map.primaries(), *self._nodes]
+        nodes = self._nodes
+        candidates = [*nodes.map.primaries(), *nodes.nodes]
         candidates += [Address(seed.host, seed.port) for seed in self._seeds]
         errors: list[BaseException] = []
         for address in dict.fromkeys(candidates):
             try:
                 with anyio.fail_after(self._config.connect_timeout):
-                    shards = await self._fetch_topology(self._node(address))
+                    shards = await _fetch_topology(nodes.node(address), address)
             except (TriopipeError, ValueError, TimeoutError) as exc:
                 errors.append(exc)
                 continue
             except anyio.ClosedResourceError:
-                if self._closed:
+                if nodes.closed:
                     raise
                 continue  # retired by a concurrent refresh
             if shards:
                 self._refreshes += 1
-                self._install(shards)
+                nodes.install(shards)
                 return
         detail = f": {errors[-1]}" if errors else ""
         cause = errors[-1] if errors else None
         raise ClusterDownError("CLUSTERDOWN", f"no node gave a usable slot map{detail}") from cause
 
-    async def _fetch_topology(self, node: _Node) -> list[Shard]:
-        try:
-            reply = await node.client.execute("CLUSTER", "SHARDS")
-        except ResponseError:  # before Redis 7: unknown subcommand
-            reply = await node.client.execute("CLUSTER", "SLOTS")
-            return parse_cluster_slots(reply, node.address.host)
-        return parse_cluster_shards(reply, node.address.host)
-
-    async def _run_refresher(self) -> None:
+    async def run_refresher(self) -> None:
         """The refresher task: one refresh at a time, on request or periodically."""
+        nodes = self._nodes
         while True:
             with anyio.move_on_after(self._refresh_interval):
-                await self._refresh_wanted.wait()
-            self._refresh_wanted = anyio.Event()
+                await nodes.refresh_wanted.wait()
+            nodes.refresh_wanted = anyio.Event()
             try:
                 await self.refresh()
             except ClusterDownError:
@@ -394,6 +381,14 @@ class ClusterClient(Commands):
             except anyio.ClosedResourceError:
                 return  # the client is closing
             await anyio.sleep(_MIN_REFRESH_INTERVAL)
+
+    async def connect(self) -> None:
+        """Connect every primary in parallel; raise the first failure."""
+        raise_first(await gather([node.group.connect for node in self._nodes.every_target()]))
+
+    def close(self) -> None:
+        """Close every node's connections (the client's block is exiting)."""
+        self._nodes.close()
 
     # -- commands ----------------------------------------------------------------
 
@@ -415,95 +410,30 @@ class ClusterClient(Commands):
             TransportError: the node failed (``ConnectionLostError`` with
                 ``sent=True``: the outcome is unknown).
         """
-        route = self._router.route(args)
-        if type(route) is not int:
-            assert isinstance(route, Split)
-            return await self._run_split(route)
-        node = self._plain_node(route, args)
-        if node is None:
-            entry = _Entry(args, route)
-            await self._settle([entry], sent=False)
-        else:
-            try:
-                return await node.client.execute(*args)
-            except (ResponseError, TransportError) as exc:
-                entry = _Entry(args, route)
-                entry.node, entry.reply = node, exc
-                await self._settle([entry], sent=True)
-        if isinstance(entry.reply, Exception):
-            raise entry.reply
-        return entry.reply
+        return await self._engine.execute(args)
 
-    def _execute_in_thread(self, args: tuple[Arg, ...]) -> Any:
-        """``Client._execute_in_thread`` on the node serving the command's slot.
+    def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
+        """The serving node's :meth:`~triopipe.Client.direct_route`, for a plain one-slot command.
 
         Anything out of the ordinary (several slots, an unknown slot owner,
-        replica reads, a redirect or refusal to follow) is left to
-        :meth:`execute` on the loop, which follows redirects as usual; a
-        redirected command was not run, so running it again is safe.
+        replica reads) is left to :meth:`execute` on the loop, as is any
+        redirect or refusal met on the way: a redirected command was not
+        run, so running it again is safe.
         """
-        node = self._direct_node(args)
-        if node is None:
-            return RUN_ON_LOOP
-        return self._node_outcome(functools.partial(node.client._execute_in_thread, args))
-
-    def _start(self, args: tuple[Arg, ...], signal: Signal) -> Callable[[], Any] | None:
-        """``Client._start`` on the node serving the command's slot.
-
-        See :meth:`_execute_in_thread` for what is left to :meth:`execute`.
-        """
-        node = self._direct_node(args)
-        if node is None:
-            return None
-        finish = node.client._start(args, signal)
-        return None if finish is None else functools.partial(self._node_outcome, finish)
-
-    def _direct_node(self, args: tuple[Arg, ...]) -> _Node | None:
-        """The node a one-slot command goes to without the cluster's bookkeeping, if any."""
-        route = self._router.route(args)
-        return None if type(route) is not int else self._plain_node(route, args)
-
-    def _plain_node(self, slot: int, args: Sequence[Arg]) -> _Node | None:
-        """The primary that serves ``slot``, if a command needs nothing more.
-
-        None when the slot's owner is unknown or ``args`` read from a replica:
-        the command then goes through the cluster's bookkeeping (``_settle``).
-        """
-        node = self._slot_nodes[slot]
-        if node is None or (self._read_from_replicas and _reads_only(args)):
-            return None
-        return node
-
-    def _node_outcome(self, outcome: Callable[[], Any]) -> Any:
-        """A node client's outcome, with redirects and refusals turned into RUN_ON_LOOP."""
-        try:
-            return outcome()
-        except (ResponseError, TransportError) as exc:
-            if self._policy.delay(exc, 0) is None:
-                raise
-            return RUN_ON_LOOP
+        return self._engine.direct_route(args)
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
-        return run_command(self.execute, command)
-
-    async def _run_split(self, route: Split) -> Any:
-        plan = _Plan(self)
-        plan.add_route(route)
-        await self._settle(plan.entries, sent=False)
-        reply = plan.results()[0]
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        return dispatch_to(self.execute, command)
 
     async def execute_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
     ) -> list[Any]:
         """Run many commands, each on its node, all nodes in parallel; replies in order.
 
-        Every command is routed before anything is sent, so a
-        :class:`~triopipe.CrossSlotError` (or a blocking command) sends
-        nothing. Each node gets one pipeline (with the windows of
-        :meth:`~triopipe.Client.execute_many`); commands of one slot keep
+        Every command is routed and encoded before anything is sent, so a
+        :class:`~triopipe.CrossSlotError`, a blocking command or a bad
+        argument sends nothing. Each node gets one pipeline (with the windows
+        of :meth:`~triopipe.Client.execute_many`); commands of one slot keep
         their relative order. Commands redirected or refused on the way are
         retried, together, and their replies land in their places. A node
         that fails fails only its own commands.
@@ -512,124 +442,12 @@ class ClusterClient(Commands):
             commands: argument sequences, e.g. ``[("SET", "a", 1), ("GET", "a")]``.
             raise_on_error: as for :meth:`~triopipe.Client.execute_many`.
         """
-        commands = list(commands)
-        check_pipelinable(commands)
-        plan = _Plan(self)
-        for args in commands:
-            plan.add(args)
-        await self._settle(plan.entries, sent=False)
-        results = plan.results()
+        results = await self._engine.execute_many(commands)
         if raise_on_error:
-            _raise_first(results)
+            raise_first(results)
         return results
 
-    async def _settle(self, entries: list[_Entry], *, sent: bool) -> None:
-        """Send ``entries`` (unless ``sent``) and retry the failures, in rounds."""
-        todo = entries
-        if not sent:
-            await self._round(todo)
-        while True:
-            retry = []
-            delay = 0.0
-            for entry in todo:
-                wait = self._judge(entry)
-                if wait is not None:
-                    retry.append(entry)
-                    delay = max(delay, wait)
-            if not retry:
-                return
-            self._retries += len(retry)
-            if delay:
-                await anyio.sleep(delay)
-            await self._round(retry)
-            todo = retry
-
-    def _judge(self, entry: _Entry) -> float | None:
-        """Whether ``entry`` goes again, and after how long; aims it if so."""
-        error = entry.reply
-        if not isinstance(error, (ResponseError, TransportError)) or entry.fixed is not None:
-            return None
-        delay = self._policy.delay(error, entry.attempt)
-        if delay is None:
-            return None
-        entry.attempt += 1
-        entry.primary = True
-        entry.asking = None
-        if isinstance(error, MovedError):
-            self._record_moved(entry.slot, error, entry.node)
-        elif isinstance(error, AskError):
-            entry.asking = self._node(_redirect_address(error, entry.node))
-            self._asked += 1
-        else:
-            self.refresh_soon()
-        return delay
-
-    def _target(self, entry: _Entry) -> tuple[_Node | None, bool]:
-        """The node for ``entry``'s next try, and whether it is a replica (READONLY)."""
-        if entry.fixed is not None:
-            return entry.fixed, False
-        if entry.asking is not None:
-            return entry.asking, False
-        if self._read_from_replicas and not entry.primary and _reads_only(entry.args):
-            replicas = self._map.replicas(entry.slot)
-            if replicas:
-                return self._node(random.choice(replicas)), True
-        return self._slot_nodes[entry.slot], False
-
-    async def _round(self, entries: list[_Entry]) -> None:
-        """Send each node its share of ``entries`` as one pipeline, all nodes at once."""
-        shares: dict[tuple[_Node, bool], list[_Entry]] = {}
-        for entry in entries:
-            node, replica = self._target(entry)
-            entry.node = node
-            if node is None:
-                self.refresh_soon()
-                entry.reply = ClusterDownError(
-                    "CLUSTERDOWN", f"no known node serves slot {entry.slot}"
-                )
-                continue
-            shares.setdefault((node, replica), []).append(entry)
-        calls = [
-            functools.partial(self._send, node, share, replica)
-            for (node, replica), share in shares.items()
-        ]
-        _raise_first([r for r in await _gather(calls) if not isinstance(r, TriopipeError)])
-
-    async def _send(self, node: _Node, entries: list[_Entry], replica: bool) -> None:
-        """One pipeline to ``node``; each entry gets its reply, or the node's failure."""
-        entry = entries[0]
-        try:
-            if len(entries) == 1 and entry.asking is None and not replica:
-                try:
-                    entry.reply = await node.client.execute(*entry.args)
-                except ResponseError as exc:
-                    entry.reply = exc
-                return
-            commands: list[Sequence[Arg]] = [_READONLY] if replica else []
-            for entry in entries:
-                if entry.asking is not None:
-                    commands.append(_ASKING)
-                commands.append(entry.args)
-            replies = iter(await node.client.execute_many(commands, raise_on_error=False))
-        except TransportError as exc:
-            for entry in entries:
-                entry.reply = exc
-            return
-        except anyio.ClosedResourceError:
-            if self._closed:
-                raise
-            # The node was retired under us before anything was queued.
-            for entry in entries:
-                entry.reply = ConnectionLostError("the node left the cluster", sent=False)
-            return
-        if replica:
-            next(replies)
-        for entry in entries:
-            if entry.asking is not None:
-                next(replies)
-            entry.reply = next(replies)
-
-    def batch(self) -> AbstractAsyncContextManager[ClusterBatch]:
+    def batch(self) -> FanOutBatch:
         """Queue commands that stream to their nodes; replies are read at exit.
 
         Like :meth:`~triopipe.Client.batch`: ``b.execute(...)`` and the typed
@@ -639,7 +457,7 @@ class ClusterClient(Commands):
         :meth:`execute_many` does) before the pendings are resolved. A
         transport error that remains raises at exit.
         """
-        return batch_block(ClusterBatch(self))
+        return FanOutBatch(self._engine)
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[ShardedTransaction]:
@@ -659,9 +477,9 @@ class ClusterClient(Commands):
                 (e.g. ``MOVED`` during a reshard); nothing was applied.
         """
         try:
-            async with one_shard_transaction(
+            async with ShardedTransaction(
                 self._router,
-                lambda slot: self._primary(slot).client,
+                self._nodes.primary,
                 watch_keys,
                 "no command of this transaction names a key",
             ) as transaction:
@@ -678,145 +496,34 @@ class ClusterClient(Commands):
         Keys may repeat, and keys moved by a reshard meanwhile may be missed
         or seen twice, as with ``SCAN`` itself.
         """
-        for address in self._map.primaries():
-            async for key in self._node(address).client.scan_iter(match=match, count=count):
+        for node in self._nodes.every_target():
+            async for key in node.scan_iter(match=match, count=count):
                 yield key
 
     def statistics(self) -> ClusterClientStatistics:
         """A snapshot of every node's connection group and of the redirects followed."""
-        per_node = {
-            node.group.config.url: node.client.statistics() for node in self._nodes.values()
-        }
+        nodes = self._nodes
+        per_node = {node.config.url: node.statistics() for node in nodes.nodes.values()}
         return ClusterClientStatistics(
             nodes=len(per_node),
-            primaries=len(self._map.primaries()),
-            slots_served=self._map.covered(),
+            primaries=len(nodes.map.primaries()),
+            slots_served=nodes.map.covered(),
             commands_in_flight=sum(s.commands_in_flight for s in per_node.values()),
             refreshes=self._refreshes,
-            moved=self._moved,
-            asked=self._asked,
-            retries=self._retries,
+            moved=nodes.moved,
+            asked=nodes.asked,
+            retries=nodes.retries,
             per_node=MappingProxyType(per_node),
         )
 
-    def _close(self) -> None:
-        self._closed = True
-        for node in itertools.chain(self._nodes.values(), self._retired.values()):
-            node.group.close()
 
-
-class _Plan:
-    """Commands cut into entries, and how to put their replies back in order."""
-
-    __slots__ = ("_client", "_places", "entries")
-
-    def __init__(self, client: ClusterClient) -> None:
-        self._client = client
-        self.entries: list[_Entry] = []
-        # Per command: the index of its entry, or its split and its parts' indexes.
-        self._places: list[int | tuple[Split, range]] = []
-
-    def add(self, args: Sequence[Arg]) -> None:
-        route = self._client._router.route(args)
-        if type(route) is int:
-            self._places.append(len(self.entries))
-            self.entries.append(_Entry(args, route))
-        else:
-            assert isinstance(route, Split)
-            self.add_route(route)
-
-    def add_route(self, route: Split) -> None:
-        first = len(self.entries)
-        if isinstance(route, _FanOut):
-            command = route._inner.parts[0][1]
-            client = self._client
-            for address in client._map.primaries():
-                self.entries.append(_Entry(command, -1, fixed=client._node(address)))
-        else:
-            self.entries += [_Entry(part, slot) for slot, part in route.parts]
-        self._places.append((route, range(first, len(self.entries))))
-
-    def results(self) -> list[Any]:
-        entries = self.entries
-        results = []
-        for place in self._places:
-            if type(place) is int:
-                results.append(entries[place].reply)
-            else:
-                assert isinstance(place, tuple)
-                route, indexes = place
-                results.append(route.merge([entries[index].reply for index in indexes]))
-        return results
-
-
-class ClusterBatch(Commands):
-    """Commands sent to their nodes as they are added; replies collected at exit.
-
-    Made by ``ClusterClient.batch()``. ``execute`` and the typed helpers
-    return :class:`~triopipe.Pending` handles at once.
-    """
-
-    __slots__ = ("_batches", "_client", "_inner", "_pendings", "_plan")
-
-    def __init__(self, client: ClusterClient) -> None:
-        self._client = client
-        self._plan = _Plan(client)
-        self._batches: dict[_Node, Batch] = {}
-        self._inner: list[Pending[Any] | None] = []  # per entry, as sent first
-        self._pendings: list[Pending[Any]] = []
-
-    def __len__(self) -> int:
-        return len(self._pendings)
-
-    def execute(self, *args: Arg) -> Pending[Any]:
-        """Queue any command; returns its :class:`~triopipe.Pending` at once."""
-        return self._dispatch(Command(args))
-
-    def _dispatch(self, command: Command[T], /) -> Pending[T]:
-        check_pipelinable((command.args,))
-        plan = self._plan
-        first = len(plan.entries)
-        plan.add(command.args)
-        for entry in plan.entries[first:]:
-            node = entry.fixed or self._client._slot_nodes[entry.slot]
-            if node is None:  # sent at exit, once the map knows the slot
-                self._inner.append(None)
-                continue
-            entry.node = node
-            batch = self._batches.get(node)
-            if batch is None:
-                batch = self._batches[node] = Batch(node.group.choose())
-            self._inner.append(batch.execute(*entry.args))
-        pending: Pending[T] = Pending(command.transform)
-        self._pendings.append(pending)
-        return pending
-
-    async def _finish(self) -> None:
-        try:
-            for batch in self._batches.values():
-                # Every request was submitted already: waiting for one node
-                # after another takes as long as the slowest. A node's error
-                # is in its pendings.
-                with contextlib.suppress(TriopipeError):
-                    await batch._finish()
-        except BaseException:
-            self._abandon()
-            raise
-        for entry, inner in zip(self._plan.entries, self._inner, strict=True):
-            # A command whose slot had no known node was never sent: the
-            # retry rounds send it once the map knows better.
-            entry.reply = _UNSERVED if inner is None else _outcome(inner)
-        await self._client._settle(self._plan.entries, sent=True)
-        results = self._plan.results()
-        for pending, reply in zip(self._pendings, results, strict=True):
-            pending._resolve(reply)
-        for reply in results:
-            if isinstance(reply, TransportError):
-                raise reply
-
-    def _abandon(self) -> None:
-        for batch in self._batches.values():
-            batch._abandon()
+async def _fetch_topology(node: Client, address: Address) -> list[Shard]:
+    try:
+        reply = await node.execute("CLUSTER", "SHARDS")
+    except ResponseError:  # before Redis 7: unknown subcommand
+        reply = await node.execute("CLUSTER", "SLOTS")
+        return parse_cluster_slots(reply, address.host)
+    return parse_cluster_shards(reply, address.host)
 
 
 def _reads_only(args: Sequence[Arg]) -> bool:
@@ -827,9 +534,9 @@ def _reads_only(args: Sequence[Arg]) -> bool:
         return False
 
 
-def _redirect_address(error: RedirectError, via: _Node | None) -> Address:
+def _redirect_address(error: RedirectError, via: Client | None) -> Address:
     """The node a redirect names; an empty host means the host that answered."""
-    host = error.host or (via.address.host if via is not None else "")
+    host = error.host or (via.config.host if via is not None else "")
     return Address(host, error.port)
 
 
@@ -844,12 +551,6 @@ def _seed_configs(
         if config.unix_path is not None or config.db != 0:
             raise ValueError("a Redis Cluster is reached over TCP and has only database 0")
     return configs
-
-
-async def _connect_nodes(client: ClusterClient) -> None:
-    """Connect every primary's group in parallel; raise the first failure."""
-    groups = [client._node(address).group for address in client._map.primaries()]
-    _raise_first(await _gather([group.connect for group in groups]))
 
 
 @asynccontextmanager
@@ -908,8 +609,8 @@ async def open_cluster_client(
                 if isinstance(exc.__cause__, TriopipeError):
                     raise exc.__cause__ from None
                 raise
-            await _connect_nodes(client)
-            task_group.start_soon(client._run_refresher, name="triopipe cluster refresher")
+            await client.connect()
+            task_group.start_soon(client.run_refresher, name="triopipe cluster refresher")
             yield client
         finally:
-            client._close()
+            client.close()

@@ -3,6 +3,7 @@
 ::
 
     TriopipeError                  base of everything triopipe raises
+    ├── NoShardError               a key-less command with no server to run on (also a ValueError)
     ├── ResponseError              the server answered with an error reply
     │   ├── WrongTypeError         WRONGTYPE: operation against a key of the wrong type
     │   ├── NoScriptError          NOSCRIPT: EVALSHA for a script the server lacks
@@ -45,6 +46,7 @@ __all__ = [
     "MovedError",
     "NoPermissionError",
     "NoScriptError",
+    "NoShardError",
     "OutOfMemoryError",
     "ProtocolError",
     "ReadOnlyError",
@@ -61,6 +63,17 @@ __all__ = [
 
 class TriopipeError(Exception):
     """Base class of every exception triopipe raises on purpose."""
+
+
+class NoShardError(TriopipeError, ValueError):
+    """Raised, before anything is sent, for a key-less command with no meaning across servers.
+
+    The sharded and cluster clients route by key; ``INFO``, ``EVAL`` with no
+    keys and the like name none and do not concern every server. Aim such a
+    command at one server (``redis.shards[url].execute(...)``,
+    ``redis.nodes[url].execute(...)``) or at every shard
+    (``redis.for_each_shard(...)``).
+    """
 
 
 class ResponseError(TriopipeError):

@@ -1,8 +1,9 @@
 """Pub/Sub subscriptions: a dedicated connection in subscriber mode.
 
-Theory of operation: ``Client.subscribe`` opens a new connection in pub/sub
-mode (the server then only sends messages and confirmations on it, as RESP3
-push frames, or under RESP2 as arrays nobody asked for). Every frame goes to
+Theory of operation: a :class:`Subscription` is an async context manager
+that borrows a new connection in pub/sub mode from its client's group (the
+server then only sends messages and confirmations on it, as RESP3 push
+frames, or under RESP2 as arrays nobody asked for). Every frame goes to
 :meth:`Subscription._on_push`, which turns messages into :class:`Message`
 objects on a memory channel that ``async for`` reads, and counts
 confirmations, so that ``subscribe()`` returns only once the server has
@@ -19,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from types import TracebackType
+from typing import Any, Protocol
 
 import anyio
 
@@ -52,6 +55,14 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+class SubscriberSource(Protocol):
+    """Where a subscription gets its connection: a connection group."""
+
+    def subscriber(
+        self, on_push: Callable[[Push], None], on_lost: Callable[[BaseException], None]
+    ) -> AbstractAsyncContextManager[Connection]: ...
+
+
 class Subscription:
     """The channels and patterns of one subscription; iterate for messages.
 
@@ -59,7 +70,12 @@ class Subscription:
     as sub: async for message in sub: ...``.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, source: SubscriberSource, channels: Sequence[Any] = (), patterns: Sequence[Any] = ()
+    ) -> None:
+        self._source = source
+        self._initial = (tuple(channels), tuple(patterns))
+        self._exit_stack = AsyncExitStack()
         self._send, self._receive = anyio.create_memory_object_stream[Message | BaseException](
             math.inf
         )
@@ -68,6 +84,26 @@ class Subscription:
         self._confirmed = anyio.Event()
         self.channels: set[Any] = set()
         self.patterns: set[Any] = set()
+
+    async def __aenter__(self) -> Subscription:
+        async with AsyncExitStack() as stack:
+            self._connection = await stack.enter_async_context(
+                self._source.subscriber(self._on_push, self._on_lost)
+            )
+            stack.callback(self._close)
+            channels, patterns = self._initial
+            await self.subscribe(*channels)
+            await self.psubscribe(*patterns)
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._exit_stack.aclose()
 
     async def subscribe(self, *channels: Any) -> None:
         """Subscribe to more channels; returns once the server has registered them."""

@@ -8,13 +8,15 @@ one path (:func:`_open`): start an event loop in a new thread (anyio's
 blocking portal), and in it a *serve* task that opens the async client and a
 place for command tasks (an asyncio task set or a trio nursery).
 
-A *blocking* call on a plain command first tries the direct path
-(``_execute_in_thread`` of the async client): the calling thread routes and
-encodes the command and, if the chosen connection is idle, writes it to the
-socket itself; the loop thread's receiver reads the reply and wakes the
-caller (``Connection.call_from_thread`` explains how the two threads share
-the socket's writes safely). That saves the hand-off to the loop thread,
-which otherwise costs as much as the round trip. Anything else (a busy or
+A *blocking* call on a plain command first tries the direct path: the async
+client's one cross-thread hook, ``direct_route(args)``
+(:class:`~triopipe._protocols.DirectRoute`), names the connection its
+``execute`` would use, and the calling thread encodes the command and, if
+that connection is idle, writes it to the socket itself; the loop thread's
+receiver reads the reply and wakes the caller (``Connection.call_from_thread``
+explains how the two threads share the socket's writes safely). That saves
+the hand-off to the loop thread, which otherwise costs as much as the round
+trip. Anything else (a busy or
 broken connection, TLS, blocking commands, several shards, a redirect, an
 outcome to retry) goes through the loop as below, as does every call of a
 thread that still has an unfinished Future: its commands must not overtake
@@ -30,8 +32,9 @@ Everything else is handed to the loop thread through a :class:`_Submitter`:
   marks the Future running (``set_running_or_notify_cancel``). A plain
   command is then submitted to its connection at once, in list order, with a
   :class:`_Completion` as its signal, which completes the Future when the
-  reply is read: no task per command (the async client's ``_start``). Other
-  calls, and commands ``_start`` declines, get a native task that awaits
+  reply is read: no task per command (``direct_route`` again names the
+  connection). Other calls, and commands without a direct route, get a
+  native task that awaits
   ``function(*args)`` on the async client and completes the Future. A Future
   cancelled before that point is skipped: its command is never sent. From
   then on ``cancel()`` returns False, as for any running
@@ -73,17 +76,23 @@ from contextlib import (
     contextmanager,
     suppress,
 )
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._backend import Signal, current_backend
-from ._batch import Pending
-from ._client import RUN_ON_LOOP
+from ._backend import current_backend
+from ._batch import Pending, outcome
+from ._client import execute_reply
+from ._client import open_client as open_async_client
+from ._cluster import open_cluster_client as open_async_cluster_client
 from ._commands import Arg, Command, Commands, Key
 from ._config import DEFAULT_URL
+from ._pipeline import Request
+from ._protocols import AsyncClient, DirectRoute
+from ._resp import encode_command
+from ._sharded import open_sharded_client as open_async_sharded_client
 
 __all__ = ["SyncBatch", "SyncClient", "open_client", "open_cluster_client", "open_sharded_client"]
 
@@ -92,28 +101,25 @@ T = TypeVar("T")
 _CLOSED_MESSAGE = "the blocking client was closed before this command was sent"
 
 
-class _AsyncClient(Protocol):
-    """What the facade needs of an async client (single, sharded or cluster)."""
+class _ThroughLoop:
+    __slots__ = ()
 
-    async def execute(self, *args: Arg) -> Any: ...
+    def __repr__(self) -> str:
+        return "THROUGH_LOOP"
 
-    async def execute_many(
-        self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
-    ) -> list[Any]: ...
 
-    def batch(self) -> AbstractAsyncContextManager[Any]: ...
+# What the direct path gives when the loop's execute must run the command: it
+# was not written, or its outcome is one execute would retry.
+_THROUGH_LOOP: Any = _ThroughLoop()
 
-    def scan_iter(
-        self, match: Key | None = None, count: int | None = None
-    ) -> AsyncIterator[Any]: ...
 
-    def statistics(self) -> Any: ...
-
-    def _dispatch(self, command: Command[T], /) -> Awaitable[T]: ...
-
-    def _execute_in_thread(self, args: tuple[Arg, ...]) -> Any: ...
-
-    def _start(self, args: tuple[Arg, ...], signal: Signal) -> Callable[[], Any] | None: ...
+def _direct_result(route: DirectRoute, args: tuple[Arg, ...], outcome: Any) -> Any:
+    """A directly sent command's outcome as ``execute`` gives it, or ``_THROUGH_LOOP``."""
+    if isinstance(outcome, Exception):
+        if route.retryable(outcome):
+            return _THROUGH_LOOP  # execute runs its whole policy afresh
+        raise outcome
+    return execute_reply(args, outcome, route.connection.protocol)
 
 
 # A call for the loop thread: its Future, and the coroutine function to run
@@ -128,7 +134,7 @@ class _Submitter:
 
     def __init__(
         self,
-        client: _AsyncClient,
+        client: AsyncClient,
         call_soon: Callable[[Callable[[], object]], object],
         spawn: Callable[..., object],
     ) -> None:
@@ -173,14 +179,21 @@ class _Submitter:
                 spawn(run, future, function, args)
 
     def _start(self, future: Future[Any], args: tuple[Any, ...]) -> None:
-        """Submit a plain command now, completing its Future from the reply; no task."""
-        completion = _Completion(self, future, args)
+        """Submit a plain command now, completing its Future from the reply; no task.
+
+        Only on a link that is up with room: starting a link takes a task, and
+        waiting for room a wait, which ``execute`` has.
+        """
         try:
-            completion.finish = self._client._start(args, completion)
+            route = self._client.direct_route(args)
+            payload = encode_command(args) if route is not None else b""
         except Exception:
-            completion.finish = None  # execute raises it, as it would have anyway
-        if completion.finish is None:
+            route = None  # execute raises it, as it would have anyway
+        if route is None or not route.connection.linked or not route.connection.has_room(1):
             self._spawn_execute(future, args)
+            return
+        completion = _Completion(self, future, args, route)
+        completion.request = route.connection.submit(payload, 1, notify=completion)
 
     def _spawn_execute(self, future: Future[Any], args: tuple[Any, ...]) -> None:
         """Run the plain command ``args`` through ``execute`` in a task of its own."""
@@ -218,36 +231,35 @@ class _Completion:
 
     One object per command instead of a closure, its cells and a signal: a
     burst of Futures allocates enough for the cyclic garbage collector to
-    show in its cost.
+    show in its cost. Only :meth:`set`: nothing waits for it.
     """
 
-    __slots__ = ("args", "finish", "future", "submitter")
+    __slots__ = ("args", "future", "request", "route", "submitter")
 
-    def __init__(self, submitter: _Submitter, future: Future[Any], args: tuple[Any, ...]) -> None:
+    def __init__(
+        self, submitter: _Submitter, future: Future[Any], args: tuple[Any, ...], route: DirectRoute
+    ) -> None:
         self.submitter = submitter
         self.future = future
         self.args = args
-        # The client's *finish* for the request (see Client._start).
-        self.finish: Callable[[], Any] | None = None
+        self.route = route
+        self.request: Request[_Completion] | None = None
 
     def set(self) -> None:
-        finish = self.finish
-        if finish is None:
+        request = self.request
+        if request is None:
             return
-        self.finish = None  # also breaks the cycle through the request
+        self.request = None  # also breaks the cycle through the request
         future = self.future
         try:
-            reply = finish()
+            result = _direct_result(self.route, self.args, request.outcome())
         except Exception as exc:
             future.set_exception(exc)
             return
-        if reply is RUN_ON_LOOP:  # a retry: execute runs the whole policy
+        if result is _THROUGH_LOOP:
             self.submitter._spawn_execute(future, self.args)
         else:
-            future.set_result(reply)
-
-    def wait(self) -> Awaitable[None]:
-        raise TypeError("nothing waits for a Future's request: set() completes the Future")
+            future.set_result(result)
 
 
 async def _call_sync(function: Callable[[], T]) -> T:
@@ -270,7 +282,7 @@ async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
 
 
 async def _run_batch(
-    client: _AsyncClient, calls: list[Callable[[Any], Pending[Any]]], out: list[Pending[Any]]
+    client: AsyncClient, calls: list[Callable[[Any], Pending[Any]]], out: list[Pending[Any]]
 ) -> None:
     async with client.batch() as batch:
         # extend() appends one by one, so a call that raises (a refused
@@ -285,13 +297,6 @@ def _wait(future: Future[T]) -> T:
     except BaseException:
         future.cancel()
         raise
-
-
-def _outcome(pending: Pending[Any]) -> Any:
-    try:
-        return pending.result()
-    except BaseException as exc:
-        return exc
 
 
 # How many keys scan_iter fetches from the loop thread per round trip.
@@ -348,11 +353,11 @@ class SyncClient(Commands):
     block and return the same types as on the async client.
     """
 
-    __slots__ = ("_client", "_in_thread", "_submit", "_threads")
+    __slots__ = ("_client", "_direct_route", "_submit", "_threads")
 
-    def __init__(self, client: _AsyncClient, submitter: _Submitter) -> None:
+    def __init__(self, client: AsyncClient, submitter: _Submitter) -> None:
         self._client = client
-        self._in_thread = client._execute_in_thread
+        self._direct_route = client.direct_route
         self._submit = submitter.submit
         # Per calling thread: the last Future it was given (see _direct).
         self._threads = threading.local()
@@ -377,22 +382,28 @@ class SyncClient(Commands):
     def execute(self, *args: Arg) -> Any:
         """Run one command and return its reply (blocking); see ``Client.execute``."""
         reply = self._direct_reply(args)
-        if reply is not RUN_ON_LOOP:
+        if reply is not _THROUGH_LOOP:
             return reply
         return _wait(self._submit(None, args))
 
     def _direct_reply(self, args: tuple[Arg, ...]) -> Any:
-        """A blocking call's reply without the loop thread, or RUN_ON_LOOP.
+        """A blocking call's reply without the loop thread, or ``_THROUGH_LOOP``.
 
-        The calling thread writes its command itself (``_execute_in_thread``)
-        unless one of its own Futures is still unfinished: that command may
-        not be written yet, and one thread's commands must not overtake each
-        other.
+        The calling thread writes its command itself (``direct_route`` and
+        ``Connection.call_from_thread``) unless one of its own Futures is
+        still unfinished: that command may not be written yet, and one
+        thread's commands must not overtake each other.
         """
         last: Future[Any] | None = getattr(self._threads, "last_future", None)
         if last is not None and not last.done():
-            return RUN_ON_LOOP
-        return self._in_thread(args)
+            return _THROUGH_LOOP
+        route = self._direct_route(args)
+        if route is None:
+            return _THROUGH_LOOP
+        request = route.connection.call_from_thread(encode_command(args))
+        if request is None:
+            return _THROUGH_LOOP
+        return _direct_result(route, args, request.outcome())
 
     def submit_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
@@ -437,7 +448,7 @@ class SyncClient(Commands):
             # batch (e.g. the connection broke half way).
             for mine, theirs in zip(batch._pendings, replies, strict=False):
                 if theirs.done():
-                    mine._resolve(_outcome(theirs))
+                    mine.resolve(outcome(theirs))
 
     def scan_iter(self, match: Key | None = None, count: int | None = None) -> Iterator[Any]:
         """Iterate over the keys with ``SCAN`` (keys may repeat), fetched in chunks."""
@@ -476,7 +487,7 @@ class SyncClient(Commands):
 
     def _dispatch(self, command: Command[T], /) -> T:
         reply = self._direct_reply(command.args)
-        if reply is not RUN_ON_LOOP:
+        if reply is not _THROUGH_LOOP:
             return command.shape(reply)
         future: Future[T] = self._submit(self._client._dispatch, (command,))
         return _wait(future)
@@ -515,9 +526,9 @@ async def _command_tasks() -> AsyncIterator[
 
 
 async def _serve(
-    open_async: Callable[[], AbstractAsyncContextManager[_AsyncClient]],
+    open_async: Callable[[], AbstractAsyncContextManager[AsyncClient]],
     *,
-    task_status: anyio.abc.TaskStatus[tuple[_AsyncClient, _Submitter, anyio.Event]],
+    task_status: anyio.abc.TaskStatus[tuple[AsyncClient, _Submitter, anyio.Event]],
 ) -> None:
     """Open the async client, hand it to the caller's thread, close it when told."""
     stop = anyio.Event()
@@ -553,7 +564,7 @@ def _loop_options(backend: str, options: dict[str, Any] | None) -> dict[str, Any
 
 @contextmanager
 def _open(
-    open_async: Callable[[], AbstractAsyncContextManager[_AsyncClient]],
+    open_async: Callable[[], AbstractAsyncContextManager[AsyncClient]],
     backend: str,
     backend_options: dict[str, Any] | None,
 ) -> Iterator[SyncClient]:
@@ -596,7 +607,7 @@ def open_client(
         ConnectError: the server could not be reached in time.
         AuthenticationError: the server refused the credentials.
     """
-    return _open_async_client("open_client", url, backend, backend_options, options)
+    return _open(functools.partial(open_async_client, url, **options), backend, backend_options)
 
 
 def open_sharded_client(
@@ -607,7 +618,9 @@ def open_sharded_client(
     **options: Any,
 ) -> AbstractContextManager[SyncClient]:
     """Like :func:`open_client`, over :func:`triopipe.open_sharded_client`."""
-    return _open_async_client("open_sharded_client", urls, backend, backend_options, options)
+    return _open(
+        functools.partial(open_async_sharded_client, urls, **options), backend, backend_options
+    )
 
 
 def open_cluster_client(
@@ -618,21 +631,8 @@ def open_cluster_client(
     **options: Any,
 ) -> AbstractContextManager[SyncClient]:
     """Like :func:`open_client`, over :func:`triopipe.open_cluster_client`."""
-    return _open_async_client(
-        "open_cluster_client", url_or_urls, backend, backend_options, options
+    return _open(
+        functools.partial(open_async_cluster_client, url_or_urls, **options),
+        backend,
+        backend_options,
     )
-
-
-def _open_async_client(
-    name: str,
-    target: str | Sequence[str],
-    backend: str,
-    backend_options: dict[str, Any] | None,
-    options: dict[str, Any],
-) -> AbstractContextManager[SyncClient]:
-    """:func:`_open` over ``triopipe.<name>(target, **options)``."""
-    # Looked up at call time: triopipe imports this module while it starts.
-    import triopipe
-
-    open_async: Callable[..., AbstractAsyncContextManager[_AsyncClient]] = getattr(triopipe, name)
-    return _open(functools.partial(open_async, target, **options), backend, backend_options)

@@ -20,7 +20,7 @@ import anyio.to_thread
 import pytest
 
 import triopipe
-from triopipe._routing import NoShardError, key_slot
+from triopipe._routing import key_slot
 from triopipe.testing._cluster import (
     RedisCluster,
     RedisClusterNode,
@@ -186,7 +186,7 @@ async def test_server_wide_commands_reach_every_primary(cluster: RedisCluster) -
         assert await redis.ping() is True
         assert await redis.dbsize() == 60
         assert sorted([k async for k in redis.scan_iter()]) == sorted(k.encode() for k in keys)
-        with pytest.raises(NoShardError):
+        with pytest.raises(triopipe.NoShardError):
             await redis.execute("INFO")
         assert len(redis.nodes) == 3
 

@@ -7,14 +7,16 @@ it, the next command reconnects, and the process's peak RSS stays small.
 
 Which error, and why:
 
-* ``ProtocolError``: the reader found bytes that are not RESP (a bad type
+Every waiter of the broken link gets its own ``ConnectionLostError``, with
+``sent`` telling whether its command was written (the cases below wait until
+all are written, so ``sent=True``), and a cause:
+
+* a ``ProtocolError``: the reader found bytes that are not RESP (a bad type
   byte, a bad or negative length, nesting past the cap, a bulk over
-  ``max_bulk_length``). Every command already written gets its own
-  ProtocolError; a command still queued would get ``ConnectionLostError``
-  with ``sent=False`` (the cases below wait until all are written).
-* ``ConnectionLostError`` (``sent=True``): the bytes so far were a valid
-  prefix of a reply, and then the server closed the connection (truncated
-  frames, or a header that one reader accepts as a promise of more bytes).
+  ``max_bulk_length``);
+* none of that kind: the bytes so far were a valid prefix of a reply, and
+  then the server closed the connection (truncated frames, or a header that
+  one reader accepts as a promise of more bytes).
 
 Both readers run every case: hiredis (the default) and the pure-Python one
 (patched into the connection's reader factory, and once through the real
@@ -138,7 +140,10 @@ class Case:
     """Broken bytes, and what each reader makes of them.
 
     ``answered`` leading commands get a reply (``b"PONG"``); the others fail
-    with ``errors[reader]``.
+    with ``ConnectionLostError(sent=True)``, caused by a ``ProtocolError`` when
+    ``errors[reader]`` is ``ProtocolError`` (the reader refused the bytes), by
+    nothing of the kind when it is ``ConnectionLostError`` (the server closed
+    the connection before the reader could tell).
     """
 
     name: str
@@ -240,9 +245,11 @@ async def test_malformed_reply_fails_every_waiter(
         assert answered == [b"PONG"] * case.answered, outcomes
         for outcome in outcomes:
             if isinstance(outcome, Exception):
-                assert type(outcome) is expected, outcomes
-                if isinstance(outcome, LOST):
-                    assert outcome.sent is True
+                # Every waiter of a broken link learns that its command was
+                # written; a protocol error is the cause, not the error.
+                assert type(outcome) is LOST, outcomes
+                assert outcome.sent is True
+                assert isinstance(outcome.__cause__, PROTO) == (expected is PROTO), outcome
         # All of them were written (the order is the scheduler's).
         assert sorted(server.connections[0].commands[-CONCURRENT:]) == [
             (b"PING", b"n%d" % i) for i in range(CONCURRENT)
@@ -268,7 +275,8 @@ async def test_malformed_under_both_protocols(
         assert redis.statistics().per_connection[0].protocol == 2
         with anyio.fail_after(WAIT_LIMIT):
             outcomes = await run_concurrently(redis, 2)
-        assert [type(outcome) for outcome in outcomes] == [triopipe.ProtocolError] * 2
+        assert [type(outcome) for outcome in outcomes] == [LOST] * 2
+        assert all(isinstance(outcome.__cause__, PROTO) for outcome in outcomes)
         await wait_disconnected(redis, server)
         await assert_reconnects(redis, server)
 
@@ -339,12 +347,12 @@ _PURE_SCRIPT = textwrap.dedent(
                     try:
                         await redis.execute("PING")
                     except Exception as exc:
-                        results.append(type(exc).__name__)
+                        results.append((type(exc).__name__, type(exc.__cause__).__name__))
                 with anyio.fail_after(5):
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(one)
                         tg.start_soon(one)
-                assert results == ["ProtocolError"] * 2, results
+                assert results == [("ConnectionLostError", "ProtocolError")] * 2, results
                 assert await redis.execute("PING") == b"PONG"
 
     for backend in ("asyncio", "trio"):
@@ -386,7 +394,9 @@ async def test_bulk_terminator(monkeypatch: pytest.MonkeyPatch, reader: str) -> 
                 assert await redis.execute("PING", "next") == b"next"
                 assert len(server.connections) == 1
             else:
-                with pytest.raises(triopipe.ProtocolError):
+                with pytest.raises(LOST) as lost:
                     await redis.execute("GET", "k")
+                assert lost.value.sent
+                assert isinstance(lost.value.__cause__, PROTO)
                 await wait_disconnected(redis, server)
                 await assert_reconnects(redis, server)

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 import triopipe
-from triopipe._routing import NoShardError, key_positions
+from triopipe._routing import key_positions
 from triopipe.testing import RedisServer
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
@@ -202,7 +202,7 @@ async def test_key_less_commands(redis_shard_urls: list[str]) -> None:
             key for key in keys if key.startswith("s1")
         }
         assert {key.decode() for key in await redis.execute("KEYS", "*")} == keys
-        with pytest.raises(NoShardError, match="for_each_shard"):
+        with pytest.raises(triopipe.NoShardError, match="for_each_shard"):
             await redis.execute("INFO")
         infos = await redis.for_each_shard("INFO", "keyspace")
         assert list(infos) == redis_shard_urls

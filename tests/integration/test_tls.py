@@ -9,58 +9,16 @@ is a hostname mismatch; no URL can switch verification off; only an explicit
 
 from __future__ import annotations
 
-import socket
 import ssl
-from collections.abc import Iterator
 
 import anyio
 import pytest
 import trustme
+from helpers import trusting
 
 import triopipe
 from triopipe._config import parse_url
-from triopipe.testing import RedisServerProcess, redis_server_process, server_info
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tls_server(
-    ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RedisServerProcess, int]]:
-    """A redis-server with a plain port (for the harness) and a TLS port."""
-    # The binary is asked itself: a build without TLS still knows the tls-*
-    # settings' names, and fails only when told to listen with TLS.
-    reason = server_info().unmet(tls=True)
-    if reason is not None:
-        pytest.skip(reason)
-    directory = tmp_path_factory.mktemp("tls")
-    cert = ca.issue_cert("localhost")
-    cert_file = directory / "server.pem"
-    key_file = directory / "server.key"
-    ca_file = directory / "ca.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    tls_port = _free_port()
-    with redis_server_process(
-        tls_port=tls_port,
-        tls_cert_file=cert_file,
-        tls_key_file=key_file,
-        tls_ca_cert_file=ca_file,
-        tls_auth_clients="no",
-    ) as server:
-        yield server, tls_port
+from triopipe.testing import RedisServerProcess
 
 
 @pytest.fixture
@@ -68,12 +26,6 @@ def tls_port(tls_server: tuple[RedisServerProcess, int]) -> int:
     server, port = tls_server
     server._flush()
     return port
-
-
-def trusting(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 def unverified() -> ssl.SSLContext:

@@ -18,9 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-
-# The TLS tests' server and certificate authority: fixtures, used by name.
-from integration.test_tls import ca, tls_server, trusting
+from helpers import Control, trusting
 
 import triopipe
 import triopipe.testing
@@ -28,13 +26,13 @@ from triopipe import _connection, sync
 from triopipe._routing import key_slot
 from triopipe.testing import redis_server_process
 
-from .test_sync import _Control
-
-__all__ = ["ca", "tls_server"]
-
 
 class _Tally:
-    """Counts what ``Connection.call_from_thread`` did: written by the thread, or not."""
+    """Counts what ``Connection.call_from_thread`` did: written by the thread, or not.
+
+    It returns None when it wrote nothing; an interrupted wait raises after
+    the command was written.
+    """
 
     def __init__(self) -> None:
         self.written = 0
@@ -47,15 +45,16 @@ def tally(monkeypatch: pytest.MonkeyPatch) -> _Tally:
     original = _connection.Connection.call_from_thread
 
     def counting(self: _connection.Connection, payload: bytes) -> Any:
-        before = self._foreign_writes
         try:
-            return original(self, payload)
-        finally:
-            # Also when the wait raised: the command was written all the same.
-            if self._foreign_writes != before:
-                counts.written += 1
-            else:
-                counts.not_written += 1
+            request = original(self, payload)
+        except BaseException:
+            counts.written += 1
+            raise
+        if request is None:
+            counts.not_written += 1
+        else:
+            counts.written += 1
+        return request
 
     monkeypatch.setattr(_connection.Connection, "call_from_thread", counting)
     return counts
@@ -203,7 +202,7 @@ def test_a_payload_the_kernel_takes_in_part_is_finished_by_the_sender(
         assert redis.execute("STRLEN", "big") == size
         assert redis.execute("ECHO", "after") == b"after"
         assert redis.statistics().commands_in_flight == 0
-    assert _Control(redis_url).execute_command("STRLEN", "big") == size
+    assert Control(redis_url).execute_command("STRLEN", "big") == size
 
 
 @pytest.fixture
@@ -216,7 +215,7 @@ def _on_all(
     processes: triopipe.testing.RedisClusterProcesses,
 ) -> Callable[..., list[object]]:
     def run(*args: str | int) -> list[object]:
-        return [_Control(node.url).execute_command(*args) for node in processes.primaries()]
+        return [Control(node.url).execute_command(*args) for node in processes.primaries()]
 
     return run
 
@@ -232,7 +231,7 @@ def test_cluster_redirects_met_on_the_direct_path_go_through_the_loop(
         source = next(n for n in cluster.primaries() if n.url == source_url)
         target = next(n for n in cluster.primaries() if n.url != source_url)
         source_id, target_id = cluster.node_id(source), cluster.node_id(target)
-        on_source, on_target = _Control(source.url), _Control(target.url)
+        on_source, on_target = Control(source.url), Control(target.url)
         on_target.execute_command("CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
         on_source.execute_command("CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
         on_source.execute_command(
@@ -273,7 +272,7 @@ def test_sharded_blocking_calls_go_straight_to_their_shard(
     shard_urls: list[str], backend: str, tally: _Tally
 ) -> None:
     for url in shard_urls:
-        _Control(url).flushall()
+        Control(url).flushall()
     keys = [f"shard-key:{i}" for i in range(100)]
     with sync.open_sharded_client(shard_urls, backend=backend) as redis:
         redis.execute_many([("SET", key, key) for key in keys])
@@ -287,7 +286,7 @@ def test_sharded_blocking_calls_go_straight_to_their_shard(
         first, second = (next(k for k in keys if redis.shard_for(k) == u) for u in shard_urls)
         with pytest.raises(triopipe.CrossSlotError):
             redis.execute("SINTER", first, second)
-        owners = {url: _Control(url) for url in shard_urls}
+        owners = {url: Control(url) for url in shard_urls}
         assert all(owners[redis.shard_for(key)].get(key) == key.encode() for key in keys)
 
 
@@ -316,7 +315,7 @@ def test_connections_killed_again_and_again_under_direct_calls(
     Each call gets its own reply or ConnectionLostError; none hangs or gets
     another's reply, and nothing is left counted in flight.
     """
-    control = _Control(redis_url)
+    control = Control(redis_url)
     wrong: list[tuple[str, object]] = []
     unexpected: list[BaseException] = []
     outcomes = {"ok": 0, "lost": 0}

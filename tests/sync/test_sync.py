@@ -7,54 +7,20 @@ the two backends, so the facade's own ``backend`` is a parametrised fixture
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 import anyio
-import hiredis
 import pytest
+from helpers import Control
 
 import triopipe
 import triopipe.testing
 from triopipe import sync
 from triopipe.testing import redis_server_process
-
-
-class _Control:
-    """Plain blocking connections, without triopipe, to look at the server from outside.
-
-    Each command uses a connection of its own, closed at once.
-    """
-
-    def __init__(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self._address = (parts.hostname or "127.0.0.1", parts.port or 6379)
-
-    def execute_command(self, *args: str | bytes | int) -> object:
-        reader = hiredis.Reader()
-        with socket.create_connection(self._address) as sock:
-            sock.sendall(hiredis.pack_command(tuple(args)))
-            # A RESP2 connection never sends False, which is hiredis' "need data".
-            while (reply := reader.gets()) is False:
-                reader.feed(sock.recv(65536))
-        return reply
-
-    def get(self, key: str) -> object:
-        return self.execute_command("GET", key)
-
-    def flushall(self) -> object:
-        return self.execute_command("FLUSHALL")
-
-    def dbsize(self) -> object:
-        return self.execute_command("DBSIZE")
-
-    def close(self) -> None:
-        """Nothing stays open between commands."""
 
 
 @pytest.fixture
@@ -240,7 +206,7 @@ def test_future_cancelled_before_pickup_is_never_sent(redis_url: str, backend: s
 def test_a_running_future_cannot_be_cancelled_and_gets_its_reply(
     redis_url: str, backend: str
 ) -> None:
-    control = _Control(redis_url)
+    control = Control(redis_url)
     with sync.open_client(redis_url, backend=backend) as redis:
         try:
             # The server holds writes for a while: the INCR is written
@@ -258,7 +224,7 @@ def test_a_running_future_cannot_be_cancelled_and_gets_its_reply(
 
 
 def test_exit_fails_commands_in_flight_without_hanging(redis_url: str, backend: str) -> None:
-    control = _Control(redis_url)
+    control = Control(redis_url)
     try:
         with sync.open_client(redis_url, backend=backend) as redis:
             control.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
@@ -290,7 +256,7 @@ def test_exit_fails_futures_not_yet_picked_up(redis_url: str, backend: str) -> N
     for future in queued:
         with pytest.raises(anyio.ClosedResourceError):
             future.result(timeout=0)
-    assert _Control(redis_url).get("n") is None
+    assert Control(redis_url).get("n") is None
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, ZeroDivisionError])
@@ -349,7 +315,7 @@ def test_scan_iter_in_chunks(redis_url: str, backend: str) -> None:
 
 
 def test_sharded_fan_out(shard_urls: list[str], backend: str) -> None:
-    servers = [_Control(url) for url in shard_urls]
+    servers = [Control(url) for url in shard_urls]
     for server in servers:
         server.flushall()
     keys = [f"key:{i}" for i in range(400)]

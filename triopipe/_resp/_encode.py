@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import Any, TypeAlias, cast
 
 __all__ = [
@@ -49,11 +50,19 @@ _BIG_ARGUMENT = 64 * 1024
 _SIZED = (bytes, bytearray, memoryview, str)
 
 
-def _has_big_argument(args: Sequence[Arg]) -> bool:
-    """Whether ``args`` holds an argument that python_encode_command packs faster."""
+def _needs_python(args: Sequence[Arg]) -> bool:
+    """Whether python_encode_command must pack ``args``: faster, or the only correct one.
+
+    True for an argument over ``_BIG_ARGUMENT`` bytes (faster in Python), and
+    for a memoryview that is not C-contiguous: hiredis would send the bytes
+    of its underlying buffer instead of the ones the view shows.
+    """
     # A loop rather than any(): no generator frame on every SET's path.
-    for arg in args:  # noqa: SIM110
-        if type(arg) in _SIZED and len(arg) > _BIG_ARGUMENT:  # type: ignore[arg-type]
+    for arg in args:
+        kind = type(arg)
+        if kind in _SIZED and len(arg) > _BIG_ARGUMENT:  # type: ignore[arg-type]
+            return True
+        if kind is memoryview and not arg.c_contiguous:  # type: ignore[union-attr]
             return True
     return False
 
@@ -121,8 +130,8 @@ def encode_command(args: Sequence[Arg]) -> bytes:
     """Encode one command, with hiredis when available.
 
     Args:
-        args: The command name and its arguments. A memoryview must be
-            C-contiguous: hiredis sends the underlying buffer as is.
+        args: The command name and its arguments (a memoryview is sent as
+            the bytes it shows, strided or not).
 
     Returns:
         The command as a RESP array of bulk strings.
@@ -141,8 +150,11 @@ def encode_command(args: Sequence[Arg]) -> bytes:
         # the caller waiting for a reply that never comes.
         raise ValueError("cannot encode an empty command")
     # Only commands with a value to carry (SET k v, ...) may hold a big one:
-    # GET k and PING skip the check.
-    if len(args) > 2 and _has_big_argument(args):
+    # GET k and PING only check for a view.
+    if len(args) > 2:
+        if _needs_python(args):
+            return python_encode_command(args)
+    elif type(args[-1]) is memoryview or type(args[0]) is memoryview:
         return python_encode_command(args)
     try:
         return _pack(args)
@@ -166,37 +178,67 @@ def encode_commands(commands: Iterable[Sequence[Arg]]) -> bytes:
         ValueError: A command is empty.
         TypeError: An argument is a bool or of an unsupported type.
     """
-    if _pack is None:
-        return b"".join([python_encode_command(command) for command in commands])
-    batch = commands if isinstance(commands, list) else list(commands)
-    # Commands of one pipeline tend to look alike: the first one tells
-    # whether hiredis or the per-command path (big arguments) is faster.
-    if batch and all(batch) and not _has_big_argument(batch[0]):
-        try:
-            # All in C when every command is a tuple of exact supported types:
-            # the usual case, about as fast as pack_command itself.
-            return b"".join(map(_pack, batch))
-        except TypeError:
-            pass
-    return b"".join([encode_command(command) for command in batch])
+    return b"".join(encode_each(commands))
 
 
-def encode_each(commands: Iterable[Sequence[Arg]]) -> list[bytes]:
+def encode_each(commands: Iterable[Sequence[Arg]], first: int = 0) -> list[bytes]:
     """Encode many commands, one bytes object each (in C when possible).
 
     For callers that cut a long pipeline into requests by size: joining the
-    parts is then their choice.
+    parts is then their choice. Either every command is encoded, or none.
+
+    Args:
+        commands: The commands, each as for :func:`encode_command`.
+        first: the number of the first command, for error messages (a
+            window of a longer pipeline).
 
     Raises:
-        ValueError: A command is empty.
-        TypeError: An argument is a bool or of an unsupported type.
+        ValueError: A command is empty; the message says which.
+        TypeError: An argument is a bool or of an unsupported type; the
+            message says in which command.
     """
-    if _pack is None:
-        return [python_encode_command(command) for command in commands]
     batch = commands if isinstance(commands, list) else list(commands)
-    if batch and all(batch) and not _has_big_argument(batch[0]):  # see encode_commands
+    # Commands of one pipeline tend to look alike: the first one tells
+    # whether hiredis or the per-command path (big arguments) is faster.
+    # Views are looked for in every command: a strided one must not reach
+    # hiredis.
+    if (
+        _pack is not None
+        and batch
+        and all(batch)
+        and not _needs_python(batch[0])
+        and memoryview not in set(map(type, chain.from_iterable(batch)))
+    ):
         try:
+            # All in C when every command is a tuple of exact supported
+            # types: the usual case, about as fast as pack_command itself.
             return list(map(_pack, batch))
         except TypeError:
             pass
-    return [encode_command(command) for command in batch]
+    encode = encode_command if _pack is not None else python_encode_command
+    try:
+        return [encode(command) for command in batch]
+    except (TypeError, ValueError):
+        raise _which_command(batch, first, encode) from None
+
+
+def _which_command(
+    batch: list[Sequence[Arg]], first: int, encode: Callable[[Sequence[Arg]], bytes]
+) -> Exception:
+    """The error of the first command of ``batch`` that cannot be encoded, naming it."""
+    for index, command in enumerate(batch):
+        try:
+            encode(command)
+        except (TypeError, ValueError) as exc:  # noqa: PERF203 - on the error path only
+            name = _name(command)
+            return type(exc)(f"command #{first + index}{name}: {exc}")
+    return AssertionError("no command failed to encode")  # pragma: no cover
+
+
+def _name(command: Sequence[Arg]) -> str:
+    if not command:
+        return ""
+    name = command[0]
+    if isinstance(name, (bytes, str)) and len(name) < 64:
+        return f" ({name!r})" if isinstance(name, bytes) else f" ({name})"
+    return ""

@@ -14,16 +14,22 @@ from ._keys import UnknownCommandError as UnknownCommandError
 from ._keys import hash_tag as hash_tag
 from ._keys import key_positions as key_positions
 from ._keys import key_slot as key_slot
-from ._shards import NoShardError as NoShardError
+from ._shards import Broadcast as Broadcast
+from ._shards import Route as Route
+from ._shards import Router as Router
 from ._shards import ShardRouter as ShardRouter
+from ._shards import SlotRouter as SlotRouter
 from ._shards import Split as Split
 from ._shards import slot_table as slot_table
 
 __all__ = [
     "SLOTS",
+    "Broadcast",
     "CommandKind",
-    "NoShardError",
+    "Route",
+    "Router",
     "ShardRouter",
+    "SlotRouter",
     "Split",
     "UnknownCommandError",
     "check_pipelinable",

@@ -11,22 +11,28 @@ the slots where it weighs most (about 1/N of them) and removing one moves
 only its own slots; nothing else changes hands. The table is computed once
 per set of names (a few tens of milliseconds) and cached.
 
-:class:`ShardRouter` turns a command into a *route*:
+:class:`Router` turns a command into a *route* over *groups* of slots: a
+slot table gives each slot's group. For the sharded client a group is a
+shard (:class:`ShardRouter`, the rendezvous table); for a Redis Cluster each
+slot is its own group (:class:`SlotRouter`), since a node refuses the keys
+of two slots in one command even when it serves both. A route is:
 
-- an ``int``: the one shard that owns every key of the command;
-- a :class:`Split`: parts for several shards and a ``merge`` of their
+- an ``int``: the one group that owns every key of the command;
+- a :class:`Split`: parts for several groups and a ``merge`` of their
   replies. Multi-key commands that are safe to split (``MGET``, ``MSET``,
-  ``DEL``, ``UNLINK``, ``EXISTS``, ``TOUCH``) are cut per shard; key-less
-  commands that concern every server (Redis marks them ``all_shards`` or
-  ``all_nodes``, e.g. ``PING``, ``FLUSHDB``, ``DBSIZE``, ``KEYS``) go to all of
-  them, their replies combined by the response policy Redis documents
-  (``agg_sum`` adds ``DBSIZE``, ``all_succeeded`` returns one ``OK``...).
+  ``DEL``, ``UNLINK``, ``EXISTS``, ``TOUCH``) are cut per group;
+- a :class:`Broadcast`: a key-less command that concerns every server (Redis
+  marks them ``all_shards`` or ``all_nodes``, e.g. ``PING``, ``FLUSHDB``,
+  ``DBSIZE``, ``KEYS``), for every server the client knows, their replies
+  combined by the response policy Redis documents (``agg_sum`` adds
+  ``DBSIZE``, ``all_succeeded`` returns one ``OK``...).
 
 It raises :class:`~triopipe.CrossSlotError` for other multi-key commands
-whose keys live on several shards, and :class:`NoShardError` for key-less
-commands with no meaning across servers (``INFO``, ``EVAL`` with no keys...):
-those must be aimed at one shard explicitly. All of it is decided before
-anything is sent.
+whose keys live in several groups, and :class:`~triopipe.NoShardError` for
+key-less commands with no meaning across servers (``INFO``, ``EVAL`` with no
+keys...): those must be aimed at one server explicitly. All of it is decided
+before anything is sent; which server serves a group is the client's
+business, not the router's.
 """
 
 from __future__ import annotations
@@ -37,19 +43,11 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._exceptions import CrossSlotError
+from .._exceptions import CrossSlotError, NoShardError
 from ._keys import SLOTS, command_key, key_bytes, key_positions, key_slot
 from ._keyspecs import INDEX, KEY_SPECS, RANGE, REQUEST_POLICY, RESPONSE_POLICY
 
-__all__ = ["NoShardError", "ShardRouter", "Split", "slot_table"]
-
-
-class NoShardError(ValueError):
-    """A key-less command with no meaning across shards was sent to a sharded client.
-
-    Aim it at one shard (``redis.shards[url].execute(...)``) or at every
-    shard (``redis.for_each_shard(...)``).
-    """
+__all__ = ["Broadcast", "Route", "Router", "ShardRouter", "SlotRouter", "Split", "slot_table"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -75,10 +73,10 @@ def slot_table(names: tuple[str, ...]) -> tuple[int, ...]:
 
 
 class Split:
-    """A command cut into parts for several shards, and how to merge their replies.
+    """A command cut into parts for several groups, and how to merge their replies.
 
     Attributes:
-        parts: ``(shard index, arguments)`` pairs, at most one per shard.
+        parts: ``(group, arguments)`` pairs, at most one per group.
     """
 
     __slots__ = ("_combine", "_policy", "parts")
@@ -105,6 +103,29 @@ class Split:
                 return errors[0]
             replies = [reply for reply in replies if not isinstance(reply, BaseException)]
         return self._combine(replies)
+
+
+class Broadcast(Split):
+    """A key-less command for every server, and how to merge their replies.
+
+    Which servers those are is the client's to say; ``merge`` takes their
+    replies in the order it sent to them.
+
+    Attributes:
+        command: the arguments, sent unchanged to each server.
+    """
+
+    __slots__ = ("command",)
+
+    def __init__(
+        self, command: tuple[Any, ...], combine: Callable[[list[Any]], Any], policy: str
+    ) -> None:
+        super().__init__([], combine, policy)
+        self.command = command
+
+
+#: What :meth:`Router.route` returns: a group, a split over groups, or every server.
+Route = int | Split
 
 
 # Multi-key commands that may be cut per shard: keys per group of arguments,
@@ -153,36 +174,39 @@ _COMBINE: dict[str, Callable[[list[Any]], Any]] = {
 }
 
 
-class ShardRouter:
-    """Routes commands over shards named ``names``, per the slot table.
+class Router:
+    """Routes commands over groups of slots, per a slot table.
 
     Args:
-        names: one stable name per shard; the slot table derives from them.
+        table: for each of the 16384 slots, its group.
+        names: a name per group, for error messages.
+        groups: what the groups are, in error messages (``"shards"``).
+        hint: what a :class:`~triopipe.NoShardError` suggests instead.
     """
 
-    __slots__ = ("_direct", "names", "table")
+    __slots__ = ("_direct", "groups", "hint", "names", "table")
 
-    def __init__(self, names: Sequence[str]) -> None:
-        if len(set(names)) != len(names):
-            raise ValueError("shard names must be distinct")
+    def __init__(self, table: Sequence[int], names: Sequence[str], groups: str, hint: str) -> None:
         self.names = tuple(names)
-        self.table = slot_table(self.names)
+        self.table = table
+        self.groups = groups
+        self.hint = hint
         # Command name (as the caller spells it) -> index of its only key,
         # for the commands whose single key spec is "the key at index i":
         # most of them. None: use the general path.
         self._direct: dict[Any, int | None] = {}
 
     def shard_of_key(self, key: Any) -> int:
-        """The index of the shard that owns ``key``."""
+        """The group that owns ``key``."""
         return self.table[key_slot(key)]
 
-    def route(self, args: Sequence[Any]) -> int | Split:
-        """The shard index for ``args``, or a :class:`Split` over several shards.
+    def route(self, args: Sequence[Any]) -> Route:
+        """The group of ``args``, a :class:`Split` over groups, or a :class:`Broadcast`.
 
         Raises:
-            CrossSlotError: the keys live on several shards and the command
+            CrossSlotError: the keys live in several groups and the command
                 cannot be split.
-            NoShardError: a key-less command with no meaning across shards.
+            NoShardError: a key-less command with no meaning across servers.
             ValueError: an empty or unknown command.
         """
         if not args:
@@ -213,7 +237,7 @@ class ShardRouter:
         return index
 
     def shard_of_command(self, args: Sequence[Any]) -> int | None:
-        """The one shard owning every key of ``args``; None if it names no key.
+        """The one group owning every key of ``args``; None if it names no key.
 
         Unlike :meth:`route` this never splits: it is for transactions, whose
         commands must all run on one server.
@@ -232,11 +256,11 @@ class ShardRouter:
             raise self._cross_slot(args, positions, shards)
         return shards[0]
 
-    def _route_general(self, args: Sequence[Any]) -> int | Split:
+    def _route_general(self, args: Sequence[Any]) -> Route:
         positions = key_positions(args)
         name = command_key(args)
         if not positions:
-            return self._fan_out(name, args)
+            return self._broadcast(name, args)
         shards = [self.shard_of_key(args[position]) for position in positions]
         first = shards[0]
         if all(shard == first for shard in shards):
@@ -254,7 +278,7 @@ class ShardRouter:
         )
         return CrossSlotError(
             "CROSSSLOT",
-            f"the keys of {command_key(args)} live on different shards ({described}); "
+            f"the keys of {command_key(args)} live on different {self.groups} ({described}); "
             "give them a common hash tag, e.g. {user1}:a and {user1}:b",
         )
 
@@ -280,16 +304,49 @@ class ShardRouter:
 
         return Split(parts, reassemble)
 
-    def _fan_out(self, name: str, args: Sequence[Any]) -> Split:
+    def _broadcast(self, name: str, args: Sequence[Any]) -> Broadcast:
         request = REQUEST_POLICY.get(name)
         response = RESPONSE_POLICY.get(name, "")
         if request not in ("all_shards", "all_nodes") or response not in _COMBINE:
-            raise NoShardError(
-                f"{name} names no key, so it has no shard: run it on one shard with "
-                "redis.shards[url].execute(...), or on every shard with "
-                "redis.for_each_shard(...)"
-            )
-        command = tuple(args)
-        return Split(
-            [(shard, command) for shard in range(len(self.names))], _COMBINE[response], response
+            raise NoShardError(f"{name} names no key, so it has no shard: {self.hint}")
+        return Broadcast(tuple(args), _COMBINE[response], response)
+
+
+class ShardRouter(Router):
+    """Routes commands over shards named ``names``, per their rendezvous slot table.
+
+    Args:
+        names: one stable name per shard; the slot table derives from them.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, names: Sequence[str]) -> None:
+        if len(set(names)) != len(names):
+            raise ValueError("shard names must be distinct")
+        names = tuple(names)
+        super().__init__(
+            slot_table(names),
+            names,
+            "shards",
+            "run it on one shard with redis.shards[url].execute(...), or on every shard "
+            "with redis.for_each_shard(...)",
+        )
+
+
+_SLOT_NAMES = tuple(f"slot {slot}" for slot in range(SLOTS))
+_IDENTITY = tuple(range(SLOTS))
+
+
+class SlotRouter(Router):
+    """Routes commands over the slots of a Redis Cluster: each slot is its own group."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(
+            _IDENTITY,
+            _SLOT_NAMES,
+            "slots",
+            "run it on one node with redis.nodes[url].execute(...)",
         )

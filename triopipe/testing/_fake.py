@@ -37,7 +37,7 @@ from typing import Literal
 import anyio
 import anyio.abc
 
-from .._connection import background_task_group
+from .._tasks import background_task_group
 
 __all__ = ["FakeConnection", "FakeServer", "Script", "fake_server"]
 

@@ -1,0 +1,567 @@
+"""A link's pipeline state, sans-io: everything that changes a link's state lives here.
+
+Theory of operation
+-------------------
+
+A *link* is one socket's lifetime, from connect to break. Its pipeline is the
+bookkeeping that decides which bytes go out next and whose reply comes in
+next; :mod:`triopipe._connection` moves the bytes and calls these methods.
+Nothing here does I/O, sleeps, or knows which event loop runs it: the methods
+are synchronous, and the objects they wake are handed in (:class:`Notify`).
+
+A :class:`Request` is one submission: a single command, or a batch of
+commands sharing one reply list. It goes through three places, in order:
+
+1. the *queue*: submitted, not yet written. A batch request still here may
+   grow (:meth:`Pipeline.extend`). An abandoned request is dropped here: it is
+   never written.
+2. the *write stream*: :meth:`Pipeline.next_write` takes requests off the
+   queue in order and turns their bytes into writes (many small ones joined,
+   up to ``WRITE_BYTES``; a big one alone). Each request records the stream
+   offset of its first byte (``start``); :meth:`Pipeline.wrote` records how
+   many bytes the kernel took. A request is *sent* once the kernel took one
+   of its bytes: that, and nothing else, is what ``ConnectionLostError.sent``
+   reports when the link breaks.
+3. ``pending``: requests taken for writing, in write order, awaiting replies.
+   :meth:`Pipeline.feed` hands each reply to ``pending[0]``: replies come
+   back in the order commands were written, so no reply can reach anyone but
+   the request that sent its command. A push frame is never a reply.
+
+The rules:
+
+- *Submitting never waits.* :meth:`Pipeline.submit` queues a request and
+  counts it in one step, so a caller cancelled around it leaves either both
+  or neither. Only waiting for the reply is cancellable, and a cancelled
+  waiter marks its request ``abandoned``: dropped if not yet written,
+  otherwise its replies are read and thrown away.
+- *One honest count.* ``outstanding`` is the commands submitted and not
+  settled (answered, dropped unwritten, or failed). It is derived from three
+  monotonic counters, each with one writer: ``submitted`` (the loop thread),
+  ``thread_submitted`` (other threads, one at a time under the connection's
+  thread lock, see :meth:`Pipeline.write_from_thread`) and ``settled`` (the
+  loop thread). None of them ever goes down.
+- *Room.* A request fits when the commands outstanding stay within the
+  :class:`ReplyBudget`'s limit, or when nothing is outstanding at all (so a
+  request larger than the limit still runs, alone). Submitters that do not
+  fit wait in turn as :class:`Waiter` entries; each reply read wakes as many
+  as the freed room admits, in order (:meth:`Pipeline.release_room`).
+- *Failing is total.* :meth:`Pipeline.fail` settles every request at once,
+  with an error built for each (``sent`` exact, per the offsets above) and
+  wakes every waiter; the pipeline then refuses new work.
+
+Threads
+-------
+
+Every method is for the loop thread, except :meth:`Pipeline.write_from_thread`
+and the :meth:`Pipeline.next_write` / :meth:`Pipeline.wrote` calls that follow
+it, which another thread may make while holding the connection's thread lock
+with the writer asleep and the pipeline idle (see ``_connection``). Writes
+stay in ``pending`` order because only one writer is ever active; ``pending``
+is a ``deque``, whose appends and pops are atomic between threads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+from ._exceptions import ProtocolError
+from ._resp import Push
+
+__all__ = [
+    "WRITE_BYTES",
+    "Notify",
+    "Pipeline",
+    "ReplyBudget",
+    "Request",
+    "Waiter",
+]
+
+#: Largest write made by joining queued payloads; a bigger payload goes alone.
+WRITE_BYTES = 1024 * 1024
+# Bytes of replies a connection aims to have in flight. The server holds the
+# replies it could not write yet in its client output buffer, which it may
+# cap (``client-output-buffer-limit``) by disconnecting the client; so the
+# commands in flight are bounded by this budget divided by the observed mean
+# reply size, as well as by ``max_in_flight``.
+REPLY_BUDGET = 256 * 1024
+# Largest execute_many window, in commands.
+MAX_WINDOW = 512
+# Start by assuming large replies (a few small windows), like TCP's slow
+# start; small replies raise the bound within a few reads.
+INITIAL_REPLY_SIZE = 1024.0
+
+
+class Notify(Protocol):
+    """What a pipeline wakes: set once a request is settled, or a waiter has room."""
+
+    def set(self) -> None:
+        """Wake whoever waits; idempotent, never raises."""
+
+
+N = TypeVar("N", bound=Notify)
+
+
+class Request(Generic[N]):
+    """One submission: a single command, or a batch sharing one write.
+
+    ``count`` replies are expected. A single command's reply lands in
+    ``value``; a batch's (``many``) replies are appended to ``replies`` in
+    order. ``notify`` is set once every reply is in, or the request failed
+    (``error``).
+    """
+
+    __slots__ = (
+        "abandoned",
+        "count",
+        "done",
+        "error",
+        "extra",
+        "notify",
+        "payload",
+        "replies",
+        "size",
+        "start",
+        "taken",
+        "value",
+    )
+
+    def __init__(self, payload: bytes, count: int, notify: N, many: bool) -> None:
+        self.payload = payload
+        self.size = len(payload)
+        self.count = count
+        self.replies: list[Any] | None = [] if many or count != 1 else None
+        # Payloads added while the request was still queued (batches).
+        self.extra: list[bytes] | None = None
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.notify = notify
+        # Set by the waiter that gave up: never write it, drop its replies.
+        self.abandoned = False
+        # Left the queue (taken for writing, or dropped): it can no longer grow.
+        self.taken = False
+        # Offset of its first byte in the link's write stream, once taken.
+        self.start = -1
+        # Every reply is in, or the request failed; ``notify`` was set.
+        self.done = False
+
+    def outcome(self) -> Any:
+        """The reply (or list of replies), or the error as a value; once ``done``."""
+        if self.error is not None:
+            return self.error
+        return self.value if self.replies is None else self.replies
+
+
+class Waiter:
+    """A submitter waiting for room for ``count`` commands; ``notify`` wakes it."""
+
+    __slots__ = ("count", "notify", "woken")
+
+    def __init__(self, count: int, notify: Notify) -> None:
+        self.count = count
+        self.notify = notify
+        self.woken = False
+
+
+class ReplyBudget:
+    """How many commands a connection keeps in flight, from the replies it sees.
+
+    Outlives links: what was learned about reply sizes holds for the next one.
+
+    Attributes:
+        limit: commands in flight allowed now (at most ``max_in_flight``).
+        window: commands an ``execute_many`` window should hold now: half the
+            limit, so the next window is written while the replies of the
+            previous one still come back.
+    """
+
+    __slots__ = ("limit", "max_in_flight", "reply_size", "window")
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.max_in_flight = max_in_flight
+        # Mean reply size, a moving average over socket reads.
+        self.reply_size = INITIAL_REPLY_SIZE
+        self.limit = max_in_flight
+        self.window = 1
+        self._update()
+
+    def observe(self, size: int, count: int) -> None:
+        """``count`` replies took ``size`` bytes: follow the mean reply size."""
+        # Quick to follow a change of workload, and cheap: once per read.
+        self.reply_size += (size / count - self.reply_size) * 0.5
+        self._update()
+
+    def _update(self) -> None:
+        self.limit = max(1, min(self.max_in_flight, int(REPLY_BUDGET / self.reply_size)))
+        self.window = max(1, min(MAX_WINDOW, self.limit // 2))
+
+
+class Pipeline(Generic[N]):
+    """One link's queue, write stream, pending replies, counts and waiters.
+
+    Args:
+        budget: the connection's reply budget (shared by its successive links).
+        subscriber: the link is in pub/sub mode: a reply nobody waits for
+            (RESP2 sends pub/sub messages as plain arrays) is a push, not a
+            protocol error.
+    """
+
+    __slots__ = (
+        "_handed",
+        "_more",
+        "_taken",
+        "_unattributed",
+        "_write",
+        "budget",
+        "commands_written",
+        "failed",
+        "pending",
+        "queue",
+        "settled",
+        "submitted",
+        "subscriber",
+        "thread_submitted",
+        "waiters",
+        "writes",
+    )
+
+    def __init__(self, budget: ReplyBudget, *, subscriber: bool = False) -> None:
+        self.budget = budget
+        self.subscriber = subscriber
+        self.queue: deque[Request[Any]] = deque()
+        self.pending: deque[Request[Any]] = deque()
+        self.waiters: deque[Waiter] = deque()
+        self.submitted = 0
+        self.thread_submitted = 0
+        self.settled = 0
+        # The write stream: bytes taken off the queue, bytes the kernel took,
+        # the write being made (its remaining bytes) and the writes after it.
+        self._taken = 0
+        self._handed = 0
+        self._write: bytes | memoryview | None = None
+        self._more: deque[bytes] = deque()
+        # Commands taken for writing, and writes the kernel took bytes of.
+        self.commands_written = 0
+        self.writes = 0
+        # Bytes read since the last complete reply (for the budget).
+        self._unattributed = 0
+        # The error the pipeline failed with; it takes no more work.
+        self.failed: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pipeline outstanding={self.outstanding} queued={len(self.queue)} "
+            f"pending={len(self.pending)}>"
+        )
+
+    # -- counts ---------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        """Commands submitted and not settled yet (queued, or awaiting replies)."""
+        return self.submitted + self.thread_submitted - self.settled
+
+    @property
+    def queued(self) -> int:
+        """Commands not taken for writing yet."""
+        return sum(request.count for request in self.queue)
+
+    def has_room(self, count: int) -> bool:
+        """Whether ``count`` more commands fit now (see "Room")."""
+        outstanding = self.submitted + self.thread_submitted - self.settled
+        return outstanding == 0 or outstanding + count <= self.budget.limit
+
+    @property
+    def between_writes(self) -> bool:
+        """Nothing queued and no write under way: a new request could be written at once."""
+        return not self.queue and self._write is None and not self._more
+
+    @property
+    def idle(self) -> bool:
+        """Between writes with no reply awaited either: a lone command is worth writing at once.
+
+        On a busy link a new command waits for the sender instead, which
+        writes it together with whatever else arrives meanwhile.
+        """
+        return not self.queue and self._write is None and not self._more and not self.pending
+
+    # -- submitting (loop thread) ---------------------------------------------
+
+    def submit(self, payload: bytes, count: int, notify: N, many: bool = False) -> Request[N]:
+        """Queue ``count`` encoded commands as one request and return it.
+
+        ``many`` makes the request collect a list of replies even for one
+        command, and lets it grow with :meth:`extend` while queued.
+        """
+        request = Request(payload, count, notify, many)
+        self.submitted += count
+        self.queue.append(request)
+        return request
+
+    def extend(self, request: Request[Any], payload: bytes) -> bool:
+        """Add one encoded command to a ``many`` request still queued.
+
+        Returns False, changing nothing, when the request was already taken
+        (or the pipeline failed): submit a new request then.
+        """
+        if request.taken or self.failed is not None:
+            return False
+        extra = request.extra
+        if extra is None:
+            request.extra = [payload]
+        else:
+            extra.append(payload)
+        request.count += 1
+        request.size += len(payload)
+        self.submitted += 1
+        return True
+
+    # -- writing (the one active writer) --------------------------------------
+
+    def next_write(self) -> bytes | memoryview | None:
+        """The bytes to hand to the kernel next; None when there is nothing to write.
+
+        The rest of the write under way comes first; otherwise requests are
+        taken off the queue, in order, into a new write (abandoned ones are
+        dropped, never written). Report what the kernel took with
+        :meth:`wrote`.
+        """
+        write = self._write
+        if write is not None:
+            return write
+        if self._more:
+            write = self._write = self._more.popleft()
+            return write
+        queue = self.queue
+        if not queue:
+            return None
+        pending = self.pending
+        first = offset = self._taken
+        chunks: list[bytes] = []
+        dropped = written = 0
+        while queue:
+            request = queue[0]
+            if request.abandoned:
+                queue.popleft()
+                request.taken = True
+                dropped += request.count
+                continue
+            size = request.size
+            if chunks and offset - first + size > WRITE_BYTES:
+                break
+            queue.popleft()
+            request.taken = True
+            request.start = offset
+            offset += size
+            written += request.count
+            if request.count:
+                pending.append(request)
+            chunks.append(request.payload)
+            if request.extra is not None:
+                chunks += request.extra
+        if dropped:
+            self.settled += dropped
+            if self.waiters:
+                self.release_room()
+        self._taken = offset
+        self.commands_written += written
+        if not chunks:
+            return None
+        if len(chunks) == 1:
+            write = chunks[0]
+        elif offset - first <= WRITE_BYTES:
+            write = b"".join(chunks)
+        else:
+            # One request bigger than a write (a batch of big values): its
+            # payloads in writes of at most WRITE_BYTES, not one huge join.
+            writes = _coalesced(chunks)
+            write = writes[0]
+            self._more.extend(writes[1:])
+        self._write = write
+        return write
+
+    def wrote(self, count: int) -> None:
+        """The kernel took the first ``count`` bytes of :meth:`next_write`'s bytes."""
+        if not count:
+            return
+        self._handed += count
+        self.writes += 1
+        write = self._write
+        assert write is not None
+        if count >= len(write):
+            self._write = self._more.popleft() if self._more else None
+        else:
+            self._write = memoryview(write)[count:]  # no copy of a big payload
+
+    @property
+    def writing(self) -> bool:
+        """Whether :meth:`next_write` has bytes to give (a write under way, or queued requests)."""
+        return self._write is not None or bool(self._more) or bool(self.queue)
+
+    def write_from_thread(self, payload: bytes, notify: N) -> Request[N]:
+        """Make one command, written by another thread, the next write.
+
+        Only under the connection's thread lock, with the writer asleep and the
+        pipeline :attr:`between_writes`; the caller then writes :meth:`next_write`'s
+        bytes and reports them with :meth:`wrote`, still under the lock. It
+        goes straight to ``pending`` (before being written: the reply may be
+        read before the write call returns) and is counted in
+        ``thread_submitted``, the one counter such threads write.
+        """
+        request = Request(payload, 1, notify, False)
+        request.taken = True
+        request.start = self._taken
+        self._taken += request.size
+        self.thread_submitted += 1
+        self.commands_written += 1
+        self.pending.append(request)
+        self._write = payload
+        return request
+
+    # -- reading (loop thread) --------------------------------------------------
+
+    def feed(self, replies: list[Any], size: int) -> list[Push] | None:
+        """Hand the replies parsed from ``size`` bytes to their requests, in order.
+
+        Returns the push frames among them (None when there are none), for
+        the connection to deliver.
+
+        Raises:
+            ProtocolError: a reply arrived with no command waiting for it
+                (the stream is out of step: break the link).
+        """
+        self._unattributed += size
+        if not replies:
+            return None
+        self.budget.observe(self._unattributed, len(replies))
+        self._unattributed = 0
+        pending = self.pending
+        pushes: list[Push] | None = None
+        settled = 0
+        try:
+            for reply in replies:
+                if type(reply) is Push:
+                    if pushes is None:
+                        pushes = []
+                    pushes.append(reply)
+                    continue
+                if not pending:
+                    if not self.subscriber:
+                        raise ProtocolError(
+                            "the server sent a reply with no command waiting for it"
+                        )
+                    if pushes is None:
+                        pushes = []
+                    pushes.append(Push(reply) if isinstance(reply, list) else Push([reply]))
+                    continue
+                request = pending[0]
+                collected = request.replies
+                if collected is None:
+                    pending.popleft()
+                    settled += 1
+                    request.value = reply
+                    request.done = True
+                    request.notify.set()
+                else:
+                    collected.append(reply)
+                    if len(collected) == request.count:
+                        pending.popleft()
+                        settled += request.count
+                        request.done = True
+                        request.notify.set()
+        finally:
+            self.settled += settled
+        if self.waiters:
+            self.release_room()
+        return pushes
+
+    # -- room -----------------------------------------------------------------
+
+    def add_waiter(self, count: int, notify: Notify, *, first: bool = False) -> Waiter:
+        """Queue a submitter waiting for room for ``count`` commands.
+
+        ``first`` puts it at the head: a waiter woken but beaten to the room
+        keeps its turn.
+        """
+        waiter = Waiter(count, notify)
+        if first:
+            self.waiters.appendleft(waiter)
+        else:
+            self.waiters.append(waiter)
+        return waiter
+
+    def remove_waiter(self, waiter: Waiter) -> None:
+        """Withdraw a waiter that gave up; room it was given goes to the next ones."""
+        if waiter.woken:
+            self.release_room()
+        else:
+            self.waiters.remove(waiter)
+
+    def release_room(self) -> None:
+        """Wake waiters in turn, as many as the room admits (see "Room")."""
+        waiters = self.waiters
+        outstanding = self.submitted + self.thread_submitted - self.settled
+        limit = self.budget.limit
+        while waiters:
+            waiter = waiters[0]
+            if outstanding and outstanding + waiter.count > limit:
+                return
+            waiters.popleft()
+            waiter.woken = True
+            waiter.notify.set()
+            outstanding += waiter.count
+
+    # -- failing ----------------------------------------------------------------
+
+    def fail(
+        self, error: BaseException, make_error: Callable[[bool], BaseException], in_doubt: int = 0
+    ) -> None:
+        """Settle every request at once with an error of its own; wake every waiter.
+
+        ``make_error(sent)`` builds each request's error; ``sent`` is True
+        when the kernel took at least one of its bytes, or may have: the
+        ``in_doubt`` bytes after those reported to :meth:`wrote` (a write
+        interrupted where the stream cannot tell how much went, e.g. TLS).
+        Idempotent; the pipeline takes no work afterwards.
+        """
+        if self.failed is not None:
+            return
+        self.failed = error
+        handed = self._handed + in_doubt
+        self._write = None
+        self._more.clear()
+        for requests in (self.pending, self.queue):
+            while requests:
+                request = requests.popleft()
+                request.taken = True
+                sent = 0 <= request.start < handed
+                request.error = make_error(sent)
+                request.done = True
+                request.notify.set()
+        self.settled = self.submitted + self.thread_submitted
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            waiter.woken = True
+            waiter.notify.set()
+
+
+def _coalesced(chunks: list[bytes]) -> list[bytes]:
+    """``chunks`` joined into writes of at most ``WRITE_BYTES``; a big chunk goes alone.
+
+    Joining many small payloads saves system calls; joining big ones would
+    only copy megabytes for nothing.
+    """
+    writes: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if group and size + len(chunk) > WRITE_BYTES:
+            writes.append(group[0] if len(group) == 1 else b"".join(group))
+            group, size = [], 0
+        group.append(chunk)
+        size += len(chunk)
+    if group:
+        writes.append(group[0] if len(group) == 1 else b"".join(group))
+    return writes

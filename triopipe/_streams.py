@@ -1,0 +1,245 @@
+"""Byte streams to a server: the sockets themselves.
+
+Theory of operation
+-------------------
+
+A connection talks to its server through a :class:`Stream`, and through
+nothing else, so that tests can hand it a scripted one. Two kinds exist:
+
+- :class:`SocketStream`: a plain TCP or unix socket, non-blocking, driven
+  directly with the loop's readiness waits. ``sock.send`` either takes some
+  bytes and says how many, or raises having taken none, so a writer always
+  knows exactly which bytes reached the kernel. It also takes synchronous
+  writes (:meth:`SocketStream.try_send`), which let an idle link write a lone
+  command without waking its sender task.
+- :class:`AnyioStream`: any anyio byte stream (used for TLS). Its ``send``
+  is all or nothing from here, so writes go in chunks of at most
+  ``_TLS_CHUNK`` bytes and the chunk being sent is *in doubt* while the call
+  runs: if it is interrupted, its bytes may or may not have left.
+
+:func:`open_stream` connects one, as a client's config says.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+from contextlib import suppress
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+
+from ._backend import Backend
+from ._config import ClientConfig
+
+__all__ = ["STREAM_ERRORS", "AnyioStream", "SocketStream", "Stream", "open_stream", "send_all"]
+
+# Errors that mean "the byte stream is gone"; anything else is a bug and
+# propagates.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ssl.SSLError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
+# Largest TLS write: what is in doubt if a TLS write is interrupted.
+_TLS_CHUNK = 64 * 1024
+
+
+class Stream(Protocol):
+    """What a connection needs of its byte stream.
+
+    Attributes:
+        direct_writes: :meth:`try_send` may take bytes (else it always
+            returns 0 and every write goes through :meth:`send_some`).
+        in_doubt: bytes of a :meth:`send_some` call under way that may have
+            left if the call is interrupted; 0 when the stream always knows.
+    """
+
+    direct_writes: bool
+    in_doubt: int
+
+    def try_send(self, data: bytes | memoryview) -> int:
+        """Write what the kernel takes now, without waiting; 0 if it takes nothing."""
+
+    async def send_some(self, data: bytes | memoryview) -> int:
+        """Write at least one byte of ``data``, waiting for room; return how many went."""
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Read at most ``max_bytes``, waiting for some; raise ``anyio.EndOfStream`` at EOF."""
+
+    def shutdown(self) -> None:
+        """Tell the peer at once that nothing more will be read or written."""
+
+    async def aclose(self) -> None:
+        """Release the stream."""
+
+
+async def send_all(stream: Stream, data: bytes) -> None:
+    """Write all of ``data`` (the handshake's one write)."""
+    view = memoryview(data)
+    while view:
+        view = view[await stream.send_some(view) :]
+
+
+class SocketStream:
+    """A connected non-blocking TCP or unix socket, driven with the loop's readiness waits."""
+
+    __slots__ = ("_backend", "_drained", "_readable", "_yielded", "sock")
+
+    direct_writes = True
+    in_doubt = 0
+
+    def __init__(self, sock: socket.socket, backend: Backend) -> None:
+        self.sock = sock
+        self._backend = backend
+        self._readable = backend.readable_watcher(sock)
+        self._yielded = True
+        self._drained = False
+
+    def try_send(self, data: bytes | memoryview) -> int:
+        """Write what the kernel takes now, without waiting; 0 if it takes nothing."""
+        try:
+            return self.sock.send(data)
+        except OSError:
+            # Would block, or the socket is broken: either way the sender
+            # takes over, and a broken socket breaks the link from there.
+            return 0
+
+    async def send_some(self, data: bytes | memoryview) -> int:
+        """Write at least one byte of ``data``, waiting for room; return how many went."""
+        sock = self.sock
+        while True:
+            try:
+                return sock.send(data)
+            except (BlockingIOError, InterruptedError):  # noqa: PERF203 - the loop is the retry
+                await self._backend.wait_writable(sock)
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Read at most ``max_bytes``, waiting for some; raise ``anyio.EndOfStream`` at EOF."""
+        sock = self.sock
+        if self._drained:
+            # The last read took everything there was: a recv now would most
+            # likely fail (EAGAIN). Wait first, saving a system call per
+            # round trip on the latency path.
+            await self._readable.wait()
+            self._yielded = True
+        while True:
+            try:
+                data = sock.recv(max_bytes)
+            except (BlockingIOError, InterruptedError):
+                await self._readable.wait()
+                self._yielded = True
+                continue
+            self._drained = len(data) < max_bytes
+            if not data:
+                raise anyio.EndOfStream
+            # Never read twice in a row without yielding: a server streaming
+            # replies must not starve the tasks those replies wake up.
+            if not self._yielded:
+                await self._backend.checkpoint()
+            self._yielded = False
+            return data
+
+    def shutdown(self) -> None:
+        """Send FIN now, synchronously; the descriptor is released by :meth:`aclose`.
+
+        Closing would free the descriptor number while a task may still wait
+        on it; shutting down tells the server at once and wakes any reader.
+        """
+        with suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    async def aclose(self) -> None:
+        """Stop watching the socket, then close it."""
+        self._readable.close()
+        if self._backend.name == "trio":
+            import trio
+
+            trio.lowlevel.notify_closing(self.sock)
+        self.sock.close()
+
+
+class AnyioStream:
+    """Any anyio byte stream (used for TLS): no synchronous writes."""
+
+    __slots__ = ("_stream", "in_doubt")
+
+    direct_writes = False
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+        self.in_doubt = 0
+
+    def try_send(self, data: bytes | memoryview) -> int:
+        """Never writes synchronously: 0."""
+        return 0
+
+    async def send_some(self, data: bytes | memoryview) -> int:
+        """Write up to ``_TLS_CHUNK`` bytes of ``data``; return how many went."""
+        chunk = bytes(data[:_TLS_CHUNK])
+        self.in_doubt = len(chunk)
+        await self._stream.send(chunk)
+        self.in_doubt = 0
+        return len(chunk)
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Read at most ``max_bytes``; raise ``anyio.EndOfStream`` at EOF."""
+        return await self._stream.receive(max_bytes)
+
+    def shutdown(self) -> None:
+        """TLS needs an async close: nothing to do synchronously."""
+
+    async def aclose(self) -> None:
+        """Close the stream at once, without the TLS goodbye."""
+        await anyio.aclose_forcefully(self._stream)
+
+
+async def open_stream(config: ClientConfig, backend: Backend) -> Stream:
+    """Connect to the server ``config`` names (TCP, unix socket or TLS)."""
+    if config.tls:
+        context = config.ssl_context or ssl.create_default_context()
+        return AnyioStream(
+            await anyio.connect_tcp(
+                config.host,
+                config.port,
+                ssl_context=context,
+                tls_hostname=config.host,
+                tls_standard_compatible=False,
+            )
+        )
+    if config.unix_path is not None:
+        sock = await _connect_socket(socket.AF_UNIX, config.unix_path, backend)
+        return SocketStream(sock, backend)
+    addresses = await anyio.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
+    error: OSError | None = None
+    for family, _, _, _, address in addresses:
+        try:
+            sock = await _connect_socket(family, address, backend)
+        except OSError as exc:
+            error = exc
+            continue
+        return SocketStream(sock, backend)
+    raise error or OSError(f"no address found for {config.host}")
+
+
+async def _connect_socket(family: int, address: Any, backend: Backend) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex(address)
+        if code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+            await backend.wait_writable(sock)
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
