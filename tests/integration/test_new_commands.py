@@ -22,10 +22,11 @@ ROUTING_GAP = pytest.mark.xfail(
     raises=UnknownCommandError,
     strict=True,
     reason=(
-        "triopipe/_routing/_shards.py ShardRouter._learn (used by the sharded and the "
-        "cluster client) raises UnknownCommandError for commands missing from the "
-        "static KEY_SPECS table instead of asking the server (COMMAND INFO) where "
-        "their keys are, as DESIGN.md says it should"
+        "triopipe/_routing/_shards.py Router._learn (ShardRouter and SlotRouter: the "
+        "sharded and the cluster client) raises UnknownCommandError (from "
+        "_keys.command_key) for commands missing from the static KEY_SPECS table "
+        "instead of asking the server (COMMAND INFO) where their keys are, as "
+        "DESIGN.md says it should"
     ),
 )
 
