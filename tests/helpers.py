@@ -13,9 +13,7 @@ import urllib.parse
 import hiredis
 import trustme
 
-from triopipe.testing import find_redis_server
-
-__all__ = ["Control", "free_port", "tls_supported", "trusting"]
+__all__ = ["Control", "free_port", "trusting"]
 
 
 class Control:
@@ -48,13 +46,6 @@ class Control:
 
     def close(self) -> None:
         """Nothing stays open between commands."""
-
-
-def tls_supported() -> bool:
-    """Whether the harness's redis-server was built with TLS."""
-    # A build without TLS does not know the tls-* settings at all.
-    with open(find_redis_server(), "rb") as binary:
-        return b"tls-port" in binary.read()
 
 
 def free_port() -> int:

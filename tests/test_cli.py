@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import hiredis
+from helpers import Control
 
 from triopipe.testing import RedisServerProcess
 
@@ -22,9 +23,10 @@ def _pump(*args: str, data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
 
 
 def _get(server: RedisServerProcess, *command: str) -> bytes:
-    return subprocess.run(
-        ["redis-cli", "-p", str(server.port), *command], capture_output=True, check=True
-    ).stdout.strip()
+    # Looked at from outside, without redis-cli: a user's machine may have
+    # only the server of the triopipe[server] extra.
+    reply = Control(server.url).execute_command(*command)
+    return reply if isinstance(reply, bytes) else str(reply).encode()
 
 
 def test_pump_text_with_quotes_and_comments(
@@ -73,14 +75,7 @@ def test_pump_over_shards(redis_shard_urls: list[str]) -> None:
     lines = b"".join(b"SET key:%d %d\n" % (i, i) for i in range(300))
     result = _pump("--shards", *redis_shard_urls, data=lines)
     assert result.returncode == 0, result.stderr
-    counts = [
-        int(
-            subprocess.run(
-                ["redis-cli", "-u", url, "DBSIZE"], capture_output=True, check=True
-            ).stdout
-        )
-        for url in redis_shard_urls
-    ]
+    counts = [Control(url).dbsize() for url in redis_shard_urls]
     assert sum(counts) == 300
     assert all(count > 0 for count in counts)
 

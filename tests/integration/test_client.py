@@ -7,7 +7,7 @@ import anyio.lowlevel
 import pytest
 
 import triopipe
-from triopipe.testing import RedisServer
+from triopipe.testing import RedisServer, fake_server
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
 
@@ -355,7 +355,9 @@ async def test_password_and_acl_users() -> None:
 
 
 async def test_falls_back_to_resp2_auth_without_hello() -> None:
-    # A server with HELLO renamed away answers it like a pre-6.0 Redis.
+    # A server with HELLO renamed away answers it like a pre-6.0 Redis: Redis
+    # with "unknown command", Valkey (which checks authentication first) with
+    # NOAUTH. Both mean "HELLO did not run": the client speaks RESP2.
     async with (
         triopipe.testing.redis_server(requirepass="pw", rename_command="HELLO ''") as server,
         triopipe.open_client(server.url, password="pw", db=1) as redis,
@@ -364,6 +366,40 @@ async def test_falls_back_to_resp2_auth_without_hello() -> None:
         await redis.set("k", "v")
         assert await redis.hgetall("nope") == {}
         assert (await redis.execute("CLIENT", "INFO")).count(b"db=1") == 1
+        await redis.execute("ACL", "SETUSER", "alice", "on", ">wonder", "~*", "+@all")
+        async with triopipe.open_client(f"redis://alice:wonder@127.0.0.1:{server.port}") as alice:
+            assert alice.statistics().per_connection[0].protocol == 2
+            assert await alice.execute("ACL", "WHOAMI") == b"alice"
+
+
+@pytest.mark.parametrize("password", ["wrong", None])
+async def test_resp2_fallback_still_refuses_bad_credentials(password: str | None) -> None:
+    # Whatever HELLO's refusal looked like, a wrong password is refused at
+    # connect. Without one, Valkey refuses HELLO itself and Redis the first
+    # command (a RESP2 handshake without a password sends nothing).
+    async with triopipe.testing.redis_server(
+        requirepass="pw", rename_command="HELLO ''"
+    ) as server:
+        with pytest.raises(triopipe.AuthenticationError):
+            async with triopipe.open_client(server.url, password=password) as redis:
+                await redis.ping()
+
+
+async def test_falls_back_to_resp2_when_hello_refuses_protocol_3() -> None:
+    # No real server refuses protocol 3 (every one with HELLO speaks it), so
+    # a fake one answers NOPROTO like Redis does for a protocol it lacks.
+    refusal = b"-NOPROTO sorry, this protocol version is not supported.\r\n"
+    async with (
+        fake_server(hello=refusal) as server,
+        triopipe.open_client(server.url, password="pw") as redis,
+    ):
+        assert redis.statistics().per_connection[0].protocol == 2
+        assert await redis.ping() is True
+        handshake = server.connections[0].commands[:2]
+    assert handshake == [
+        (b"HELLO", b"3", b"AUTH", b"default", b"pw"),
+        (b"AUTH", b"pw"),
+    ]
 
 
 async def test_unix_socket(tmp_path_factory: pytest.TempPathFactory) -> None:

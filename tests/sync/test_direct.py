@@ -136,6 +136,20 @@ def test_a_threads_commands_keep_their_order_after_a_future(redis_url: str, back
             assert redis.get("k") == str(i).encode()
 
 
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, even where it was ignored on start.
+
+    A shell starts background commands with SIGINT ignored, and Python then
+    installs no handler for it.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_main_after(delay: float) -> threading.Thread:
     main = threading.main_thread().ident
     assert main is not None
@@ -152,6 +166,7 @@ def _interrupt_main_after(delay: float) -> threading.Thread:
 @pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="needs the main thread"
 )
+@pytest.mark.usefixtures("sigint_raises")
 def test_interrupted_blocking_call_leaves_the_connection_in_step(
     redis_url: str, backend: str, tally: _Tally
 ) -> None:

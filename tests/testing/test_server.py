@@ -13,7 +13,6 @@ import triopipe.testing
 from triopipe.testing import (
     RedisServer,
     RedisServerError,
-    RedisServerNotFoundError,
     RedisServerProcess,
     _server,
     redis_server,
@@ -223,34 +222,6 @@ async def test_restart_fails_when_port_was_taken() -> None:
                 await server.restart()
         await server.restart()
         assert await command(server.port, "PING") == b"PONG"
-
-
-def _assert_install_hint(message: str) -> None:
-    assert "redis-server was not found" in message
-    assert "apt-get install redis-server" in message
-    assert "brew install redis" in message
-    assert "TRIOPIPE_REDIS_SERVER=/path/to/redis-server" in message
-
-
-async def test_missing_binary_from_env_var(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("TRIOPIPE_REDIS_SERVER", str(tmp_path / "no-such-redis-server"))
-    with pytest.raises(RedisServerNotFoundError) as excinfo:
-        async with redis_server():
-            pytest.fail("the server must not start")
-    assert isinstance(excinfo.value, RuntimeError)
-    _assert_install_hint(str(excinfo.value))
-    assert "no-such-redis-server" in str(excinfo.value)
-
-
-def test_missing_binary_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("TRIOPIPE_REDIS_SERVER", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(RedisServerNotFoundError) as excinfo, redis_server_process():
-        pytest.fail("the server must not start")
-    _assert_install_hint(str(excinfo.value))
-    assert "on PATH" in str(excinfo.value)
 
 
 async def test_env_var_names_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,15 +1,21 @@
-"""Real, throwaway Redis servers for tests.
+"""Real, throwaway Redis and Valkey servers for tests.
 
 :func:`redis_server` (async) and :func:`redis_server_process` (blocking) run a
-``redis-server`` binary on a free port of 127.0.0.1, in a temporary directory,
-and stop it on exit; :func:`redis_servers` and :func:`redis_server_processes`
-start several at once, in parallel (shards). The pytest plugin
-:mod:`triopipe.testing._pytest_plugin` (entry point ``triopipe``) offers
-fixtures built on them.
+server binary (``redis-server`` or ``valkey-server``, see
+:func:`find_redis_server`) on a free port of 127.0.0.1, in a temporary
+directory, and stop it on exit; :func:`redis_servers` and
+:func:`redis_server_processes` start several at once, in parallel (shards),
+and :func:`redis_cluster` a Redis Cluster. :func:`server_info` says what the
+binary can do. The pytest plugin :mod:`triopipe.testing._pytest_plugin`
+(entry point ``triopipe``) offers fixtures built on them.
 """
 
 from __future__ import annotations
 
+from ._binary import EXTRA as EXTRA
+from ._binary import ServerInfo as ServerInfo
+from ._binary import bundled_redis_server as bundled_redis_server
+from ._binary import server_info as server_info
 from ._cluster import RedisCluster as RedisCluster
 from ._cluster import RedisClusterError as RedisClusterError
 from ._cluster import RedisClusterNode as RedisClusterNode
@@ -34,6 +40,7 @@ from ._server import redis_servers as redis_servers
 
 __all__ = [
     "ENV_VAR",
+    "EXTRA",
     "ConfigValue",
     "FakeConnection",
     "FakeScript",
@@ -46,6 +53,8 @@ __all__ = [
     "RedisServerError",
     "RedisServerNotFoundError",
     "RedisServerProcess",
+    "ServerInfo",
+    "bundled_redis_server",
     "fake_server",
     "find_redis_server",
     "redis_cluster",
@@ -54,4 +63,5 @@ __all__ = [
     "redis_server_process",
     "redis_server_processes",
     "redis_servers",
+    "server_info",
 ]

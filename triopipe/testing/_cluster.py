@@ -189,6 +189,9 @@ class RedisClusterProcesses:
         return self._ids[node]
 
     def _open(self) -> None:
+        reason = self.nodes[0].info.unmet(cluster=True)
+        if reason is not None:
+            raise RedisClusterError(f"cannot form a cluster: the harness {reason}")
         try:
             _in_parallel([node._open for node in self.nodes])
             self._create()
@@ -292,7 +295,8 @@ def redis_cluster_processes(
     Raises:
         RedisServerNotFoundError: there is no ``redis-server`` binary.
         RedisServerError: a node did not start.
-        RedisClusterError: the cluster did not form.
+        RedisClusterError: the cluster did not form, or the binary cannot form one
+            (the harness needs Redis 7.0 or later, or Valkey).
     """
     cluster = RedisClusterProcesses(masters, replicas, **config)
     try:
@@ -389,7 +393,8 @@ async def redis_cluster(
     Raises:
         RedisServerNotFoundError: there is no ``redis-server`` binary.
         RedisServerError: a node did not start.
-        RedisClusterError: the cluster did not form.
+        RedisClusterError: the cluster did not form, or the binary cannot form one
+            (the harness needs Redis 7.0 or later, or Valkey).
     """
     processes = RedisClusterProcesses(masters, replicas, **config)
     try:

@@ -7,7 +7,8 @@ client's commands (arrays of bulk strings) and answers them in order:
 * handshake commands (``HELLO``, ``AUTH``, ``SELECT``, ``CLIENT``) get the
   replies a Redis 7 server gives: ``HELLO 3`` a RESP3 map, the others ``+OK``;
   with ``hello=False`` it answers ``HELLO`` with "unknown command", like a
-  server older than Redis 6, and the client falls back to RESP2;
+  server older than Redis 6, and with ``hello=b"-NOPROTO ..."`` with that
+  error reply, and the client falls back to RESP2;
 * the connection's :class:`Script` (the n-th accepted connection plays
   ``scripts[n]``) counts every other command; once ``after`` of them have
   arrived (or, with ``after=0``, as soon as the connection is accepted) it
@@ -90,7 +91,7 @@ class FakeConnection:
 class FakeServer:
     """A running fake server, as yielded by :func:`fake_server`."""
 
-    def __init__(self, port: int, scripts: Sequence[Script], *, hello: bool) -> None:
+    def __init__(self, port: int, scripts: Sequence[Script], *, hello: bool | bytes) -> None:
         self._port = port
         self._scripts = list(scripts)
         self._hello = hello
@@ -146,7 +147,7 @@ class _Session:
         log: FakeConnection,
         script: Script | None,
         *,
-        hello: bool,
+        hello: bool | bytes,
         client_id: int,
     ) -> None:
         self._stream = stream
@@ -210,6 +211,8 @@ class _Session:
     def _handshake_reply(self, name: bytes, command: tuple[bytes, ...]) -> bytes:
         if name != b"HELLO":
             return b"+OK\r\n"
+        if isinstance(self._hello, bytes):
+            return self._hello
         if not self._hello:
             return b"-ERR unknown command 'HELLO', with args beginning with: \r\n"
         version = command[1] if len(command) > 1 else b"2"
@@ -292,7 +295,7 @@ def _parse_command(buffer: bytearray) -> tuple[tuple[bytes, ...] | None, int]:
 
 @contextlib.asynccontextmanager
 async def fake_server(
-    scripts: Sequence[Script] = (), *, hello: bool = True
+    scripts: Sequence[Script] = (), *, hello: bool | bytes = True
 ) -> AsyncIterator[FakeServer]:
     """Run a scripted fake Redis server for the duration of an ``async with`` block.
 
@@ -307,8 +310,9 @@ async def fake_server(
         scripts: what the first, second, ... accepted connection does once
             past the handshake; later connections behave like a tiny Redis
             (see the module docstring).
-        hello: answer ``HELLO`` like Redis 7 (True), or refuse it as an
-            unknown command like Redis 5 (False).
+        hello: answer ``HELLO`` like Redis 7 (True), refuse it as an
+            unknown command like Redis 5 (False), or answer it with these
+            bytes, an error reply such as ``b"-NOPROTO ...\\r\\n"``.
 
     Yields:
         The server; :attr:`FakeServer.url` is where to connect, and

@@ -1,120 +1,140 @@
-"""pytest fixtures that run real ``redis-server`` processes.
+"""pytest plugin: real Redis or Valkey servers, URLs and clients as fixtures.
 
 Registered through the ``pytest11`` entry point ``triopipe``, so installing
-triopipe is enough. The fixtures:
+triopipe is enough. It works for tests run by anyio's plugin, pytest-asyncio
+and pytest-trio, and for plain sync tests: every fixture that starts servers
+is synchronous, and the async client fixture adapts to the runner (see
+``triopipe.testing._client_fixtures``). The fixtures, each described in
+the docs' "Testing with real servers" page:
 
-``redis_server`` (function scope, async)
-    A fresh throwaway :class:`~triopipe.testing.RedisServer` for this test
-    alone, for tests that stop, restart or kill it. Runs in the test's anyio
-    backend (the test must be marked ``anyio``).
-``redis_session_server`` (session scope)
-    One :class:`~triopipe.testing.RedisServerProcess` shared by the whole
-    session; cheap, but tests must not stop it or change its settings.
-``redis_url`` (function scope)
-    The URL of the shared session server, emptied first (``FLUSHALL`` and
-    ``SCRIPT FLUSH`` over a plain socket) so that each test starts clean.
-``redis_shards`` (function scope, async)
-    Three fresh throwaway servers (a list of
-    :class:`~triopipe.testing.RedisServer`), started in parallel, for tests
-    that stop or kill a shard.
-``redis_session_shards`` (session scope)
-    Three :class:`~triopipe.testing.RedisServerProcess` shared by the whole
-    session, started in parallel; tests must not stop them.
-``redis_shard_urls`` (function scope)
-    The URLs of the three shared shard servers, each emptied first like
-    ``redis_url``.
-``redis_cluster``, ``redis_session_cluster``, ``redis_cluster_urls``
-    The same for Redis Clusters (a fresh cluster per test, one per session,
-    and the session cluster's URLs, emptied first): see
-    ``triopipe.testing._cluster_fixtures``.
+* server objects, started from the server binary: ``redis_server``,
+  ``redis_shards`` and ``redis_cluster`` (fresh for each test, which may
+  stop or restart them); ``redis_session_server``, ``redis_session_shards``
+  and ``redis_session_cluster`` (shared by the session);
+* URLs of shared servers, emptied before each test: ``redis_url``,
+  ``redis_shard_urls``, ``redis_cluster_urls``; with ``--redis-url``,
+  ``--redis-shard-urls`` or ``--redis-cluster-url`` (or their environment
+  variables) they point at existing servers instead;
+* clients on ``redis_url``: ``redis_client`` (async) and
+  ``redis_sync_client`` (blocking);
+* ``redis_server_info``: what the server behind ``redis_url`` is.
 
-This module never imports the client, so the fixtures load even while the
-client is broken.
+The marker ``@pytest.mark.requires_server(tls=..., cluster=..., redis="7.4",
+valkey="9.0")`` skips a test, with the reason, when the server it would use
+lacks a capability; the report header names the server binary in use.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from typing import Any
 
 import pytest
 
+from . import _plugin_settings
+from ._binary import ServerInfo
+from ._client_fixtures import _redis_client as _redis_client
+from ._client_fixtures import redis_client as redis_client
+from ._client_fixtures import redis_server_info as redis_server_info
+from ._client_fixtures import redis_sync_client as redis_sync_client
 from ._cluster_fixtures import redis_cluster_fixture as redis_cluster_fixture
 from ._cluster_fixtures import redis_cluster_urls as redis_cluster_urls
 from ._cluster_fixtures import redis_session_cluster as redis_session_cluster
-from ._server import (
-    RedisServer,
-    RedisServerProcess,
-    redis_server,
-    redis_server_process,
-    redis_server_processes,
-    redis_servers,
-)
+from ._fixtures import redis_server_fixture as redis_server_fixture
+from ._fixtures import redis_session_server as redis_session_server
+from ._fixtures import redis_session_shards as redis_session_shards
+from ._fixtures import redis_shard_urls as redis_shard_urls
+from ._fixtures import redis_shards_fixture as redis_shards_fixture
+from ._fixtures import redis_url as redis_url
+
+# Defined only when pytest-asyncio is installed.
+with contextlib.suppress(ImportError):
+    from ._client_fixtures import asyncio_redis_client as asyncio_redis_client
 
 __all__ = [
-    "SHARDS",
-    "redis_server_fixture",
-    "redis_session_server",
-    "redis_session_shards",
-    "redis_shard_urls",
-    "redis_shards_fixture",
-    "redis_url",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_report_header",
+    "pytest_runtest_setup",
 ]
 
-#: How many servers the shard fixtures run.
-SHARDS = 3
+_MARKER = "requires_server"
+_REQUIREMENTS = ("tls", "cluster", "redis", "valkey")
+
+# Fixtures whose servers come from the binary even when existing ones are given.
+_BINARY_FIXTURES = frozenset(
+    {
+        "redis_server",
+        "redis_session_server",
+        "redis_shards",
+        "redis_session_shards",
+        "redis_cluster",
+        "redis_session_cluster",
+    }
+)
 
 
-@pytest.fixture(name="redis_server")
-async def redis_server_fixture() -> AsyncIterator[RedisServer]:
-    """A fresh throwaway Redis server for this test alone."""
-    async with redis_server() as server:
-        yield server
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add the options that point the fixtures at existing servers."""
+    _plugin_settings.add_options(parser)
 
 
-@pytest.fixture(scope="session")
-def redis_session_server() -> Iterator[RedisServerProcess]:
-    """One Redis server shared by the whole test session."""
-    with redis_server_process() as server:
-        yield server
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker and read the options."""
+    config.addinivalue_line(
+        "markers",
+        f"{_MARKER}(tls=False, cluster=False, redis=None, valkey=None): skip the test unless "
+        "its server can do TLS, run a cluster, and is Redis or Valkey of at least the "
+        "version given (naming a kind excludes the other)",
+    )
+    _plugin_settings.configure(config)
 
 
-@pytest.fixture
-def redis_url(redis_session_server: RedisServerProcess) -> str:
-    """The URL of the shared session server, with every database emptied."""
-    return _cleaned(redis_session_server)
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Name the server binary the fixtures run, and the existing servers given."""
+    info = _plugin_settings.binary_info()
+    if isinstance(info, ServerInfo):
+        lines = [f"triopipe: server binary: {info}"]
+    else:
+        lines = [f"triopipe: no server binary: {info}"]
+    lines += [f"triopipe: {line}" for line in _plugin_settings.settings(config).header()]
+    return lines
 
 
-@pytest.fixture(name="redis_shards")
-async def redis_shards_fixture() -> AsyncIterator[list[RedisServer]]:
-    """Three fresh throwaway Redis servers for this test alone, started in parallel."""
-    async with redis_servers(SHARDS) as servers:
-        yield servers
+def _requirements(marker: pytest.Mark) -> dict[str, Any]:
+    unknown = sorted(set(marker.kwargs) - set(_REQUIREMENTS))
+    if marker.args or unknown:
+        what = f"unknown requirement(s) {', '.join(unknown)}" if unknown else "positional args"
+        pytest.fail(
+            f"@pytest.mark.{_MARKER}: {what}; it takes keyword arguments only: "
+            f"{', '.join(_REQUIREMENTS)}",
+            pytrace=False,
+        )
+    return dict(marker.kwargs)
 
 
-@pytest.fixture(scope="session")
-def redis_session_shards() -> Iterator[list[RedisServerProcess]]:
-    """Three Redis servers shared by the whole test session."""
-    with redis_server_processes(SHARDS) as servers:
-        yield servers
-
-
-@pytest.fixture
-def redis_shard_urls(redis_session_shards: list[RedisServerProcess]) -> list[str]:
-    """The URLs of the shared shard servers, each with every database emptied."""
-    return [_cleaned(server) for server in redis_session_shards]
-
-
-def _cleaned(server: RedisServerProcess) -> str:
-    """Empty a shared server for the next test and return its URL."""
-    try:
-        server._flush()
-    except OSError as exc:
-        # Bring it back for the tests that follow, but fail this one loudly:
-        # an earlier test broke the shared server.
-        server.restart()
-        raise RuntimeError(
-            f"the shared Redis server at {server.url} was not answering "
-            f"({exc!r}) and has been restarted; a test must not stop or shut down a "
-            "shared server: use the redis_server or redis_shards fixture for that"
-        ) from exc
-    return server.url
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a ``requires_server`` test, with the reason, when its server falls short."""
+    markers = list(item.iter_markers(_MARKER))
+    if not markers:
+        return
+    settings = _plugin_settings.settings(item.config)
+    names = list(getattr(item, "fixturenames", ()))
+    servers = settings.existing_info(names)
+    if not servers or _BINARY_FIXTURES & set(names):
+        info = _plugin_settings.binary_info()
+        if isinstance(info, ServerInfo):
+            servers.append(info)
+        elif settings.any_existing:
+            pytest.skip(f"needs a server binary: {info}")
+        # else: no server at all, which the test reports when it starts one
+    for marker in markers:
+        requirements = _requirements(marker)
+        for server in servers:
+            try:
+                reason = server.unmet(**requirements)
+            except ValueError as exc:
+                reason = f"@pytest.mark.{_MARKER}: {exc}"
+                pytest.fail(reason, pytrace=False)
+            if reason is not None:
+                pytest.skip(reason)

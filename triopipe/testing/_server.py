@@ -30,7 +30,6 @@ import concurrent.futures
 import contextlib
 import functools
 import os
-import re
 import shlex
 import shutil
 import socket
@@ -46,6 +45,11 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from ._binary import ENV_VAR as ENV_VAR
+from ._binary import RedisServerNotFoundError as RedisServerNotFoundError
+from ._binary import ServerInfo, describe_binary, locate_redis_server
+from ._binary import find_redis_server as find_redis_server
+
 __all__ = [
     "ENV_VAR",
     "ConfigValue",
@@ -59,9 +63,6 @@ __all__ = [
     "redis_server_processes",
     "redis_servers",
 ]
-
-#: Environment variable naming the ``redis-server`` binary to run.
-ENV_VAR = "TRIOPIPE_REDIS_SERVER"
 
 #: The value of a ``redis-server`` setting: see :class:`RedisServerProcess`.
 ConfigValue: TypeAlias = "str | int | float | bool | os.PathLike[str] | Sequence[str]"
@@ -85,21 +86,6 @@ _OUTPUT_NAME = "redis-output.log"
 # the server.
 _MANAGED_SETTINGS = frozenset({"port", "bind", "dir", "daemonize", "logfile"})
 
-_INSTALL_HINT = (
-    "Install Redis (Debian/Ubuntu: `apt-get install redis-server`; "
-    "macOS: `brew install redis`), or point the environment variable "
-    f"{ENV_VAR}=/path/to/redis-server at a binary."
-)
-
-
-class RedisServerNotFoundError(RuntimeError):
-    """Raised when no ``redis-server`` binary can be found.
-
-    The harness runs ``$TRIOPIPE_REDIS_SERVER`` when that environment variable
-    is set, else the first ``redis-server`` on ``PATH``. The message says how to
-    install one.
-    """
-
 
 class RedisServerError(RuntimeError):
     """Raised when a ``redis-server`` process fails to start or to restart.
@@ -107,34 +93,6 @@ class RedisServerError(RuntimeError):
     The message ends with the tail of the server's log, which usually names
     the cause (a bad setting, a port already in use, ...).
     """
-
-
-def find_redis_server() -> str:
-    """Return the path of the ``redis-server`` binary to run.
-
-    Returns:
-        ``$TRIOPIPE_REDIS_SERVER`` if set, else the ``redis-server`` found on
-        ``PATH``.
-
-    Raises:
-        RedisServerNotFoundError: if there is no such executable.
-    """
-    override = os.environ.get(ENV_VAR)
-    if override:
-        found = shutil.which(override)
-        if found is None:
-            raise RedisServerNotFoundError(
-                f"redis-server was not found: {ENV_VAR}={override!r} is not an executable "
-                f"file. {_INSTALL_HINT}"
-            )
-        return found
-    found = shutil.which("redis-server")
-    if found is None:
-        raise RedisServerNotFoundError(
-            "redis-server was not found on PATH; triopipe.testing runs real Redis servers. "
-            + _INSTALL_HINT
-        )
-    return found
 
 
 def _setting_args(name: str, value: ConfigValue) -> list[str]:
@@ -167,20 +125,10 @@ def _user_settings(config: Mapping[str, ConfigValue]) -> dict[str, list[str]]:
     return settings
 
 
-@functools.cache
-def _server_version(executable: str) -> tuple[int, ...]:
-    """The version of the ``redis-server`` at ``executable``, e.g. ``(7, 0, 15)``."""
-    result = subprocess.run(
-        [executable, "--version"], capture_output=True, check=False, timeout=_READY_TIMEOUT
-    )
-    match = re.search(rb"v=(\d+)\.(\d+)\.(\d+)", result.stdout)
-    return tuple(int(part) for part in match.groups()) if match else ()
-
-
-def _default_settings(executable: str) -> dict[str, list[str]]:
+def _default_settings(info: ServerInfo) -> dict[str, list[str]]:
     """Settings of every test server, unless the caller overrides them."""
     settings = {"save": [""], "appendonly": ["no"]}
-    if _server_version(executable) >= (7,):
+    if info.version >= (7, 0, 0):
         # Fault tests need DEBUG SLEEP and friends; Redis 7 refuses DEBUG by
         # default, and older versions do not know this setting.
         settings["enable-debug-command"] = ["local"]
@@ -263,9 +211,14 @@ def _run_commands(port: int, *commands: tuple[str, ...], timeout: float) -> list
         _ErrorReplyError: if a command gets an error reply.
     """
     with socket.create_connection((_HOST, port), timeout=timeout) as sock:
-        sock.sendall(b"".join(_encode_command(command) for command in commands))
-        buffer = bytearray()
-        return [_read_reply(sock, buffer) for _ in commands]
+        return _exchange(sock, commands)
+
+
+def _exchange(sock: socket.socket, commands: Sequence[tuple[str, ...]]) -> list[bytes]:
+    """Send ``commands`` in one write on ``sock``; return their replies."""
+    sock.sendall(b"".join(_encode_command(command) for command in commands))
+    buffer = bytearray()
+    return [_read_reply(sock, buffer) for _ in commands]
 
 
 def _tail(path: Path, offset: int = 0) -> str:
@@ -335,7 +288,7 @@ class RedisServerProcess:
     """
 
     def __init__(self, **config: ConfigValue) -> None:
-        self._executable = find_redis_server()
+        self._executable, self._source = locate_redis_server()
         self._settings = _user_settings(config)
         self._defaults: dict[str, list[str]] = {}
         self._lock = threading.Lock()
@@ -391,6 +344,11 @@ class RedisServerProcess:
         if process is None or process.poll() is not None:
             raise RuntimeError("the server is not running")
         return process.pid
+
+    @property
+    def info(self) -> ServerInfo:
+        """What the server binary is and can do (kind, version, TLS, cluster)."""
+        return describe_binary(self._executable, self._source)
 
     @property
     def argv(self) -> list[str]:
@@ -455,7 +413,7 @@ class RedisServerProcess:
                 raise RuntimeError("the server has already been opened")
             self._directory = Path(tempfile.mkdtemp(prefix="triopipe-redis-"))
             try:
-                self._defaults = _default_settings(self._executable)
+                self._defaults = _default_settings(self.info)
                 self._start(checkpoint, new_port=True)
             except BaseException:
                 self._close()
