@@ -12,17 +12,15 @@ from ._batch import Batch as Batch
 from ._batch import Pending as Pending
 from ._batch import Transaction as Transaction
 from ._client import Client as Client
-from ._client import ClientStatistics as ClientStatistics
 from ._client import open_client as open_client
 from ._cluster import ClusterClient as ClusterClient
-from ._cluster import ClusterClientStatistics as ClusterClientStatistics
 from ._cluster import open_cluster_client as open_cluster_client
 from ._config import ClientConfig as ClientConfig
-from ._connection import ConnectionStatistics as ConnectionStatistics
 from ._exceptions import AskError as AskError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BusyLoadingError as BusyLoadingError
 from ._exceptions import ClusterDownError as ClusterDownError
+from ._exceptions import CommandNotAllowedError as CommandNotAllowedError
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ConnectionLostError as ConnectionLostError
 from ._exceptions import CrossSlotError as CrossSlotError
@@ -40,6 +38,7 @@ from ._exceptions import ResponseError as ResponseError
 from ._exceptions import TransportError as TransportError
 from ._exceptions import TriopipeError as TriopipeError
 from ._exceptions import TryAgainError as TryAgainError
+from ._exceptions import UnknownCommandError as UnknownCommandError
 from ._exceptions import WatchError as WatchError
 from ._exceptions import WrongTypeError as WrongTypeError
 from ._fanout import FanOutBatch as FanOutBatch
@@ -49,6 +48,10 @@ from ._pubsub import Subscription as Subscription
 from ._scripts import Script as Script
 from ._sharded import ShardedClient as ShardedClient
 from ._sharded import open_sharded_client as open_sharded_client
+from ._statistics import ClientStatistics as ClientStatistics
+from ._statistics import ClusterClientStatistics as ClusterClientStatistics
+from ._statistics import ConnectionStatistics as ConnectionStatistics
+from ._statistics import ShardedClientStatistics as ShardedClientStatistics
 
 #: The batch of the cluster client (the same class as the sharded client's).
 ClusterBatch = FanOutBatch

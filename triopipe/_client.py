@@ -26,7 +26,6 @@ command gets that error.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -41,7 +40,7 @@ from ._batch import Batch, Transaction
 from ._commands import Arg, Command, Commands, Key, run_command
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
-from ._connection import Connection, ConnectionStatistics
+from ._connection import Connection
 from ._exceptions import ConnectError, ConnectionLostError, ResponseError, TransportError
 from ._group import ConnectionGroup
 from ._pipeline import Request
@@ -51,44 +50,17 @@ from ._resp import encode_command, encode_each
 from ._retry import RetryPolicy
 from ._routing import CommandKind, check_pipelinable, command_kind, command_name
 from ._scripts import Scripting
+from ._statistics import ClientStatistics
 from ._tasks import background_task_group
 
 __all__ = [
     "Client",
-    "ClientStatistics",
     "dispatch_to",
     "execute_reply",
     "open_client",
 ]
 
 T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientStatistics:
-    """A snapshot of a client, from :meth:`Client.statistics`.
-
-    Attributes:
-        connections: connections in the group.
-        connected: connections currently up.
-        commands_in_flight: commands submitted and not yet answered, in total.
-        commands_queued: commands not yet written to a socket, in total.
-        connects: successful connects so far (more than ``connections`` means
-            reconnects happened).
-        commands_written: commands written to sockets so far, in total.
-        writes: socket writes so far, in total (shared writes make it smaller
-            than ``commands_written``).
-        per_connection: one snapshot per connection.
-    """
-
-    connections: int
-    connected: int
-    commands_in_flight: int
-    commands_queued: int
-    connects: int
-    commands_written: int
-    writes: int
-    per_connection: tuple[ConnectionStatistics, ...]
 
 
 class Client(Commands, Scripting):
@@ -118,11 +90,6 @@ class Client(Commands, Scripting):
     def group(self) -> ConnectionGroup:
         """The connection group this client drives (for the package's other facades)."""
         return self._group
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        """What this client retries (for the package's other facades)."""
-        return self._retry
 
     async def execute(self, *args: Arg) -> Any:
         """Run one command and return its reply as the protocol gives it.

@@ -67,7 +67,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
-from ._client import Client, ClientStatistics
+from ._client import Client
 from ._cluster_map import (
     READ_ONLY_COMMANDS,
     Address,
@@ -90,40 +90,14 @@ from ._fanout import Entry, FanOut, FanOutClient, ShardedTransaction, gather, ra
 from ._group import ConnectionGroup
 from ._retry import ClusterRetryPolicy
 from ._routing import SLOTS, SlotRouter
+from ._statistics import ClusterClientStatistics
 from ._tasks import background_task_group
 
-__all__ = ["ClusterClient", "ClusterClientStatistics", "open_cluster_client"]
+__all__ = ["ClusterClient", "open_cluster_client"]
 
 T = TypeVar("T")
 
 _MIN_REFRESH_INTERVAL = 0.1
-
-
-@dataclasses.dataclass(frozen=True)
-class ClusterClientStatistics:
-    """A snapshot of a cluster client, from :meth:`~triopipe.ClusterClient.statistics`.
-
-    Attributes:
-        nodes: nodes the client holds connections to.
-        primaries: primaries in the slot map.
-        slots_served: slots with a known primary (16384 when all is well).
-        commands_in_flight: commands submitted and not yet answered, over all nodes.
-        refreshes: topology refreshes so far.
-        moved: ``MOVED`` replies followed so far.
-        asked: ``ASK`` replies followed so far.
-        retries: commands sent again after a refusal or failure (redirects included).
-        per_node: each node's :class:`~triopipe.ClientStatistics`, by URL.
-    """
-
-    nodes: int
-    primaries: int
-    slots_served: int
-    commands_in_flight: int
-    refreshes: int
-    moved: int
-    asked: int
-    retries: int
-    per_node: Mapping[str, ClientStatistics]
 
 
 class _Nodes:

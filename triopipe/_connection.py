@@ -55,7 +55,6 @@ which tests replace with a scripted stream.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import threading
@@ -67,13 +66,21 @@ import anyio.abc
 
 from ._backend import Signal, ThreadSignal, current_backend
 from ._config import ClientConfig
-from ._exceptions import ConnectError, ConnectionLostError, ProtocolError, ResponseError
+from ._exceptions import (
+    ConnectionLostError,
+    ProtocolError,
+    ResponseError,
+    connect_error,
+    copy_error,
+    request_error,
+)
 from ._pipeline import Notify, Pipeline, ReplyBudget, Request
-from ._resp import NEED_DATA, Push, Reader, encode_commands, make_reader
+from ._resp import Push, Reader, make_reader
 from ._resp._handshake import Handshake
-from ._streams import STREAM_ERRORS, Stream, open_stream, send_all
+from ._statistics import ConnectionStatistics
+from ._streams import STREAM_ERRORS, Stream, open_stream, run_handshake
 
-__all__ = ["Connection", "ConnectionStatistics"]
+__all__ = ["Connection"]
 
 N = TypeVar("N", bound=Notify)
 
@@ -85,31 +92,6 @@ _READ_SIZE = 256 * 1024
 _BACKOFF_BASE = 0.02
 _BACKOFF_CAP = 1.0
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *STREAM_ERRORS)
-
-
-@dataclasses.dataclass(frozen=True)
-class ConnectionStatistics:
-    """A snapshot of one connection, part of ``Client.statistics()``.
-
-    Attributes:
-        connected: a link is up and past its handshake.
-        commands_in_flight: commands submitted whose replies have not been read
-            (queued or written); abandoned ones count until their reply is read.
-        commands_queued: commands not yet written to the socket.
-        protocol: the RESP version the current link speaks (0 when none).
-        connects: successful connects so far.
-        commands_written: commands written to sockets so far.
-        writes: socket writes so far; far fewer than ``commands_written``
-            when concurrent commands share writes.
-    """
-
-    connected: bool
-    commands_in_flight: int
-    commands_queued: int
-    protocol: int
-    connects: int
-    commands_written: int
-    writes: int
 
 
 class _Link:
@@ -429,7 +411,7 @@ class Connection:
         link = self._link or self._start_link()
         await link.ready.wait()
         if link.error is not None and not link.connected:
-            raise _copy_error(link.error)
+            raise copy_error(link.error)
 
     def close(self) -> None:
         """Refuse new commands and fail the pending ones (the client is closing)."""
@@ -471,14 +453,14 @@ class Connection:
                 try:
                     with anyio.fail_after(self._config.connect_timeout):
                         stream = await self._open_stream()
-                        link.protocol = await self._run_handshake(stream, reader)
+                        link.protocol = await run_handshake(stream, reader, self._handshake)
                 except (ResponseError, ProtocolError) as exc:
                     self._failures += 1
                     self._break(link, exc)
                     return
                 except _CONNECT_ERRORS as exc:
                     self._failures += 1
-                    self._break(link, _connect_error(self._config.address, exc))
+                    self._break(link, connect_error(self._config.address, exc))
                     return
                 link.stream = stream
                 self._failures = 0
@@ -497,24 +479,6 @@ class Connection:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
 
-    async def _run_handshake(self, stream: Stream, reader: Reader) -> int:
-        handshake = self._handshake
-        hello = handshake.first_batch_uses_hello
-        while True:
-            commands = handshake.commands(hello=hello)
-            if not commands:
-                return 2
-            await send_all(stream, encode_commands(commands))
-            replies = await _read_replies(stream, reader, len(commands))
-            if reader.next_reply() is not NEED_DATA or reader.has_partial():
-                # More than the handshake's replies: a reply nobody asked for,
-                # which would otherwise be handed to the first user command.
-                raise ProtocolError("the server sent more replies than the handshake asked for")
-            result = handshake.check(replies, hello=hello)
-            if result is not None:
-                return result.protocol
-            hello = False
-
     def _break(self, link: _Link, error: BaseException) -> None:
         """Fail every request of ``link`` at once and detach it. Idempotent.
 
@@ -530,7 +494,7 @@ class Connection:
             link.closed = True
             link.pipeline.fail(
                 error,
-                lambda sent: _request_error(error, sent=sent),
+                lambda sent: request_error(error, sent=sent),
                 0 if stream is None else stream.in_doubt,
             )
         link.error = error
@@ -600,55 +564,3 @@ class Connection:
                     f"reading from {self._config.address} failed: {exc!r}", sent=True
                 ),
             )
-
-
-async def _read_replies(stream: Stream, reader: Reader, count: int) -> list[Any]:
-    """Read exactly ``count`` replies (used by the handshake only)."""
-    replies: list[Any] = []
-    while True:
-        reply = reader.next_reply()
-        if reply is NEED_DATA:
-            reader.feed(await stream.receive(_READ_SIZE))
-            continue
-        if type(reply) is not Push:
-            replies.append(reply)
-            if len(replies) == count:
-                return replies
-
-
-def _connect_error(address: str, exc: BaseException) -> ConnectError:
-    if isinstance(exc, TimeoutError):
-        error = ConnectError(f"timed out connecting to {address}")
-    else:
-        error = ConnectError(f"could not connect to {address}: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-def _request_error(error: BaseException, *, sent: bool) -> BaseException:
-    """A fresh exception per request: one instance raised in many tasks tangles tracebacks.
-
-    A lost link gives every request a :class:`ConnectionLostError` whose
-    ``sent`` is its own; a protocol error is its cause.
-    """
-    if isinstance(error, ConnectionLostError):
-        lost = ConnectionLostError(str(error), sent=sent)
-        lost.__cause__ = error.__cause__
-        return lost
-    if isinstance(error, ProtocolError):
-        what = "connection broken" if sent else "connection broken before sending"
-        lost = ConnectionLostError(f"{what}: {error}", sent=sent)
-        lost.__cause__ = error
-        return lost
-    return _copy_error(error)
-
-
-def _copy_error(error: BaseException) -> BaseException:
-    if isinstance(error, ResponseError):
-        copy: BaseException = type(error)(error.code, error.message)
-    elif isinstance(error, ConnectError):
-        copy = ConnectError(str(error))
-    else:
-        return error
-    copy.__cause__ = error.__cause__
-    return copy

@@ -3,7 +3,10 @@
 ::
 
     TriopipeError                  base of everything triopipe raises
+    ├── CommandNotAllowedError     a command refused before sending (also a ValueError)
+    │   └── UnknownCommandClassError  its class is unknown until the server is asked
     ├── NoShardError               a key-less command with no server to run on (also a ValueError)
+    ├── UnknownCommandError        neither the table nor the server knows the command's keys
     ├── ResponseError              the server answered with an error reply
     │   ├── WrongTypeError         WRONGTYPE: operation against a key of the wrong type
     │   ├── NoScriptError          NOSCRIPT: EVALSHA for a script the server lacks
@@ -33,11 +36,14 @@ built from server replies and addresses only, never from URLs or options.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AskError",
     "AuthenticationError",
     "BusyLoadingError",
     "ClusterDownError",
+    "CommandNotAllowedError",
     "ConnectError",
     "ConnectionLostError",
     "CrossSlotError",
@@ -55,14 +61,56 @@ __all__ = [
     "TransportError",
     "TriopipeError",
     "TryAgainError",
+    "UnknownCommandClassError",
+    "UnknownCommandError",
     "WatchError",
     "WrongTypeError",
+    "connect_error",
+    "copy_error",
     "error_from_reply",
+    "request_error",
 ]
 
 
 class TriopipeError(Exception):
     """Base class of every exception triopipe raises on purpose."""
+
+
+class CommandNotAllowedError(TriopipeError, ValueError):
+    """Raised before sending a command that may not run where it was sent.
+
+    The message names the command, says why, and names the API to use
+    instead (``transaction()`` for MULTI, ``subscribe()`` for SUBSCRIBE,
+    a ``batch()`` for WAIT...).
+
+    Attributes:
+        command: the command's name, upper case (``"CLIENT REPLY"``).
+        command_class: its :class:`~triopipe._routing.CommandClass`.
+    """
+
+    def __init__(self, message: str, command: str, command_class: Any) -> None:
+        super().__init__(message)
+        self.command = command
+        self.command_class = command_class
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.command, self.command_class))
+
+
+class UnknownCommandClassError(CommandNotAllowedError):
+    """Raised for a command whose class is unknown until the server is asked.
+
+    The clients ask the server (``COMMAND INFO``) and try again; this reaches
+    a caller only when the server cannot say either.
+    """
+
+
+class UnknownCommandError(TriopipeError, ValueError):
+    """Raised, before sending, for a command whose keys neither the table nor the server knows.
+
+    The sharded and cluster clients route by key: a command they cannot
+    place (a typo, or a module the servers do not have) is refused.
+    """
 
 
 class NoShardError(TriopipeError, ValueError):
@@ -268,3 +316,45 @@ def error_from_reply(text: str) -> ResponseError:
                     cls = special
                     break
     return cls(code, message)
+
+
+def connect_error(address: str, cause: BaseException) -> ConnectError:
+    """The :class:`ConnectError` for a failed connect to ``address``, caused by ``cause``."""
+    if isinstance(cause, TimeoutError):
+        error = ConnectError(f"timed out connecting to {address}")
+    else:
+        error = ConnectError(f"could not connect to {address}: {cause}")
+    error.__cause__ = cause
+    return error
+
+
+def request_error(error: BaseException, *, sent: bool) -> BaseException:
+    """The error one request of a failed link gets, from the link's ``error``.
+
+    A fresh exception per request: one instance raised in many tasks tangles
+    their tracebacks. A lost link gives every request a
+    :class:`ConnectionLostError` whose ``sent`` is its own; a protocol error
+    is its cause.
+    """
+    if isinstance(error, ConnectionLostError):
+        lost = ConnectionLostError(str(error), sent=sent)
+        lost.__cause__ = error.__cause__
+        return lost
+    if isinstance(error, ProtocolError):
+        what = "connection broken" if sent else "connection broken before sending"
+        lost = ConnectionLostError(f"{what}: {error}", sent=sent)
+        lost.__cause__ = error
+        return lost
+    return copy_error(error)
+
+
+def copy_error(error: BaseException) -> BaseException:
+    """A copy of a response or connect error, for one more caller to raise."""
+    if isinstance(error, ResponseError):
+        copy: BaseException = type(error)(error.code, error.message)
+    elif isinstance(error, ConnectError):
+        copy = ConnectError(str(error))
+    else:
+        return error
+    copy.__cause__ = error.__cause__
+    return copy

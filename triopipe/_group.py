@@ -15,9 +15,10 @@ import anyio
 import anyio.abc
 
 from ._config import ClientConfig
-from ._connection import Connection, ConnectionStatistics
+from ._connection import Connection
 from ._exceptions import ResponseError, TransportError
 from ._resp import Push
+from ._statistics import ConnectionStatistics
 
 __all__ = ["ConnectionGroup"]
 

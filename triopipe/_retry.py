@@ -1,7 +1,7 @@
 """When a failed command may be sent again, and after how long.
 
-The rule (DESIGN.md, "Failures"): retry automatically only what the server
-provably did not execute. That is:
+The rule (see the architecture guide, "Failures"): retry automatically only
+what the server provably did not execute. That is:
 
 - a command that was never written: ``ConnectionLostError`` with
   ``sent=False``, or a ``ConnectError`` (the link failed before writing it);

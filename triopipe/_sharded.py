@@ -25,42 +25,25 @@ raised only once every shard has finished.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from ._client import Client, ClientStatistics, dispatch_to
+from ._client import Client, dispatch_to
 from ._commands import Arg, Command, Key
 from ._config import ClientConfig, parse_url
 from ._exceptions import ConnectionLostError
 from ._fanout import Entry, FanOut, FanOutClient, ShardedTransaction, gather, raise_first
 from ._group import ConnectionGroup
 from ._routing import ShardRouter
+from ._statistics import ShardedClientStatistics
 from ._tasks import background_task_group
 
-__all__ = ["ShardedClient", "ShardedClientStatistics", "open_sharded_client"]
+__all__ = ["ShardedClient", "connect_all", "open_sharded_client"]
 
 T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True)
-class ShardedClientStatistics:
-    """A snapshot of a sharded client, from :meth:`~triopipe.ShardedClient.statistics`.
-
-    Attributes:
-        shards: number of shards.
-        connected_shards: shards with at least one connection up.
-        commands_in_flight: commands submitted and not yet answered, over all shards.
-        per_shard: each shard's :class:`~triopipe.ClientStatistics`, by shard name.
-    """
-
-    shards: int
-    connected_shards: int
-    commands_in_flight: int
-    per_shard: Mapping[str, ClientStatistics]
 
 
 class _Shards:

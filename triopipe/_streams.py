@@ -17,7 +17,8 @@ nothing else, so that tests can hand it a scripted one. Two kinds exist:
   ``_TLS_CHUNK`` bytes and the chunk being sent is *in doubt* while the call
   runs: if it is interrupted, its bytes may or may not have left.
 
-:func:`open_stream` connects one, as a client's config says.
+:func:`open_stream` connects one, as a client's config says, and
+:func:`run_handshake` makes the first exchange on it.
 """
 
 from __future__ import annotations
@@ -34,8 +35,19 @@ import anyio.abc
 
 from ._backend import Backend
 from ._config import ClientConfig
+from ._exceptions import ProtocolError
+from ._resp import NEED_DATA, Push, Reader, encode_commands
+from ._resp._handshake import Handshake
 
-__all__ = ["STREAM_ERRORS", "AnyioStream", "SocketStream", "Stream", "open_stream", "send_all"]
+__all__ = [
+    "STREAM_ERRORS",
+    "AnyioStream",
+    "SocketStream",
+    "Stream",
+    "open_stream",
+    "run_handshake",
+    "send_all",
+]
 
 # Errors that mean "the byte stream is gone"; anything else is a bug and
 # propagates.
@@ -48,6 +60,7 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
 )
 # Largest TLS write: what is in doubt if a TLS write is interrupted.
 _TLS_CHUNK = 64 * 1024
+_HANDSHAKE_READ = 64 * 1024
 
 
 class Stream(Protocol):
@@ -80,10 +93,39 @@ class Stream(Protocol):
 
 
 async def send_all(stream: Stream, data: bytes) -> None:
-    """Write all of ``data`` (the handshake's one write)."""
+    """Write all of ``data`` (the handshake's writes)."""
     view = memoryview(data)
     while view:
         view = view[await stream.send_some(view) :]
+
+
+async def run_handshake(stream: Stream, reader: Reader, handshake: Handshake) -> int:
+    """Exchange ``handshake``'s commands on a new stream; return the protocol it settled on.
+
+    Raises:
+        ResponseError: the server refused (e.g. :class:`~triopipe.AuthenticationError`).
+        ProtocolError: the server sent more replies than asked for: one would
+            otherwise be handed to the first user command.
+    """
+    hello = handshake.first_batch_uses_hello
+    while True:
+        commands = handshake.commands(hello=hello)
+        if not commands:
+            return 2
+        await send_all(stream, encode_commands(commands))
+        replies: list[Any] = []
+        while len(replies) < len(commands):
+            reply = reader.next_reply()
+            if reply is NEED_DATA:
+                reader.feed(await stream.receive(_HANDSHAKE_READ))
+            elif type(reply) is not Push:
+                replies.append(reply)
+        if reader.next_reply() is not NEED_DATA or reader.has_partial():
+            raise ProtocolError("the server sent more replies than the handshake asked for")
+        result = handshake.check(replies, hello=hello)
+        if result is not None:
+            return result.protocol
+        hello = False
 
 
 class SocketStream:

@@ -24,7 +24,7 @@ from triopipe.testing import RedisServerProcess
 @pytest.fixture
 def tls_port(tls_server: tuple[RedisServerProcess, int]) -> int:
     server, port = tls_server
-    server._flush()
+    server.flush()
     return port
 
 

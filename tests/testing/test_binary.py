@@ -146,7 +146,7 @@ def test_kind_and_version_match_the_running_server(
     monkeypatch.setenv("TRIOPIPE_REDIS_SERVER", binary)
     with redis_server_process() as server:
         assert server.info.version == info.version
-        [text] = server._run(("INFO", "server"), timeout=5)
+        [text] = server.run(("INFO", "server"), timeout=5)
     fields = dict(line.split(":", 1) for line in text.decode().splitlines() if ":" in line)
     # Valkey also reports redis_version (7.2.4, for old clients): not its own.
     assert fields.get("server_name", "redis") == info.kind

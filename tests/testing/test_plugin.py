@@ -160,7 +160,7 @@ def existing() -> Iterator[RedisServerProcess]:
 
 
 def _keys(server: RedisServerProcess) -> list[bytes]:
-    return server._run(("KEYS", "*"), timeout=5)
+    return server.run(("KEYS", "*"), timeout=5)
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
@@ -176,34 +176,34 @@ def test_existing_server_from_the_environment(
     result.assert_outcomes(passed=_passed(runner, 2))
     result.stdout.fnmatch_lines([f"triopipe: existing server: {existing.url}"])
     # The last test's key is still there: it used this server.
-    assert existing._run(("GET", "n"), timeout=5) == [b"1"]
+    assert existing.run(("GET", "n"), timeout=5) == [b"1"]
 
 
 def test_existing_server_that_holds_data_is_refused(
     project: pytest.Pytester, existing: RedisServerProcess
 ) -> None:
-    existing._run(("SET", "precious", "data"), ("SELECT", "3"), ("SET", "more", "1"), timeout=5)
+    existing.run(("SET", "precious", "data"), ("SELECT", "3"), ("SET", "more", "1"), timeout=5)
     _three_line_tests(project, "anyio")
     result = run(project, f"--redis-url={existing.url}")
     result.assert_outcomes(errors=4)
     result.stdout.fnmatch_lines(
         ["*holds data (db0: 1 key, db3: 1 key), and the triopipe fixtures empty it before *"]
     )
-    assert existing._run(("GET", "precious"), timeout=5) == [b"data"]
+    assert existing.run(("GET", "precious"), timeout=5) == [b"data"]
     # Told that the data may go, the fixtures empty it and the tests run.
     result = run(project, f"--redis-url={existing.url}", "--redis-allow-flush")
     result.assert_outcomes(passed=4)
-    assert existing._run(("EXISTS", "precious"), timeout=5) == [b"0"]
+    assert existing.run(("EXISTS", "precious"), timeout=5) == [b"0"]
 
 
 def test_existing_database_is_the_only_one_checked_and_emptied(
     project: pytest.Pytester, existing: RedisServerProcess
 ) -> None:
-    existing._run(("SET", "elsewhere", "kept"), timeout=5)
+    existing.run(("SET", "elsewhere", "kept"), timeout=5)
     _three_line_tests(project, "asyncio")
     run(project, f"--redis-url={existing.url}/5").assert_outcomes(passed=2)
-    assert existing._run(("GET", "elsewhere"), timeout=5) == [b"kept"]
-    assert existing._run(("SELECT", "5"), ("GET", "n"), timeout=5) == [b"OK", b"1"]
+    assert existing.run(("GET", "elsewhere"), timeout=5) == [b"kept"]
+    assert existing.run(("SELECT", "5"), ("GET", "n"), timeout=5) == [b"OK", b"1"]
 
 
 def test_existing_server_without_a_binary(
@@ -273,7 +273,7 @@ def test_existing_cluster_and_shards(
         urls = ",".join(shard.url for shard in shards)
         run(project, f"--redis-shard-urls={urls}").assert_outcomes(passed=1)
         # Every primary got its key: the inner test used this cluster.
-        assert sum(int(node._run(("DBSIZE",), timeout=5)[0]) for node in cluster.primaries()) == 3
+        assert sum(int(node.run(("DBSIZE",), timeout=5)[0]) for node in cluster.primaries()) == 3
         # Data in one primary is found and refused.
         result = run(project, f"--redis-shard-urls={urls}")
         result.assert_outcomes(errors=1)

@@ -51,7 +51,7 @@ import enum
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from .._exceptions import TriopipeError
+from .._exceptions import CommandNotAllowedError, UnknownCommandClassError
 from ._keys import learn_key_specs, text
 from ._keyspecs import BLOCKING_TOKEN, COMMAND_CLASS, CONTAINERS, INSTEAD
 
@@ -90,35 +90,6 @@ class CommandKind(enum.Enum):
     SHARED = "shared"
     BLOCKING = "blocking"
     SUBSCRIPTION = "subscription"
-
-
-class CommandNotAllowedError(TriopipeError, ValueError):
-    """Raised before sending a command that may not run where it was sent.
-
-    The message names the command, says why, and names the API to use
-    instead (``transaction()`` for MULTI, ``subscribe()`` for SUBSCRIBE,
-    a ``batch()`` for WAIT...).
-
-    Attributes:
-        command: the command's name, upper case (``"CLIENT REPLY"``).
-        command_class: its :class:`CommandClass`.
-    """
-
-    def __init__(self, message: str, command: str, command_class: CommandClass) -> None:
-        super().__init__(message)
-        self.command = command
-        self.command_class = command_class
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (str(self), self.command, self.command_class))
-
-
-class UnknownCommandClassError(CommandNotAllowedError):
-    """Raised for a command whose class is unknown until the server is asked.
-
-    The client asks the server (``COMMAND INFO``), passes the answer to
-    :func:`learn_command`, and tries again.
-    """
 
 
 #: Where a command is to run: alone through ``execute`` (a blocking command

@@ -27,6 +27,7 @@ from binascii import crc_hqx
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._exceptions import UnknownCommandError
 from ._keyspecs import (
     CONTAINERS,
     INDEX,
@@ -59,10 +60,6 @@ __all__ = [
 
 #: Number of slots in the key space, as in Redis Cluster.
 SLOTS = 16384
-
-
-class UnknownCommandError(ValueError):
-    """The routing table does not know this command, so not where its keys are."""
 
 
 def key_bytes(key: Any) -> bytes:

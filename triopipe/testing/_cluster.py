@@ -127,7 +127,7 @@ class _ClusterNodeProcess(RedisServerProcess):
 
     def command(self, *args: str) -> bytes:
         """Run one command over a plain socket; return its simple or bulk reply."""
-        return self._run(tuple(args), timeout=_COMMAND_TIMEOUT)[0]
+        return self.run(tuple(args), timeout=_COMMAND_TIMEOUT)[0]
 
 
 def _parse_nodes(text: str) -> tuple[str, frozenset[tuple[str, str, str, str]], bool]:
@@ -188,19 +188,21 @@ class RedisClusterProcesses:
         """The cluster node id of ``node`` (it survives restarts)."""
         return self._ids[node]
 
-    def _open(self) -> None:
+    def open(self) -> None:
+        """Start every node and form the cluster; undo everything on failure."""
         reason = self.nodes[0].info.unmet(cluster=True)
         if reason is not None:
             raise RedisClusterError(f"cannot form a cluster: the harness {reason}")
         try:
-            _in_parallel([node._open for node in self.nodes])
+            _in_parallel([node.open for node in self.nodes])
             self._create()
         except BaseException:
-            self._close()
+            self.close()
             raise
 
-    def _close(self) -> None:
-        _in_parallel([node._close_locked for node in self.nodes])
+    def close(self) -> None:
+        """Stop every node and remove their directories."""
+        _in_parallel([node.close for node in self.nodes])
 
     def _create(self) -> None:
         masters = self.nodes[: self._masters]
@@ -271,7 +273,7 @@ class RedisClusterProcesses:
 
     def role(self, node: RedisServerProcess) -> str:
         """``"master"`` or ``"replica"``, as ``node`` itself says (``ROLE``-free: INFO)."""
-        info = node._run(("INFO", "replication"), timeout=_COMMAND_TIMEOUT)[0]
+        info = node.run(("INFO", "replication"), timeout=_COMMAND_TIMEOUT)[0]
         return "master" if b"role:master" in info else "replica"
 
 
@@ -300,10 +302,10 @@ def redis_cluster_processes(
     """
     cluster = RedisClusterProcesses(masters, replicas, **config)
     try:
-        cluster._open()
+        cluster.open()
         yield cluster
     finally:
-        cluster._close()
+        cluster.close()
 
 
 class RedisClusterNode(RedisServer):
@@ -398,9 +400,9 @@ async def redis_cluster(
     """
     processes = RedisClusterProcesses(masters, replicas, **config)
     try:
-        await anyio.to_thread.run_sync(processes._open)
+        await anyio.to_thread.run_sync(processes.open)
         yield RedisCluster(processes)
     finally:
         # Cleanup must run to the end even when the block was cancelled.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(processes._close)
+            await anyio.to_thread.run_sync(processes.close)

@@ -59,5 +59,5 @@ def redis_cluster_urls(request: pytest.FixtureRequest) -> list[str]:
     cluster: RedisClusterProcesses = request.getfixturevalue("redis_session_cluster")
     cluster.wait_stable()
     for node in cluster.primaries():
-        node._flush()
+        node.flush()
     return cluster.urls

@@ -115,7 +115,8 @@ class FakeServer:
         """The server's URL, ``redis://127.0.0.1:PORT``."""
         return f"redis://{_HOST}:{self._port}"
 
-    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+    async def handle(self, stream: anyio.abc.SocketStream) -> None:
+        """Serve one accepted connection: the script of its turn, then plain replies."""
         log = FakeConnection()
         index = len(self.connections)
         self.connections.append(log)
@@ -324,5 +325,5 @@ async def fake_server(
     # The block's own exception leaves as itself, not wrapped in an exception
     # group by the task group: the server's tasks never fail on their own.
     async with listener, background_task_group() as task_group:
-        task_group.start_soon(listener.serve, server._handle)
+        task_group.start_soon(listener.serve, server.handle)
         yield server

@@ -104,7 +104,7 @@ def prepared(prepare: Callable[[], _T]) -> _T:
 def _cleaned(server: RedisServerProcess) -> str:
     """Empty a shared server for the next test and return its URL."""
     try:
-        server._flush()
+        server.flush()
     except OSError as exc:
         # Bring it back for the tests that follow, but fail this one loudly:
         # an earlier test broke the shared server.

@@ -384,25 +384,23 @@ class RedisServerProcess:
         with self._lock:
             self._stop(kill=True)
 
-    def restart(self) -> None:
+    def restart(self, checkpoint: Callable[[], object] | None = None) -> None:
         """Stop the server if it runs, then start it again on the same port.
 
         Data is lost unless persistence was switched on in the settings.
+        ``checkpoint`` is called while waiting and may raise to abort.
 
         Raises:
             RedisServerError: if the server does not come back, e.g. because
                 another process took its port meanwhile.
         """
-        self._restart(None)
-
-    def _restart(self, checkpoint: Callable[[], object] | None) -> None:
         with self._lock:
             if self._directory is None:
                 raise RuntimeError("the server has not been opened")
             self._stop(kill=False)
             self._start(checkpoint, new_port=False)
 
-    def _open(self, checkpoint: Callable[[], object] | None = None) -> None:
+    def open(self, checkpoint: Callable[[], object] | None = None) -> None:
         """Create the directory and start the server; undo everything on failure.
 
         ``checkpoint`` is called while waiting and may raise to abort (the async
@@ -433,7 +431,8 @@ class RedisServerProcess:
             if directory is not None:
                 shutil.rmtree(directory)
 
-    def _close_locked(self) -> None:
+    def close(self) -> None:
+        """Stop the server, give back its port and remove its directory (idempotent)."""
         with self._lock:
             self._close()
 
@@ -496,7 +495,7 @@ class RedisServerProcess:
         deadline = time.monotonic() + _READY_TIMEOUT
         while process.poll() is None:
             try:
-                pong, info = self._run(("PING",), ("INFO", "server"), timeout=_PROBE_TIMEOUT)
+                pong, info = self.run(("PING",), ("INFO", "server"), timeout=_PROBE_TIMEOUT)
             except OSError:
                 pass  # not listening yet
             except _ErrorReplyError as exc:
@@ -525,16 +524,16 @@ class RedisServerProcess:
         ]
         return "\n".join(part for part in parts if part) or "(the log is empty)"
 
-    def _run(self, *commands: tuple[str, ...], timeout: float) -> list[bytes]:
+    def run(self, *commands: tuple[str, ...], timeout: float) -> list[bytes]:
         """Run ``commands`` over a plain socket, authenticated with ``requirepass``."""
         password = self._settings.get("requirepass", [])
         if len(password) == 1 and password[0]:
             return _run_commands(self._port, ("AUTH", password[0]), *commands, timeout=timeout)[1:]
         return _run_commands(self._port, *commands, timeout=timeout)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Empty every database and the script cache, over a plain socket."""
-        self._run(("FLUSHALL",), ("SCRIPT", "FLUSH"), timeout=_COMMAND_TIMEOUT)
+        self.run(("FLUSHALL",), ("SCRIPT", "FLUSH"), timeout=_COMMAND_TIMEOUT)
 
 
 @contextlib.contextmanager
@@ -563,10 +562,10 @@ def redis_server_process(**config: ConfigValue) -> Iterator[RedisServerProcess]:
     """
     process = RedisServerProcess(**config)
     try:
-        process._open()
+        process.open()
         yield process
     finally:
-        process._close_locked()
+        process.close()
 
 
 class RedisServer:
@@ -651,7 +650,7 @@ class RedisServer:
                 another process took its port meanwhile.
         """
         await anyio.to_thread.run_sync(
-            functools.partial(self._process._restart, anyio.from_thread.check_cancelled)
+            functools.partial(self._process.restart, anyio.from_thread.check_cancelled)
         )
 
 
@@ -684,12 +683,12 @@ async def redis_server(**config: ConfigValue) -> AsyncIterator[RedisServer]:
     """
     process = RedisServerProcess(**config)
     try:
-        await anyio.to_thread.run_sync(process._open, anyio.from_thread.check_cancelled)
+        await anyio.to_thread.run_sync(process.open, anyio.from_thread.check_cancelled)
         yield RedisServer(process)
     finally:
         # Cleanup must run to the end even when the block was cancelled.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(process._close_locked)
+            await anyio.to_thread.run_sync(process.close)
 
 
 def _in_parallel(steps: Sequence[Callable[[], object]]) -> None:
@@ -734,10 +733,10 @@ def redis_server_processes(
     _check_count(count)
     processes = [RedisServerProcess(**config) for _ in range(count)]
     try:
-        _in_parallel([process._open for process in processes])
+        _in_parallel([process.open for process in processes])
         yield processes
     finally:
-        _in_parallel([process._close_locked for process in processes])
+        _in_parallel([process.close for process in processes])
 
 
 @contextlib.asynccontextmanager
@@ -772,7 +771,7 @@ async def redis_servers(count: int, **config: ConfigValue) -> AsyncIterator[list
 
     async def open_one(process: RedisServerProcess) -> None:
         try:
-            await anyio.to_thread.run_sync(process._open, anyio.from_thread.check_cancelled)
+            await anyio.to_thread.run_sync(process.open, anyio.from_thread.check_cancelled)
         except Exception as exc:  # reported unwrapped below, not in a group
             errors.append(exc)
 
@@ -786,6 +785,4 @@ async def redis_servers(count: int, **config: ConfigValue) -> AsyncIterator[list
     finally:
         # Cleanup must run to the end even when the block was cancelled.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(
-                _in_parallel, [process._close_locked for process in processes]
-            )
+            await anyio.to_thread.run_sync(_in_parallel, [process.close for process in processes])
