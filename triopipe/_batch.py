@@ -38,9 +38,9 @@ from ._connection import Connection
 from ._exceptions import ConnectionLostError, ExecAbortError, ResponseError, WatchError
 from ._pipeline import Request
 from ._resp import encode_command, encode_commands
-from ._routing import check_pipelinable
+from ._routing import CommandClass, command_class, command_name, refusal
 
-__all__ = ["Batch", "BatchBlock", "Pending", "Transaction", "outcome"]
+__all__ = ["Batch", "BatchBlock", "Pending", "Transaction", "check_pinned", "outcome"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -127,6 +127,32 @@ class Pending(Generic[T]):
         self._value = reply
 
 
+def check_pinned(args: Sequence[Arg]) -> None:
+    """Refuse a command a batch may not hold: it shares a connection, pinned to the batch.
+
+    Shared commands and ``WAIT``/``WAITAOF`` (about the batch's writes) may.
+
+    Raises:
+        CommandNotAllowedError: a blocking, subscription or connection-state
+            command, or one triopipe's table lacks that no client asked the
+            server about yet.
+    """
+    if command_class(args) is not CommandClass.SHARED:
+        error = refusal(args, "pinned")
+        if error is not None:
+            raise error
+
+
+def _check_transaction(args: Sequence[Arg]) -> None:
+    """Refuse a command that cannot run between ``MULTI`` and ``EXEC``.
+
+    Blocking commands may (the server runs them without blocking there);
+    subscription and connection-state commands may not.
+    """
+    if command_class(args) is not CommandClass.BLOCKING:
+        check_pinned(args)
+
+
 def outcome(pending: Pending[Any]) -> Any:
     """A settled pending's reply, or its error as a value."""
     try:
@@ -154,11 +180,17 @@ class Batch(BatchBlock, Commands):
         return len(self._pendings)
 
     def execute(self, *args: Arg) -> Pending[Any]:
-        """Queue any command; returns its :class:`Pending` at once."""
-        check_pipelinable((args,))
+        """Queue any command; returns its :class:`Pending` at once.
+
+        Raises:
+            CommandNotAllowedError: a blocking, subscription or
+                connection-state command (nothing is queued).
+        """
+        check_pinned(args)
         return self._queue(encode_command(args), None)
 
     def _dispatch(self, command: Command[T], /) -> Pending[T]:
+        check_pinned(command.args)
         return self._queue(encode_command(command.args), command.transform)
 
     def _queue(self, payload: bytes, transform: Callable[[Any], T] | None) -> Pending[T]:
@@ -214,6 +246,10 @@ class Batch(BatchBlock, Commands):
             request.abandoned = True
 
 
+# Connection-state commands a transaction's immediate commands may send.
+_IMMEDIATE_STATE_COMMANDS = frozenset({"WATCH", "UNWATCH"})
+
+
 class _Immediate(Commands):
     """Runs commands at once on a transaction's reserved connection."""
 
@@ -223,7 +259,14 @@ class _Immediate(Commands):
         self._connection = connection
 
     async def execute(self, *args: Arg) -> Any:
-        """Run one command now and return its reply (errors raise)."""
+        """Run one command now and return its reply (errors raise).
+
+        The connection is the transaction's alone: ``WATCH``/``UNWATCH`` and
+        blocking commands may run here; ``MULTI`` and the like may not (the
+        transaction sends them itself).
+        """
+        if command_name(args) not in _IMMEDIATE_STATE_COMMANDS:
+            _check_transaction(args)
         reply = await self._connection.call(encode_command(args), 1)
         if isinstance(reply, Exception):
             raise reply
@@ -284,6 +327,7 @@ class Transaction(Commands):
     def _queue(self, args: Sequence[Arg], transform: Callable[[Any], T] | None) -> Pending[T]:
         if not args:
             raise ValueError("empty command")
+        _check_transaction(args)
         encode_command(args)  # reject bad arguments now, not at exit
         self._commands.append(args)
         pending: Pending[T] = Pending(transform)

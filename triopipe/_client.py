@@ -41,14 +41,28 @@ from ._commands import Arg, Command, Commands, Key, run_command
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
 from ._connection import Connection
-from ._exceptions import ConnectError, ConnectionLostError, ResponseError, TransportError
+from ._exceptions import (
+    ConnectError,
+    ConnectionLostError,
+    ResponseError,
+    TransportError,
+    UnknownCommandClassError,
+)
 from ._group import ConnectionGroup
 from ._pipeline import Request
 from ._protocols import DirectRoute
 from ._pubsub import Subscription
 from ._resp import encode_command, encode_each
 from ._retry import RetryPolicy
-from ._routing import CommandKind, check_pipelinable, command_kind, command_name
+from ._routing import (
+    CommandClass,
+    check_commands,
+    command_class,
+    command_name,
+    learn_command,
+    refusal,
+    unknown_commands,
+)
 from ._scripts import Scripting
 from ._statistics import ClientStatistics
 from ._tasks import background_task_group
@@ -100,26 +114,36 @@ class Client(Commands, Scripting):
         ``LOADING`` or a full ``maxclients``) is retried up to ``retries``
         times; a written one is never resent unless ``at_least_once=True``.
 
+        Commands that would change the shared connection for every caller
+        (``MULTI``, ``SELECT``, ``CLIENT REPLY``...), subscription commands and
+        ``WAIT``/``WAITAOF`` (which need the connection that carried the
+        caller's writes) are refused before anything is sent; the error names
+        the API to use instead. A command triopipe's table lacks (a module's)
+        is looked up on the server first (``COMMAND INFO``, once per process).
+
         Raises:
             ResponseError: the server answered with an error.
             ConnectionLostError: the connection broke before the reply came.
             ConnectError: the server could not be reached.
-            ValueError: a subscription command (``SUBSCRIBE``, ``MONITOR``...):
-                use the pub/sub API for those.
+            CommandNotAllowedError: the command may not run through
+                ``execute`` (a ``ValueError`` too).
             anyio.ClosedResourceError: the client is closed.
         """
         payload = encode_command(args)
-        kind = command_kind(args)
+        kind = command_class(args)
+        if kind is not CommandClass.SHARED and kind is not CommandClass.BLOCKING:
+            kind = await self._allowed(args, kind)
         attempt = 0
         while True:
             try:
-                if kind is CommandKind.SHARED:
+                if kind is CommandClass.SHARED:
                     connection = self._group.choose()
                     reply = await connection.call(payload, 1)
                     if type(reply) is list and connection.protocol == 3:
                         reply = _resp3_set(args, reply)
                 else:
-                    reply = await self._call_dedicated(args, payload, kind)
+                    async with self._group.reserve() as connection:
+                        reply = await connection.call(payload, 1)
             except (TransportError, ResponseError) as exc:
                 reply = exc
             # Error replies, and replies that could not be decoded, arrive as
@@ -133,36 +157,71 @@ class Client(Commands, Scripting):
             if delay:
                 await anyio.sleep(delay)
 
+    async def _allowed(self, args: Sequence[Arg], kind: CommandClass) -> CommandClass:
+        """The class of a command that is neither shared nor blocking, if ``execute`` may run it.
+
+        Raises:
+            CommandNotAllowedError: it may not (before anything is sent).
+        """
+        if kind is CommandClass.UNKNOWN:
+            await self.learn_commands(unknown_commands([args]))
+            kind = command_class(args)
+        error = refusal(args, "execute")
+        if error is not None:
+            raise error
+        return kind
+
+    async def learn_commands(self, names: Sequence[str] | None = None) -> None:
+        """Ask the server about commands triopipe's command table lacks, and remember them.
+
+        ``execute`` and ``execute_many`` do it for you when they meet such a
+        command (a module's, a newer server's). A batch cannot: it adds
+        commands without waiting. Call this once before using such commands
+        in batches, or after loading a module into a running server.
+
+        Args:
+            names: the commands to ask about (``"JSON.SET"``, ``"CLIENT|NEWSUB"``);
+                by default every command the server lists (``COMMAND LIST``)
+                that the table lacks.
+        """
+        if names is None:
+            try:
+                listed = await self.execute("COMMAND", "LIST")
+            except ResponseError:  # before Redis 7, or not allowed by the ACL
+                return
+            names = unknown_commands([(name,) for name in listed])
+        for start in range(0, len(names), _LEARN_CHUNK):
+            chunk = names[start : start + _LEARN_CHUNK]
+            try:
+                infos = await self.execute("COMMAND", "INFO", *chunk)
+            except ResponseError:  # not allowed by the ACL: nothing to learn from
+                infos = [None] * len(chunk)
+            for name, info in zip(chunk, infos, strict=True):
+                learn_command(info, name)
+
     def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
         """Where a plain command may go without this client's ``execute``, if anywhere.
 
         The cross-thread hook of the blocking facade: the shared connection
         ``execute`` would use, for a command that needs nothing else; None
-        for anything else (blocking or subscription commands, a closed client).
+        for anything else (a blocking or refused command, a closed client).
         """
-        if command_kind(args) is not CommandKind.SHARED or self._group.closed:
+        if command_class(args) is not CommandClass.SHARED or self._group.closed:
             return None
         return DirectRoute(self._group.choose(), self._retryable)
 
     def _retryable(self, error: BaseException) -> bool:
         return self._retry.delay(error, 0) is not None
 
-    async def _call_dedicated(self, args: Sequence[Arg], payload: bytes, kind: CommandKind) -> Any:
-        if kind is CommandKind.SUBSCRIPTION:
-            raise ValueError(
-                f"{command_name(args)} changes the connection's mode: use the pub/sub API "
-                "(redis.subscribe) instead of execute"
-            )
-        async with self._group.reserve() as connection:
-            return await connection.call(payload, 1)
-
     def batch(self) -> Batch:
         """Queue commands that stream to the server; replies are read at exit.
 
         ``b.execute(...)`` and the typed helpers on ``b`` return
         :class:`Pending` handles at once. All commands of a batch go over one
-        connection, in order. Blocking and subscription commands are refused
-        (they would stall the shared connection).
+        connection, in order, so ``WAIT``/``WAITAOF`` in a batch count its
+        writes (and hold that connection until the replicas answer or the
+        timeout ends: keep it short). Blocking, subscription and
+        connection-state commands are refused before anything is sent.
         """
         return Batch(self._group.choose())
 
@@ -230,17 +289,37 @@ class Client(Commands, Scripting):
                 valid UTF-8 under ``decode=True``.
         """
         connection = self._group.choose()
+        run = _PipelineRun(connection, self._retry)
         if isinstance(commands, Sequence):
-            check_pipelinable(commands)
-            windows: Iterator[list[bytes]] = _slices(encode_each(commands), connection)
+            await self.check_pipeline(commands)
+            results = await run.run(_slices(encode_each(commands), connection))
         else:
-            windows = _encoded_windows(commands, connection)
-        results = await _PipelineRun(connection, self._retry).run(windows)
+            results = await run.run(_slices(commands, connection), self._prepared)
         if raise_on_error:
             for reply in results:
                 if isinstance(reply, Exception):
                     raise reply
         return results
+
+    async def check_pipeline(self, commands: Sequence[Sequence[Arg]]) -> None:
+        """Refuse, before anything is sent, a command of ``commands`` a pipeline may not hold.
+
+        Commands the table lacks are looked up on the server first.
+
+        Raises:
+            CommandNotAllowedError: a blocking, subscription or
+                connection-state command, or ``WAIT``.
+        """
+        try:
+            check_commands(commands, "pipeline")
+        except UnknownCommandClassError:
+            await self.learn_commands(unknown_commands(commands))
+            check_commands(commands, "pipeline")
+
+    async def _prepared(self, window: list[Sequence[Arg]], first: int) -> list[bytes]:
+        """A window of a pipeline taken from an iterable, checked and encoded."""
+        await self.check_pipeline(window)
+        return encode_each(window, first)
 
     async def run_encoded(self, parts: list[bytes]) -> list[Any]:
         """Every outcome of encoded commands sent as one pipeline, in order (never raises them).
@@ -317,6 +396,8 @@ def _resp3_set(args: Sequence[Arg], reply: list[Any]) -> Any:
     return reply
 
 
+# Commands asked about per COMMAND INFO.
+_LEARN_CHUNK = 100
 # Encoded bytes per request of an execute_many call: a window of big values
 # (200 SETs of 1 MiB) goes as many requests, not one 200 MiB join.
 _REQUEST_BYTES = 1024 * 1024
@@ -348,11 +429,26 @@ class _PipelineRun:
         # Set once the server cannot be reached: nothing more is sent.
         self._down: BaseException | None = None
 
-    async def run(self, windows: Iterator[list[bytes]]) -> list[Any]:
-        """Send ``windows`` in order and return every command's outcome."""
+    async def run(
+        self,
+        windows: Iterator[list[Any]],
+        prepare: Callable[[list[Any], int], Awaitable[list[bytes]]] | None = None,
+    ) -> list[Any]:
+        """Send ``windows`` in order and return every command's outcome.
+
+        The windows are encoded commands, or commands that ``prepare(window,
+        first)`` checks and encodes (``first``: the number of its first
+        command in the call).
+        """
         units = self._units
+        done = 0
         try:
-            for parts in windows:
+            for window in windows:
+                if prepare is None:
+                    parts = window
+                else:
+                    parts = await prepare(window, done)
+                    done += len(parts)
                 for payload, count in _requests_of(parts):
                     await self._send(payload, count)
             while units:
@@ -463,25 +559,18 @@ def _requests_of(parts: list[bytes]) -> Iterator[tuple[bytes, int]]:
         yield b"".join(chunk), len(chunk)
 
 
-def _slices(parts: list[bytes], connection: Connection) -> Iterator[list[bytes]]:
-    """Encoded commands cut into windows of the connection's current window size."""
-    start = 0
-    while start < len(parts):
-        end = start + connection.window
-        yield parts[start:end]
-        start = end
-
-
-def _encoded_windows(
-    commands: Iterable[Sequence[Arg]], connection: Connection
-) -> Iterator[list[bytes]]:
-    """Commands taken from any iterable, checked and encoded window by window."""
-    iterator = iter(commands)
-    done = 0
+def _slices(items: Iterable[T], connection: Connection) -> Iterator[list[T]]:
+    """``items`` cut into windows of the connection's window size at the time of each cut."""
+    if isinstance(items, list):
+        start = 0
+        while start < len(items):
+            end = start + connection.window
+            yield items[start:end]
+            start = end
+        return
+    iterator = iter(items)
     while window := list(itertools.islice(iterator, connection.window)):
-        check_pipelinable(window)
-        yield encode_each(window, done)
-        done += len(window)
+        yield window
 
 
 @asynccontextmanager

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
-from ._batch import Batch, BatchBlock, Pending, Transaction, outcome
+from ._batch import Batch, BatchBlock, Pending, Transaction, check_pinned, outcome
 from ._client import dispatch_to
 from ._commands import Arg, Command, Commands, Key
 from ._exceptions import (
@@ -49,10 +50,27 @@ from ._exceptions import (
     ResponseError,
     TransportError,
     TriopipeError,
+    UnknownCommandClassError,
+    UnknownCommandError,
 )
 from ._protocols import DirectRoute
 from ._resp import encode_command, encode_each
-from ._routing import Broadcast, Router, Split, check_pipelinable, command_name
+from ._routing import (
+    AnyServer,
+    Broadcast,
+    CommandClass,
+    Route,
+    Router,
+    Split,
+    check_commands,
+    command_class,
+    command_name,
+    needs_getkeys,
+    positions_from_getkeys,
+    refusal,
+    unknown_commands,
+)
+from ._scripts import Scripting
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -151,12 +169,15 @@ class Plan:
         self._router = router
         self._topology = topology
         self.entries: list[Entry] = []
-        # Per command: the index of its entry, or its split and its entries' range.
-        self._places: list[int | tuple[Split, range]] = []
+        # Per command: the index of its entry, or its route and its entries' range.
+        self._places: list[int | tuple[Split | AnyServer, range]] = []
 
-    def add(self, args: Sequence[Arg], payload: bytes | None = None) -> None:
-        """Route ``args`` and add its entries (``payload``: ``args`` already encoded)."""
-        route = self._router.route(args)
+    def add(
+        self, args: Sequence[Arg], payload: bytes | None = None, route: Route | None = None
+    ) -> None:
+        """Add the entries of ``args`` (``payload``: encoded already; ``route``: its route)."""
+        if route is None:
+            route = self._router.route(args)
         entries = self.entries
         if type(route) is int:
             self._places.append(len(entries))
@@ -169,6 +190,10 @@ class Plan:
             entries += [
                 Entry(command, -1, data, client) for client in self._topology.every_target()
             ]
+        elif isinstance(route, AnyServer):
+            command = route.command
+            client = random.choice(self._topology.every_target())
+            entries.append(Entry(command, -1, payload or encode_command(command), client))
         else:
             assert isinstance(route, Split)
             entries += [Entry(part, group, encode_command(part)) for group, part in route.parts]
@@ -223,7 +248,13 @@ class FanOut:
 
     async def execute(self, args: Sequence[Arg]) -> Any:
         """Run one command where it belongs; merge a split; settle failures. Errors raise."""
-        route = self.router.route(args)
+        kind = command_class(args)
+        if kind is not CommandClass.SHARED and kind is not CommandClass.BLOCKING:
+            await self.learn([args])
+            error = refusal(args, "execute")
+            if error is not None:
+                raise error
+        route = await self.route(args)
         if type(route) is int:
             entry = Entry(args, route, b"")
             picked = self.topology.target(entry)
@@ -243,7 +274,7 @@ class FanOut:
             reply = entry.reply
         else:
             plan = self.plan()
-            plan.add(args)
+            plan.add(args, route=route)
             await self.settle(plan.entries, sent=False)
             reply = plan.results()[0]
         if isinstance(reply, Exception):
@@ -253,17 +284,53 @@ class FanOut:
     async def execute_many(self, commands: Iterable[Sequence[Arg]]) -> list[Any]:
         """Every command's outcome, in order: routed and encoded whole, then sent in parallel."""
         commands = list(commands)
-        check_pipelinable(commands)
+        try:
+            check_commands(commands, "pipeline")
+        except UnknownCommandClassError:
+            await self.learn(commands)
+            check_commands(commands, "pipeline")
         payloads = encode_each(commands)
         plan = self.plan()
         for args, payload in zip(commands, payloads, strict=True):
-            plan.add(args, payload)
+            plan.add(args, payload, await self.route(args))
         await self.settle(plan.entries, sent=False)
         return plan.results()
 
+    async def learn(self, commands: Sequence[Sequence[Arg]]) -> None:
+        """Ask a server about the commands of ``commands`` the table lacks (once per process)."""
+        names = unknown_commands(commands)
+        if names:
+            await self.learn_from_server(names)
+
+    async def learn_from_server(self, names: Sequence[str] | None = None) -> None:
+        """:meth:`~triopipe.Client.learn_commands` on one of the servers."""
+        await random.choice(self.topology.every_target()).learn_commands(names)
+
+    async def route(self, args: Sequence[Arg]) -> Route:
+        """Route ``args``, asking a server first about a command the table lacks.
+
+        On the hot path this is one call of the pure router; only a command
+        the table lacks (a module's, a newer server's) costs a round trip,
+        once, and a command whose keys only the server can find one per call
+        (``COMMAND GETKEYS``).
+        """
+        try:
+            return self.router.route(args)
+        except UnknownCommandError:
+            pass
+        await self.learn([args])
+        if needs_getkeys(args):
+            client = random.choice(self.topology.every_target())
+            keys = await client.execute("COMMAND", "GETKEYS", *args)
+            return self.router.route(args, positions_from_getkeys(args, keys))
+        return self.router.route(args)
+
     def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
         """The blocking facade's hook: the owning server's route, for a one-group command."""
-        route = self.router.route(args)
+        try:
+            route = self.router.route(args)
+        except UnknownCommandError:  # execute asks the server first
+            return None
         if type(route) is not int:
             return None
         picked = self.topology.target(Entry(args, route, b""))
@@ -360,7 +427,7 @@ def _retired() -> TransportError:
     )
 
 
-class FanOutClient(Commands):
+class FanOutClient(Commands, Scripting):
     """The interface the sharded and cluster clients share, run by their fan-out engine.
 
     ``execute``, ``execute_many``, ``batch`` and the typed helpers work as on
@@ -406,6 +473,10 @@ class FanOutClient(Commands):
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
         return dispatch_to(self.execute, command)
+
+    async def learn_commands(self, names: Sequence[str] | None = None) -> None:
+        """Ask a server about commands the command table lacks (see ``Client.learn_commands``)."""
+        await self._engine.learn_from_server(names)
 
     async def execute_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True
@@ -476,7 +547,7 @@ class FanOutBatch(BatchBlock, Commands):
         return self._dispatch(Command(args))
 
     def _dispatch(self, command: Command[T], /) -> Pending[T]:
-        check_pipelinable((command.args,))
+        check_pinned(command.args)
         plan = self._plan
         first = len(plan.entries)
         plan.add(command.args)

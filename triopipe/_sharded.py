@@ -34,10 +34,10 @@ from typing import Any, TypeVar
 from ._client import Client, dispatch_to
 from ._commands import Arg, Command, Key
 from ._config import ClientConfig, parse_url
-from ._exceptions import ConnectionLostError
+from ._exceptions import ConnectionLostError, UnknownCommandError
 from ._fanout import Entry, FanOut, FanOutClient, ShardedTransaction, gather, raise_first
 from ._group import ConnectionGroup
-from ._routing import ShardRouter
+from ._routing import Route, ShardRouter
 from ._statistics import ShardedClientStatistics
 from ._tasks import background_task_group
 
@@ -113,7 +113,10 @@ class ShardedClient(FanOutClient):
         return self._clients[self._router.shard_of_key(key)]
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
-        route = self._router.route(command.args)
+        try:
+            route: Route | None = self._router.route(command.args)
+        except UnknownCommandError:  # the engine asks a server first
+            route = None
         if type(route) is int:
             return dispatch_to(self._clients[route].execute, command)
         return dispatch_to(self.execute, command)

@@ -89,12 +89,21 @@ from ._client import open_client as open_async_client
 from ._cluster import open_cluster_client as open_async_cluster_client
 from ._commands import Arg, Command, Commands, Key
 from ._config import DEFAULT_URL
+from ._exceptions import NoScriptError
 from ._pipeline import Request
 from ._protocols import AsyncClient, DirectRoute
 from ._resp import encode_command
+from ._scripts import ScriptSource
 from ._sharded import open_sharded_client as open_async_sharded_client
 
-__all__ = ["SyncBatch", "SyncClient", "open_client", "open_cluster_client", "open_sharded_client"]
+__all__ = [
+    "SyncBatch",
+    "SyncClient",
+    "SyncScript",
+    "open_client",
+    "open_cluster_client",
+    "open_sharded_client",
+]
 
 T = TypeVar("T")
 
@@ -375,6 +384,30 @@ class SyncBatch(Commands):
                     mine.resolve(outcome(theirs))
 
 
+class SyncScript(ScriptSource):
+    """A Lua script registered with :meth:`SyncClient.register_script`; call it to run it.
+
+    As :class:`~triopipe.Script`: ``EVALSHA``, falling back to ``EVAL`` on
+    ``NOSCRIPT``; :meth:`queue` puts it in a :class:`SyncBatch`.
+    """
+
+    def __init__(self, client: SyncClient, source: str | bytes) -> None:
+        super().__init__(source)
+        self._client = client
+
+    def __call__(self, keys: Key | Sequence[Key] = (), args: Sequence[Arg] = ()) -> Any:
+        """Run the script with ``KEYS`` and ``ARGV`` and return its reply."""
+        try:
+            return self._client.execute(*self.by_digest(keys, args).args)
+        except NoScriptError:
+            return self._client.execute(*self.by_source(keys, args).args)
+
+    def load(self) -> None:
+        """Put the script on every server (``SCRIPT LOAD``), so batches can send its digest."""
+        self._client.execute("SCRIPT", "LOAD", self.source)
+        self.loaded = True
+
+
 class SyncClient(Commands):
     """A blocking client driving an async one on a loop thread.
 
@@ -498,6 +531,10 @@ class SyncClient(Commands):
         return _wait(future)
 
     node_for = shard_for
+
+    def register_script(self, source: str | bytes) -> SyncScript:
+        """Return a :class:`SyncScript` to run ``source`` by its digest."""
+        return SyncScript(self, source)
 
     def statistics(self) -> Any:
         """The async client's statistics snapshot (e.g. :class:`~triopipe.ClientStatistics`)."""

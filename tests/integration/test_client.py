@@ -7,6 +7,7 @@ import anyio.lowlevel
 import pytest
 
 import triopipe
+from triopipe._resp import encode_command
 from triopipe.testing import RedisServer, fake_server
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
@@ -418,7 +419,11 @@ async def test_push_frames_do_not_disturb_replies(redis_url: str) -> None:
         triopipe.open_client(redis_url) as redis,
         triopipe.open_client(redis_url) as other,
     ):
-        assert await redis.execute("CLIENT", "TRACKING", "ON") == b"OK"
+        # execute refuses CLIENT TRACKING on a shared connection (every caller
+        # would get the invalidations); sent below the client, it makes the
+        # server push frames on the very connection the commands below share.
+        connection = redis.group.choose()
+        assert await connection.call(encode_command(("CLIENT", "TRACKING", "ON")), 1) == b"OK"
         await redis.set("tracked", 1)
         assert await redis.get("tracked") == b"1"
         await other.set("tracked", 2)  # the server pushes an invalidation to `redis`

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 import triopipe
-from triopipe._routing import SLOTS, Broadcast, ShardRouter, Split, key_slot, slot_table
+from triopipe._routing import (
+    SLOTS,
+    AnyServer,
+    Broadcast,
+    ShardRouter,
+    SlotRouter,
+    Split,
+    key_slot,
+    slot_table,
+)
 
 NAMES = ("redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379")
 
@@ -150,11 +159,32 @@ def test_server_wide_commands_fan_out() -> None:
 
 
 def test_key_less_commands_without_a_meaning_across_shards_raise() -> None:
+    # Their replies cannot be merged (INFO: "special"), or each server must
+    # be walked on its own (SCAN).
     router = ShardRouter(NAMES)
-    for args in [("INFO",), ("EVAL", "return 1", 0), ("PUBLISH", "c", "m"), ("SCAN", 0)]:
+    for args in [("INFO",), ("SCAN", 0), ("MEMORY", "STATS")]:
         with pytest.raises(triopipe.NoShardError, match="shards"):
             router.route(args)
         assert router.shard_of_command(args) is None
+
+
+def test_key_less_commands_any_server_may_run_go_to_any_one() -> None:
+    router = ShardRouter(NAMES)
+    for args in [("EVAL", "return 1", 0), ("FCALL", "f", 0), ("TIME",), ("ECHO", "x")]:
+        route = router.route(args)
+        assert isinstance(route, AnyServer)
+        assert route.command == args
+        assert route.merge([b"reply"]) == b"reply"
+
+
+def test_publish_goes_to_the_shard_its_channel_hashes_to() -> None:
+    # Independent shards do not spread messages: a channel lives where a key
+    # of the same name would, for publishers and subscribers alike.
+    router = ShardRouter(NAMES)
+    for channel in ["news", "alerts", "{user1}:inbox"]:
+        assert router.route(("PUBLISH", channel, "hi")) == router.shard_of_key(channel)
+    # On a cluster, any node spreads it to all.
+    assert isinstance(SlotRouter().route(("PUBLISH", "news", "hi")), AnyServer)
 
 
 def test_empty_and_unknown_commands_are_refused() -> None:

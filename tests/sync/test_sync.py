@@ -146,7 +146,7 @@ def test_errors_are_the_async_clients_own(redis_url: str, backend: str) -> None:
         triopipe.WrongTypeError,
         triopipe.ResponseError,
         triopipe.NoScriptError,
-        ValueError,
+        triopipe.CommandNotAllowedError,
     ]
     assert sync_types == _async_errors(redis_url, backend)
 

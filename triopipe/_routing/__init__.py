@@ -31,6 +31,7 @@ from ._keys import needs_getkeys as needs_getkeys
 from ._keys import positions_from_getkeys as positions_from_getkeys
 from ._keys import request_policy as request_policy
 from ._keys import response_policy as response_policy
+from ._shards import AnyServer as AnyServer
 from ._shards import Broadcast as Broadcast
 from ._shards import Route as Route
 from ._shards import Router as Router
@@ -41,6 +42,7 @@ from ._shards import slot_table as slot_table
 
 __all__ = [
     "SLOTS",
+    "AnyServer",
     "Broadcast",
     "CommandClass",
     "CommandKind",

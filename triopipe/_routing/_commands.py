@@ -197,8 +197,9 @@ def refusal(args: Sequence[Any], where: Where = "execute") -> CommandNotAllowedE
     instead = INSTEAD.get(key, "")
     if found is CommandClass.UNKNOWN:
         return UnknownCommandClassError(
-            f"{name} is not in triopipe's command table: ask the server what it is "
-            "(COMMAND INFO) and learn_command() its answer before running it",
+            f"{name} is not in triopipe's command table (a module's, or a newer server's) "
+            "and a batch cannot ask the server what it is: run `await redis.learn_commands()` "
+            "once (execute() and execute_many() ask by themselves)",
             name,
             found,
         )

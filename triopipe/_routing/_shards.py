@@ -23,14 +23,22 @@ of two slots in one command even when it serves both. A route is:
   ``DEL``, ``UNLINK``, ``EXISTS``, ``TOUCH``) are cut per group;
 - a :class:`Broadcast`: a key-less command that concerns every server (Redis
   marks them ``all_shards`` or ``all_nodes``, e.g. ``PING``, ``FLUSHDB``,
-  ``DBSIZE``, ``KEYS``), for every server the client knows, their replies
-  combined by the response policy Redis documents (``agg_sum`` adds
-  ``DBSIZE``, ``all_succeeded`` returns one ``OK``...).
+  ``DBSIZE``, ``KEYS``, ``SCRIPT LOAD``), for every server the client knows,
+  their replies combined by the response policy Redis documents (``agg_sum``
+  adds ``DBSIZE``, ``all_succeeded`` returns one ``OK``...);
+- an :class:`AnyServer`: a key-less command without such a policy, which
+  any one server may run (``PUBLISH`` on a cluster, which spreads it to
+  every node; ``EVAL`` or ``FCALL`` with no keys; ``TIME``). On independent
+  shards nothing spreads a message, so there ``PUBLISH`` goes to the shard
+  its channel hashes to, as a key would, where subscribers of that channel
+  are too.
 
 It raises :class:`~triopipe.CrossSlotError` for other multi-key commands
 whose keys live in several groups, and :class:`~triopipe.NoShardError` for
-key-less commands with no meaning across servers (``INFO``, ``EVAL`` with no
-keys...): those must be aimed at one server explicitly. All of it is decided
+key-less commands whose replies have no meaning merged across servers
+(``INFO``, ``SCAN``...): those must be aimed at one server explicitly. A
+command whose keys only the server can find (``COMMAND GETKEYS``) is routed
+with the positions the client learned (``positions=``). All of it is decided
 before anything is sent; which server serves a group is the client's
 business, not the router's.
 """
@@ -47,7 +55,16 @@ from .._exceptions import CrossSlotError, NoShardError
 from ._keys import SLOTS, command_key, key_bytes, key_positions, key_slot
 from ._keyspecs import INDEX, KEY_SPECS, RANGE, REQUEST_POLICY, RESPONSE_POLICY
 
-__all__ = ["Broadcast", "Route", "Router", "ShardRouter", "SlotRouter", "Split", "slot_table"]
+__all__ = [
+    "AnyServer",
+    "Broadcast",
+    "Route",
+    "Router",
+    "ShardRouter",
+    "SlotRouter",
+    "Split",
+    "slot_table",
+]
 
 
 @functools.lru_cache(maxsize=16)
@@ -124,8 +141,29 @@ class Broadcast(Split):
         self.command = command
 
 
-#: What :meth:`Router.route` returns: a group, a split over groups, or every server.
-Route = int | Split
+class AnyServer:
+    """A key-less command that any one server may run.
+
+    ``PUBLISH`` on a cluster, ``EVAL`` with no keys... Which server is the
+    client's to choose.
+
+    Attributes:
+        command: the arguments.
+    """
+
+    __slots__ = ("command",)
+
+    def __init__(self, command: tuple[Any, ...]) -> None:
+        self.command = command
+
+    def merge(self, replies: list[Any]) -> Any:
+        """The one server's reply."""
+        return replies[0]
+
+
+#: What :meth:`Router.route` returns: a group, a split over groups, every
+#: server (a :class:`Broadcast`, itself a split) or any one server.
+Route = int | Split | AnyServer
 
 
 # Multi-key commands that may be cut per shard: keys per group of arguments,
@@ -200,17 +238,24 @@ class Router:
         """The group that owns ``key``."""
         return self.table[key_slot(key)]
 
-    def route(self, args: Sequence[Any]) -> Route:
-        """The group of ``args``, a :class:`Split` over groups, or a :class:`Broadcast`.
+    def route(self, args: Sequence[Any], positions: list[int] | None = None) -> Route:
+        """The group of ``args``, a split over groups, every server, or any one server.
+
+        ``positions`` gives the keys' positions when the server had to say
+        where they are (``COMMAND GETKEYS``).
 
         Raises:
             CrossSlotError: the keys live in several groups and the command
                 cannot be split.
             NoShardError: a key-less command with no meaning across servers.
-            ValueError: an empty or unknown command.
+            UnknownCommandError: a command neither the table nor the server
+                told about.
+            ValueError: an empty command.
         """
         if not args:
             raise ValueError("empty command")
+        if positions is not None:
+            return self._route_keys(args, positions, command_key(args))
         name = args[0]
         try:
             index = self._direct[name]
@@ -257,10 +302,11 @@ class Router:
         return shards[0]
 
     def _route_general(self, args: Sequence[Any]) -> Route:
-        positions = key_positions(args)
-        name = command_key(args)
+        return self._route_keys(args, key_positions(args), command_key(args))
+
+    def _route_keys(self, args: Sequence[Any], positions: list[int], name: str) -> Route:
         if not positions:
-            return self._broadcast(name, args)
+            return self._keyless(name, args)
         shards = [self.shard_of_key(args[position]) for position in positions]
         first = shards[0]
         if all(shard == first for shard in shards):
@@ -304,22 +350,34 @@ class Router:
 
         return Split(parts, reassemble)
 
-    def _broadcast(self, name: str, args: Sequence[Any]) -> Broadcast:
+    def _keyless(self, name: str, args: Sequence[Any]) -> Route:
         request = REQUEST_POLICY.get(name)
-        response = RESPONSE_POLICY.get(name, "")
-        if request not in ("all_shards", "all_nodes") or response not in _COMBINE:
-            raise NoShardError(f"{name} names no key, so it has no shard: {self.hint}")
-        return Broadcast(tuple(args), _COMBINE[response], response)
+        if request in ("all_shards", "all_nodes"):
+            response = RESPONSE_POLICY.get(name, "")
+            if response in _COMBINE:
+                return Broadcast(tuple(args), _COMBINE[response], response)
+        elif request is None:
+            return AnyServer(tuple(args))
+        raise NoShardError(f"{name} names no key and has no meaning across servers: {self.hint}")
 
 
 class ShardRouter(Router):
     """Routes commands over shards named ``names``, per their rendezvous slot table.
+
+    Independent shards do not spread a published message to each other, so
+    ``PUBLISH`` goes to the shard its channel hashes to, as a key would:
+    a subscription to that channel is made on the same shard.
 
     Args:
         names: one stable name per shard; the slot table derives from them.
     """
 
     __slots__ = ()
+
+    def _keyless(self, name: str, args: Sequence[Any]) -> Route:
+        if name == "PUBLISH" and len(args) > 1:
+            return self.shard_of_key(args[1])
+        return super()._keyless(name, args)
 
     def __init__(self, names: Sequence[str]) -> None:
         if len(set(names)) != len(names):

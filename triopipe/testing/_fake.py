@@ -4,8 +4,10 @@ Theory of operation: :func:`fake_server` listens on a free port of 127.0.0.1
 and serves every accepted connection in its own task. The server reads the
 client's commands (arrays of bulk strings) and answers them in order:
 
-* handshake commands (``HELLO``, ``AUTH``, ``SELECT``, ``CLIENT``) get the
-  replies a Redis 7 server gives: ``HELLO 3`` a RESP3 map, the others ``+OK``;
+* handshake commands (``HELLO``, ``AUTH``, ``SELECT``, ``CLIENT``), and the
+  ``COMMAND LIST`` a client sends as it opens, get the replies a Redis 7
+  server gives: ``HELLO 3`` a RESP3 map, ``COMMAND`` an empty array (no
+  command beyond the table), the others ``+OK``;
   with ``hello=False`` it answers ``HELLO`` with "unknown command", like a
   server older than Redis 6, and with ``hello=b"-NOPROTO ..."`` with that
   error reply, and the client falls back to RESP2;
@@ -43,7 +45,7 @@ __all__ = ["FakeConnection", "FakeServer", "Script", "fake_server"]
 
 _HOST = "127.0.0.1"
 _READ_SIZE = 65536
-_HANDSHAKE_COMMANDS = frozenset({b"HELLO", b"AUTH", b"SELECT", b"CLIENT"})
+_HANDSHAKE_COMMANDS = frozenset({b"HELLO", b"AUTH", b"SELECT", b"CLIENT", b"COMMAND"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +212,8 @@ class _Session:
         return None, False  # hanging
 
     def _handshake_reply(self, name: bytes, command: tuple[bytes, ...]) -> bytes:
+        if name == b"COMMAND":
+            return b"*0\r\n"  # a client opening asks what it knows: nothing more
         if name != b"HELLO":
             return b"+OK\r\n"
         if isinstance(self._hello, bytes):
