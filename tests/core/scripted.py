@@ -126,6 +126,8 @@ class ScriptedStream:
         self.calls: list[tuple[str, int, int]] = []
         #: The commands parsed from ``written`` so far.
         self.commands: list[list[bytes]] = []
+        #: A ``send_some`` call waits for room.
+        self.send_blocked = False
         self.shut_down = False
         self.closed = False
         self._parser = make_reader()
@@ -215,6 +217,7 @@ class ScriptedStream:
         if self.tls:
             # An anyio TLS stream: the chunk is in doubt from the start of the call.
             self.in_doubt = min(len(data), self.chunk or len(data))
+            self._notify()
             await anyio.lowlevel.checkpoint()
         while True:
             if self._write_error is not None:
@@ -227,7 +230,12 @@ class ScriptedStream:
             if taken:
                 self.in_doubt = 0
                 return taken
-            await self._changed.wait()
+            self.send_blocked = True
+            self._notify()
+            try:
+                await self._changed.wait()
+            finally:
+                self.send_blocked = False
 
     async def receive(self, max_bytes: int) -> bytes:
         """Return the next chunk the server sent (at most ``max_bytes``), waiting for one."""
