@@ -42,6 +42,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from triopipe._backend import current_backend
 from triopipe._config import ClientConfig
@@ -57,10 +58,12 @@ __all__ = [
     "echo",
     "echo_payload",
     "idle_connection",
+    "in_thread",
     "push_frame",
     "scripted_connection",
     "sender_asleep",
     "wait_until",
+    "waiting",
 ]
 
 #: Seconds any wait of these tests may take before it counts as a hang.
@@ -371,22 +374,25 @@ async def scripted_connection(
     """A :class:`Connection` on ``factory``'s streams, closed on exit.
 
     ``config`` goes to :class:`ClientConfig`; ``protocol=2`` by default, whose
-    handshake (no password, name or db) sends nothing.
+    handshake (no password, name or db) sends nothing. The whole block is
+    bounded: anything still waiting after ``2 * WAIT`` seconds fails the test.
     """
     config.setdefault("protocol", 2)
-    async with anyio.create_task_group() as task_group:
-        connection = Connection(
-            ClientConfig(**config),
-            task_group,
-            on_push=on_push,
-            on_lost=on_lost,
-            subscriber=subscriber,
-            open_stream=factory or StreamFactory(),
-        )
-        try:
-            yield connection
-        finally:
-            connection.close()
+    # A bug that leaves a caller waiting fails the test here, not at pytest's timeout.
+    with anyio.fail_after(2 * WAIT):
+        async with anyio.create_task_group() as task_group:
+            connection = Connection(
+                ClientConfig(**config),
+                task_group,
+                on_push=on_push,
+                on_lost=on_lost,
+                subscriber=subscriber,
+                open_stream=factory or StreamFactory(),
+            )
+            try:
+                yield connection
+            finally:
+                connection.close()
 
 
 @asynccontextmanager
@@ -414,6 +420,16 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
             await anyio.lowlevel.checkpoint()
 
 
+async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking ``function(*args)`` in a worker thread, bounded like every wait here.
+
+    On timeout the thread is abandoned and the test fails; closing the
+    connection then fails the thread's request, which releases the thread.
+    """
+    with anyio.fail_after(WAIT):
+        return await anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
+
+
 def sender_asleep(connection: Connection) -> bool:
     """Whether the connection's link is up and its sender sleeps (the link's private state).
 
@@ -422,6 +438,12 @@ def sender_asleep(connection: Connection) -> bool:
     """
     link = connection._link
     return link is not None and link.sender_wakeup is not None
+
+
+def waiting(connection: Connection) -> int:
+    """Submitters waiting for room on the connection's link (its pipeline's private state)."""
+    link = connection._link
+    return 0 if link is None else len(link.pipeline.waiters)
 
 
 class Recorder:

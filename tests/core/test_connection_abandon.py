@@ -27,6 +27,7 @@ from .scripted import (
     push_frame,
     scripted_connection,
     wait_until,
+    waiting,
 )
 
 
@@ -46,12 +47,6 @@ class Caller:
         if self.scope.cancelled_caught:
             self.result = "cancelled"
         self.finished.set()
-
-
-def waiting(connection: Connection) -> int:
-    """Submitters waiting for room on the current link (its pipeline's private state)."""
-    link = connection._link
-    return 0 if link is None else len(link.pipeline.waiters)
 
 
 def tokens(commands: list[list[bytes]]) -> list[bytes]:

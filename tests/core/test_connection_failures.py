@@ -28,6 +28,7 @@ from .scripted import (
     idle_connection,
     scripted_connection,
     wait_until,
+    waiting,
 )
 
 
@@ -72,7 +73,7 @@ async def stall_mid_write(
     return requests, written
 
 
-# Each payload ECHO x is 22 bytes: the room after A's write cuts the B+C+D write.
+# The size of each payload ECHO x: the room after A's write cuts the B+C+D write.
 SIZE = len(echo_payload("B"))
 
 
@@ -204,6 +205,29 @@ async def test_reply_on_an_idle_link_breaks_it_and_the_next_command_reconnects()
         assert len(factory.streams) == 2
         assert factory.streams[1].commands == [[b"ECHO", b"again"]]
         assert connection.statistics().connects == 2
+
+
+async def test_waiter_for_room_on_a_link_that_breaks_runs_on_the_next_link() -> None:
+    """A submitter waiting for room when the link breaks is woken; its call runs on a new link."""
+    factory = StreamFactory()
+    results: list[object] = []
+    async with idle_connection(factory, max_in_flight=1) as (connection, stream):
+        first = connection.submit(echo_payload("first"), 1)
+
+        async def waiting_caller() -> None:
+            results.append(await connection.call(echo_payload("second"), 1))
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(waiting_caller)
+            await wait_until(lambda: waiting(connection) == 1)
+            stream.eof()
+            second = await factory.wait_streams(2)
+            assert await second.wait_commands(1) == [[b"ECHO", b"second"]]
+            second.feed(bulk("second"))
+
+        assert results == [b"second"]
+        assert await sent_flags(connection, [first]) == [True]
+        assert stream.commands == [[b"ECHO", b"first"]]
 
 
 async def test_reconnect_after_a_break_starts_a_new_link_and_counts_connects() -> None:

@@ -12,7 +12,6 @@ import threading
 
 import anyio
 import anyio.from_thread
-import anyio.to_thread
 import pytest
 
 from triopipe._connection import Connection
@@ -22,6 +21,7 @@ from .scripted import (
     echo,
     echo_payload,
     idle_connection,
+    in_thread,
     scripted_connection,
     sender_asleep,
     wait_until,
@@ -48,7 +48,7 @@ async def test_thread_writes_its_own_command_on_an_idle_link() -> None:
         def worker() -> list[tuple[bool, object]]:
             return [call_in_thread(connection, f"t{index}") for index in range(20)]
 
-        results = await anyio.to_thread.run_sync(worker)
+        results = await in_thread(worker)
 
         assert results == [(True, f"t{index}".encode()) for index in range(20)]
         loop_thread = threading.get_ident()
@@ -100,7 +100,7 @@ async def test_threads_and_loop_tasks_share_a_link_each_reply_to_its_caller(
             outer.start_soon(monitor)
             async with anyio.create_task_group() as task_group:
                 for number in range(4):
-                    task_group.start_soon(anyio.to_thread.run_sync, worker, number)
+                    task_group.start_soon(in_thread, worker, number)
                     task_group.start_soon(loop_caller, number)
             done = True
 
@@ -124,7 +124,7 @@ async def test_thread_partial_write_is_finished_by_the_sender() -> None:
     async with idle_connection(factory) as (connection, stream):
         payload = echo_payload("partial")
 
-        request = await anyio.to_thread.run_sync(connection.call_from_thread, payload)
+        request = await in_thread(connection.call_from_thread, payload)
 
         assert request is not None
         assert request.outcome() == b"partial"
@@ -152,7 +152,7 @@ async def test_thread_partial_write_keeps_the_loop_commands_behind_it() -> None:
             outcome.append(request.outcome())
 
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(anyio.to_thread.run_sync, worker)
+            task_group.start_soon(in_thread, worker)
             await stream.wait_written(6)
             loop_requests = [connection.submit(echo_payload(f"loop{i}"), 1) for i in range(3)]
             stream.allow()
@@ -172,7 +172,7 @@ async def test_thread_writes_nothing_without_a_link_without_room_or_mid_write() 
     """``call_from_thread`` returns None, writing nothing, unless the link is idle with room."""
     factory = StreamFactory()
     async with scripted_connection(factory, max_in_flight=1) as connection:
-        assert await anyio.to_thread.run_sync(connection.call_from_thread, b"x") is None
+        assert await in_thread(connection.call_from_thread, b"x") is None
 
         await connection.connect()
         await wait_until(lambda: sender_asleep(connection))
@@ -180,14 +180,14 @@ async def test_thread_writes_nothing_without_a_link_without_room_or_mid_write() 
         # Written, awaiting its reply: with max_in_flight=1 there is no room.
         first = connection.submit(echo_payload("first"), 1)
         assert bytes(stream.written) == echo_payload("first")
-        assert await anyio.to_thread.run_sync(connection.call_from_thread, b"x") is None
+        assert await in_thread(connection.call_from_thread, b"x") is None
         stream.feed(b"$5\r\nfirst\r\n")
         assert await connection.wait(first) == b"first"
 
         # A write under way (the kernel is full): a thread must not cut in.
         stream.block()
         second = connection.submit(echo_payload("second"), 1)
-        assert await anyio.to_thread.run_sync(connection.call_from_thread, b"x") is None
+        assert await in_thread(connection.call_from_thread, b"x") is None
         stream.allow()
         await stream.wait_commands(2)
         stream.feed(b"$6\r\nsecond\r\n")
@@ -201,5 +201,5 @@ async def test_thread_never_writes_to_a_stream_without_direct_writes() -> None:
     """On a TLS-like stream ``call_from_thread`` always leaves the command to the loop."""
     factory = StreamFactory(tls=True, respond=echo)
     async with idle_connection(factory) as (connection, stream):
-        assert await anyio.to_thread.run_sync(connection.call_from_thread, b"x") is None
+        assert await in_thread(connection.call_from_thread, b"x") is None
         assert stream.calls == []

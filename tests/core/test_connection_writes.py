@@ -143,6 +143,20 @@ async def test_partial_direct_write_is_finished_by_the_sender_before_later_comma
         ]
 
 
+async def test_lone_partial_direct_write_is_finished_by_the_sender_unprompted() -> None:
+    """Nothing submitted after it: the sender, woken by ``submit``, still writes the rest."""
+    factory = StreamFactory(chunk=5, respond=echo)
+    async with idle_connection(factory) as (connection, stream):
+        payload = echo_payload("alone")
+
+        request = connection.submit(payload, 1)
+
+        assert stream.sends == [("try_send", 5)]
+        assert await connection.wait(request) == b"alone"
+        assert bytes(stream.written) == payload
+        assert {method for method, _ in stream.sends[1:]} == {"send_some"}
+
+
 async def test_kernel_taking_seven_bytes_a_call_keeps_order_and_never_interleaves() -> None:
     """Every write call takes at most 7 bytes: commands still arrive whole, in submission order."""
     factory = StreamFactory(chunk=7, respond=echo)
