@@ -53,21 +53,25 @@ def tokens(commands: list[list[bytes]]) -> list[bytes]:
     return [command[1] for command in commands]
 
 
-async def only_first_and_last_written(
-    connection: Connection, stream: ScriptedStream, first: Request[Any]
+async def only_then_last_written(
+    connection: Connection, stream: ScriptedStream, before: str, owner: Request[Any] | None
 ) -> None:
-    """Submit "last" and open the kernel: exactly "first" then "last" go out, each answered home.
+    """Submit "last" and open the kernel: exactly ``before`` then "last" go out, nothing else.
 
-    Whatever was abandoned between them was dropped, never written.
+    Whatever was abandoned between them was dropped, never written. Each
+    reply reaches its owner: ``owner`` is ``before``'s request, or None when
+    it was abandoned (its reply is read and dropped).
     """
     last = connection.submit(echo_payload("last"), 1)
     stream.allow()
-    payloads = echo_payload("first") + echo_payload("last")
+    payloads = echo_payload(before) + echo_payload("last")
     assert await stream.wait_written(len(payloads)) == payloads
-    stream.feed(bulk("first") + bulk("last"))
-    assert await connection.wait(first) == b"first"
+    stream.feed(bulk(before) + bulk("last"))
+    if owner is not None:
+        assert await connection.wait(owner) == before.encode()
     assert await connection.wait(last) == b"last"
     assert connection.statistics().commands_in_flight == 0
+    assert connection.statistics().connected
 
 
 async def test_caller_cancelled_before_the_write_is_never_written() -> None:
@@ -82,7 +86,7 @@ async def test_caller_cancelled_before_the_write_is_never_written() -> None:
             task_group.start_soon(doomed.run)
             await wait_until(lambda: connection.statistics().commands_queued == 1)
             doomed.scope.cancel()
-        await only_first_and_last_written(connection, stream, first)
+        await only_then_last_written(connection, stream, "first", first)
         assert doomed.result == "cancelled"
         assert connection.statistics().commands_written == 2
 
@@ -114,6 +118,19 @@ async def test_caller_cancelled_after_the_write_has_its_reply_dropped() -> None:
         assert connection.statistics().connected
 
 
+async def test_caller_cancelled_while_its_command_is_half_written_still_writes_it_whole() -> None:
+    """The byte stream is never torn: the rest of an abandoned half-written command still goes."""
+    factory = StreamFactory(room=5)
+    async with idle_connection(factory) as (connection, stream):
+        doomed = Caller(connection, "doomed")
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(doomed.run)
+            await stream.wait_written(5)
+            doomed.scope.cancel()
+        await only_then_last_written(connection, stream, "doomed", None)
+        assert doomed.result == "cancelled"
+
+
 async def test_batch_cancelled_while_growing_is_never_written() -> None:
     """A batch grown with ``extend``, abandoned before the sender took it: none of it is sent."""
     factory = StreamFactory(room=0)
@@ -128,7 +145,7 @@ async def test_batch_cancelled_while_growing_is_never_written() -> None:
             await connection.wait(batch)
         assert scope.cancelled_caught
         assert batch.abandoned
-        await only_first_and_last_written(connection, stream, first)
+        await only_then_last_written(connection, stream, "first", first)
         assert not batch.done
 
 

@@ -9,6 +9,7 @@ submission starts a new link on a new stream. All over a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -103,17 +104,31 @@ async def test_writes_broken_mid_write_report_sent_exactly(
         assert connection.statistics().commands_in_flight == 0
 
 
-async def test_eof_while_a_write_is_blocked_reports_sent_exactly() -> None:
-    """The server closes while the sender waits for room: what the kernel never took is unsent."""
+@pytest.mark.parametrize(
+    ("end_reads", "message"),
+    [
+        pytest.param(lambda stream: stream.eof(), "closed the connection", id="eof"),
+        pytest.param(
+            lambda stream: stream.break_reads(ConnectionResetError(104, "reset")),
+            "reading from",
+            id="reset",
+        ),
+    ],
+)
+async def test_reads_ending_while_a_write_is_blocked_report_sent_exactly(
+    end_reads: Callable[[ScriptedStream], None], message: str
+) -> None:
+    """EOF or a read error while the sender waits for room: bytes never taken are unsent."""
     factory = StreamFactory()
     async with idle_connection(factory) as (connection, stream):
         requests, _ = await stall_mid_write(connection, stream, SIZE + 1)
 
-        stream.eof()
+        end_reads(stream)
 
         assert await sent_flags(connection, requests) == [True, True, True, False, False]
         error = await failure(connection, requests[0])
-        assert "closed the connection" in str(error)
+        assert message in str(error)
+        await stream.until(lambda: stream.closed)
 
 
 @pytest.mark.parametrize(

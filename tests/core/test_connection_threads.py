@@ -72,19 +72,15 @@ async def test_threads_and_loop_tasks_share_a_link_each_reply_to_its_caller(
     """
     factory = StreamFactory(chunk=chunk, respond=echo)
     samples: list[int] = []
-    thread_results: list[list[tuple[bool, object]]] = []
+    thread_results: dict[str, object] = {}
     loop_results: dict[str, object] = {}
     done = False
     async with idle_connection(factory) as (connection, stream):
 
         def worker(number: int) -> None:
-            thread_results.append(
-                [
-                    (written, (value, f"thread{number}-{index}".encode()))
-                    for index in range(40)
-                    for written, value in [call_in_thread(connection, f"thread{number}-{index}")]
-                ]
-            )
+            for index in range(40):
+                token = f"thread{number}-{index}"
+                thread_results[token] = call_in_thread(connection, token)[1]
 
         async def loop_caller(number: int) -> None:
             for index in range(40):
@@ -104,11 +100,9 @@ async def test_threads_and_loop_tasks_share_a_link_each_reply_to_its_caller(
                     task_group.start_soon(loop_caller, number)
             done = True
 
-        pairs = [pair for results in thread_results for _, pair in results]
-        assert len(pairs) == 160
-        assert all(value == expected for value, expected in pairs)
-        assert loop_results == {token: token.encode() for token in loop_results}
-        assert len(loop_results) == 160
+        for results in (thread_results, loop_results):
+            assert len(results) == 160
+            assert results == {token: token.encode() for token in results}
         assert min(samples) >= 0
         assert max(samples) > 0
         statistics = connection.statistics()
