@@ -290,8 +290,10 @@ class Connection:
     async def wait_for_room(self, count: int) -> None:
         """Wait until :meth:`has_room` holds for ``count`` commands (backpressure).
 
-        Waiters are woken in turn, as many as the freed room admits; one woken
-        but beaten to the room keeps its turn.
+        Waiters are woken in turn, as many as the freed room admits, and that
+        room is theirs until they submit, which the caller does next, without
+        waiting. A waiter cancelled, even as it is woken, submits nothing and
+        passes its room on. One woken by a broken link tries the next link.
         """
         first = False
         while True:
@@ -304,9 +306,16 @@ class Connection:
             first = True
             try:
                 await signal.wait()
+                # Woken and cancelled in the same step: submit nothing, and
+                # pass the room on.
+                await self._checkpoint_if_cancelled()
             except BaseException:
                 pipeline.remove_waiter(waiter)
                 raise
+            if pipeline.failed is None:
+                # The room is this caller's: it submits next, without waiting.
+                pipeline.claim(waiter)
+                return
 
     @staticmethod
     async def wait(request: Request[Signal]) -> Any:

@@ -40,11 +40,14 @@ The rules:
   ``thread_submitted`` (other threads, one at a time under the connection's
   thread lock, see :meth:`Pipeline.write_directly`) and ``settled`` (the
   loop thread). None of them ever goes down.
-- *Room.* A request fits when the commands outstanding stay within the
-  :class:`ReplyBudget`'s limit, or when nothing is outstanding at all (so a
-  request larger than the limit still runs, alone). Submitters that do not
-  fit wait in turn as :class:`Waiter` entries; each reply read wakes as many
-  as the freed room admits, in order (:meth:`Pipeline.release_room`).
+- *Room.* A request fits when the commands outstanding, and the room
+  promised to woken waiters, stay within the :class:`ReplyBudget`'s limit,
+  or when nothing is outstanding or promised at all (so a request larger
+  than the limit still runs, alone). Submitters that do not fit wait in turn
+  as :class:`Waiter` entries; each reply read wakes as many as the freed
+  room admits, in order (:meth:`Pipeline.release_room`), and promises them
+  that room until they submit (:meth:`Pipeline.claim`) or give up
+  (:meth:`Pipeline.remove_waiter`, which passes it on).
 - *Failing is total.* :meth:`Pipeline.fail` settles every request at once,
   with an error built for each (``sent`` exact, per the offsets above) and
   wakes every waiter; the pipeline then refuses new work.
@@ -223,6 +226,7 @@ class Pipeline(Generic[N]):
         "commands_written",
         "failed",
         "pending",
+        "promised",
         "queue",
         "settled",
         "submitted",
@@ -241,6 +245,8 @@ class Pipeline(Generic[N]):
         self.submitted = 0
         self.thread_submitted = 0
         self.settled = 0
+        # Room given to woken waiters that have not submitted yet: theirs.
+        self.promised = 0
         # The write stream: bytes taken off the queue, bytes the kernel took,
         # the write being made (its remaining bytes) and the writes after it.
         self._taken = 0
@@ -275,8 +281,8 @@ class Pipeline(Generic[N]):
 
     def has_room(self, count: int) -> bool:
         """Whether ``count`` more commands fit now (see "Room")."""
-        outstanding = self.submitted + self.thread_submitted - self.settled
-        return outstanding == 0 or outstanding + count <= self.budget.limit
+        taken = self.submitted + self.thread_submitted - self.settled + self.promised
+        return taken == 0 or taken + count <= self.budget.limit
 
     @property
     def between_writes(self) -> bool:
@@ -395,8 +401,9 @@ class Pipeline(Generic[N]):
         Returns whether the write is complete (nothing is left of it).
         """
         write = self._write
-        assert write is not None
-        if not count:
+        if write is None or not count:
+            # None: the link failed while the write was under way (a stream
+            # that could not be interrupted finished it): nothing to record.
             return False
         self._handed += count
         self.writes += 1
@@ -523,25 +530,33 @@ class Pipeline(Generic[N]):
         return waiter
 
     def remove_waiter(self, waiter: Waiter) -> None:
-        """Withdraw a waiter that gave up; room it was given goes to the next ones."""
+        """Withdraw a waiter that gave up; room it was promised goes to the next ones."""
         if waiter.woken:
-            self.release_room()
+            if self.failed is None:
+                self.promised -= waiter.count
+                self.release_room()
         else:
             self.waiters.remove(waiter)
+
+    def claim(self, waiter: Waiter) -> None:
+        """A woken waiter is about to submit: its promised room becomes its commands'."""
+        if self.failed is None:
+            self.promised -= waiter.count
 
     def release_room(self) -> None:
         """Wake waiters in turn, as many as the room admits (see "Room")."""
         waiters = self.waiters
-        outstanding = self.submitted + self.thread_submitted - self.settled
+        taken = self.submitted + self.thread_submitted - self.settled + self.promised
         limit = self.budget.limit
         while waiters:
             waiter = waiters[0]
-            if outstanding and outstanding + waiter.count > limit:
+            if taken and taken + waiter.count > limit:
                 return
             waiters.popleft()
             waiter.woken = True
+            self.promised += waiter.count
             waiter.notify.set()
-            outstanding += waiter.count
+            taken += waiter.count
 
     # -- failing ----------------------------------------------------------------
 
@@ -577,6 +592,7 @@ class Pipeline(Generic[N]):
             request.done = True
             request.notify.set()
         self.settled = self.submitted + self.thread_submitted
+        self.promised = 0
         waiters = self.waiters
         while waiters:
             waiter = waiters.popleft()

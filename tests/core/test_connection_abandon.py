@@ -288,11 +288,6 @@ async def test_waiter_cancelled_as_it_is_woken_gets_nothing_and_the_next_waiter_
     assert connection.statistics().commands_in_flight == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connection.call() submits without checking for cancellation after "
-    "wait_for_room() returns: a waiter cancelled as it is woken still writes its command",
-)
 async def test_caller_cancelled_while_waiting_for_room_submits_nothing() -> None:
     """A caller whose scope is cancelled by the time it gets room never writes its command.
 

@@ -323,11 +323,6 @@ async def test_close_fails_every_request_and_refuses_new_ones() -> None:
         assert lost.items == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_send_loop calls Pipeline.wrote() when send_some returns on a link that "
-    "failed meanwhile; Pipeline.wrote asserts a write under way, fail() cleared it",
-)
 async def test_tls_write_completing_after_the_link_broke_is_ignored() -> None:
     """A TLS write that completes after the link was failed must not touch the failed pipeline.
 

@@ -579,6 +579,7 @@ def test_waiters_are_woken_in_order_as_many_as_the_room_admits() -> None:
         return [waiter.woken for waiter in waiters]
 
     def submit_for(index: int) -> None:
+        pipeline.claim(waiters[index])
         submit(pipeline, *(f"w{index}-{n}" for n in range(counts[index])))
         write_all(pipeline)
 
@@ -650,11 +651,6 @@ def test_dropping_abandoned_requests_wakes_waiters() -> None:
     assert waiter.woken
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release_room ignores room already given to woken waiters that have not "
-    "submitted yet: a second reply wakes waiters beyond the room, out of turn",
-)
 def test_second_reply_before_a_woken_waiter_submits_wakes_only_one_more() -> None:
     """Room given to a woken waiter stays given: each freed slot wakes one waiter, in turn.
 

@@ -174,10 +174,12 @@ class PipelineMachine(RuleBasedStateMachine):
         # All submit, except perhaps the last, which may give up: its room is
         # then released with every other woken waiter's room already taken.
         for line in woken[:-1]:
+            self.pipeline.claim(line.waiter)
             self.submit(line.count, many=line.count > 1)
         if woken:
             last = woken[-1]
             if data.draw(st.booleans(), label="last woken waiter submits"):
+                self.pipeline.claim(last.waiter)
                 self.submit(last.count, many=last.count > 1)
             else:
                 self.pipeline.remove_waiter(last.waiter)
@@ -501,6 +503,7 @@ class PipelineMachine(RuleBasedStateMachine):
             # Woken waiters submit; those still in line keep waiting.
             for line in [line for line in self.line if line.waiter.woken]:
                 self.line.remove(line)
+                pipeline.claim(line.waiter)
                 self.submit(line.count, many=line.count > 1)
         assert pipeline.outstanding == 0
         assert all(
