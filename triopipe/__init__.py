@@ -43,6 +43,8 @@ from ._exceptions import WatchError as WatchError
 from ._exceptions import WrongTypeError as WrongTypeError
 from ._fanout import FanOutBatch as FanOutBatch
 from ._fanout import ShardedTransaction as ShardedTransaction
+from ._observe import Observation as Observation
+from ._observe import Observer as Observer
 from ._pubsub import Message as Message
 from ._pubsub import Subscription as Subscription
 from ._scripts import Script as Script
@@ -51,6 +53,7 @@ from ._sharded import open_sharded_client as open_sharded_client
 from ._statistics import ClientStatistics as ClientStatistics
 from ._statistics import ClusterClientStatistics as ClusterClientStatistics
 from ._statistics import ConnectionStatistics as ConnectionStatistics
+from ._statistics import PumpReport as PumpReport
 from ._statistics import ShardedClientStatistics as ShardedClientStatistics
 
 #: The batch of the cluster client (the same class as the sharded client's).

@@ -80,9 +80,9 @@ class ThreadSignal:
         if self._lock.locked():
             self._lock.release()
 
-    def wait_blocking(self) -> None:
-        """Block the calling thread until :meth:`set` is called."""
-        self._lock.acquire()
+    def wait_blocking(self, timeout: float | None = None) -> bool:
+        """Block the calling thread until :meth:`set` is called; False after ``timeout`` s."""
+        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
 
 
 # Bound by current_backend() the first time it finds trio running, so that

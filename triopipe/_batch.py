@@ -5,8 +5,13 @@ Theory of operation
 
 A :class:`Batch` sends every command over one connection, in the order they
 were added. Adding a command is synchronous and returns a :class:`Pending` at
-once. The batch keeps one *open* request: while that request still waits in
-the connection's send queue, each new command is appended to it; once the
+once. A command triopipe's table lacks (a module's) cannot be classed without
+asking the server, which adding cannot wait for: it is *held*, with every
+command after it, and at exit the batch asks (``COMMAND INFO``) and sends the
+held commands on the same connection, in order, or refuses them.
+
+The batch keeps one *open* request: while that request still waits in the
+connection's send queue, each new command is appended to it; once the
 sender has taken it (the block awaited something, so the sender ran), the
 next command opens a new request. Commands therefore stream to the server
 whenever the block yields, in as few requests as there were sender drains,
@@ -29,16 +34,24 @@ replies (a transaction commits), leaving with an exception abandons.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from ._backend import Signal
 from ._commands import Arg, Command, Commands, Key, run_command
 from ._connection import Connection
-from ._exceptions import ConnectionLostError, ExecAbortError, ResponseError, WatchError
+from ._exceptions import (
+    CommandNotAllowedError,
+    ConnectError,
+    ConnectionLostError,
+    ExecAbortError,
+    ResponseError,
+    WatchError,
+)
+from ._learn import learn_commands
 from ._pipeline import Request
 from ._resp import encode_command, encode_commands
-from ._routing import CommandClass, command_class, command_name, refusal
+from ._routing import CommandClass, command_class, command_name, refusal, unknown_commands
 
 __all__ = ["Batch", "BatchBlock", "Pending", "Transaction", "check_pinned", "outcome"]
 
@@ -167,13 +180,25 @@ class Batch(BatchBlock, Commands):
     Made by ``Client.batch()``; use it as ``async with redis.batch() as b:``.
     """
 
-    __slots__ = ("_connection", "_finished", "_open", "_pendings", "_requests")
+    __slots__ = (
+        "_connection",
+        "_down",
+        "_finished",
+        "_held",
+        "_open",
+        "_pendings",
+        "_requests",
+    )
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._pendings: list[Pending[Any]] = []
         self._requests: list[Request[Signal]] = []
         self._open: Request[Signal] | None = None
+        # Commands held until exit: from the first one the table lacks on.
+        self._held: list[Sequence[Arg]] | None = None
+        # The server could not be reached: nothing more is sent.
+        self._down: BaseException | None = None
         self._finished = False
 
     def __len__(self) -> int:
@@ -186,21 +211,35 @@ class Batch(BatchBlock, Commands):
             CommandNotAllowedError: a blocking, subscription or
                 connection-state command (nothing is queued).
         """
-        check_pinned(args)
-        return self._queue(encode_command(args), None)
+        return self._add(args, None)
 
     def _dispatch(self, command: Command[T], /) -> Pending[T]:
-        check_pinned(command.args)
-        return self._queue(encode_command(command.args), command.transform)
+        return self._add(command.args, command.transform)
 
-    def _queue(self, payload: bytes, transform: Callable[[Any], T] | None) -> Pending[T]:
+    def _add(self, args: Sequence[Arg], transform: Callable[[Any], T] | None) -> Pending[T]:
         if self._finished:
             raise RuntimeError("this batch's block has exited: start a new batch")
+        held = self._held
+        if held is None:
+            kind = command_class(args)
+            if kind is CommandClass.SHARED:
+                return self._queue(encode_command(args), transform)
+            if kind is not CommandClass.UNKNOWN:
+                check_pinned(args)
+                return self._queue(encode_command(args), transform)
+            held = self._held = []
+        encode_command(args)  # reject bad arguments now, not at exit
+        held.append(args)
+        pending: Pending[T] = Pending(transform)
+        self._pendings.append(pending)
+        return pending
+
+    def _queue(self, payload: bytes, transform: Callable[[Any], T] | None) -> Pending[T]:
         connection = self._connection
         request = self._open
         pending: Pending[T] = Pending(transform)
         self._pendings.append(pending)
-        if request is not None and request.error is not None:
+        if self._down is not None or (request is not None and request.error is not None):
             # The connection broke under this batch: its commands run in
             # order or not at all, so nothing more is sent.
             pending.resolve(
@@ -208,7 +247,12 @@ class Batch(BatchBlock, Commands):
             )
             return pending
         if request is None or not connection.extend(request, payload):
-            request = self._open = connection.submit(payload, 1, many=True)
+            try:
+                request = self._open = connection.submit(payload, 1, many=True)
+            except ConnectError as exc:  # the server is down: fail now, raise at exit
+                self._down = exc
+                pending.resolve(exc)
+                return pending
             self._requests.append(request)
         return pending
 
@@ -221,7 +265,7 @@ class Batch(BatchBlock, Commands):
         """
         self._finished = True
         pendings = iter(self._pendings)
-        failure: Exception | None = None
+        failure: BaseException | None = None
         try:
             for request in self._requests:
                 try:
@@ -233,11 +277,47 @@ class Batch(BatchBlock, Commands):
                     continue
                 for reply in replies:
                     next(pendings).resolve(reply)
+            if self._held is not None and failure is None:
+                try:
+                    await self._send_held(pendings)
+                except CommandNotAllowedError as exc:
+                    failure = exc
         except BaseException:
             self.abandon()
             raise
+        for pending in pendings:  # held commands that were not sent
+            if not pending.done():
+                pending.resolve(
+                    ConnectionLostError(
+                        "not sent: an earlier command of the batch failed", sent=False
+                    )
+                )
+        failure = failure or self._down
         if failure is not None:
             raise failure
+
+    async def _send_held(self, pendings: Iterator[Pending[Any]]) -> None:
+        """Ask the server about the held commands, then send them, or refuse them all."""
+        held = self._held
+        assert held is not None
+        self._held = None
+        connection = self._connection
+
+        async def execute(*args: Arg) -> Any:
+            reply = await connection.call(encode_command(args), 1)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+
+        await learn_commands(execute, unknown_commands(held))
+        for args in held:
+            check_pinned(args)  # raises: the held commands are not sent
+        count = len(held)
+        if not connection.has_room(count):
+            await connection.wait_for_room(count)
+        request = connection.submit(encode_commands(held), count, many=True)
+        for reply in await Connection.wait(request):
+            next(pendings).resolve(reply)
 
     def abandon(self) -> None:
         """Send nothing more; the replies of what was written are dropped."""
@@ -327,7 +407,8 @@ class Transaction(Commands):
     def _queue(self, args: Sequence[Arg], transform: Callable[[Any], T] | None) -> Pending[T]:
         if not args:
             raise ValueError("empty command")
-        _check_transaction(args)
+        if command_class(args) is not CommandClass.UNKNOWN:  # those are asked about at exit
+            _check_transaction(args)
         encode_command(args)  # reject bad arguments now, not at exit
         self._commands.append(args)
         pending: Pending[T] = Pending(transform)
@@ -341,6 +422,11 @@ class Transaction(Commands):
             if self._watch_keys:
                 await self.now.execute("UNWATCH")
             return
+        unknown = unknown_commands(self._commands)
+        if unknown:
+            await learn_commands(self.now.execute, unknown)
+            for args in self._commands:
+                _check_transaction(args)
         payload = encode_commands([("MULTI",), *self._commands, ("EXEC",)])
         count = len(self._commands) + 2
         if not connection.has_room(count):

@@ -49,22 +49,23 @@ from ._exceptions import (
     UnknownCommandClassError,
 )
 from ._group import ConnectionGroup
+from ._learn import learn_commands
+from ._observe import Observation
 from ._pipeline import Request
 from ._protocols import DirectRoute
 from ._pubsub import Subscription
-from ._resp import encode_command, encode_each
+from ._resp import encode_command, encode_each, encode_requests, group_requests
 from ._retry import RetryPolicy
 from ._routing import (
     CommandClass,
     check_commands,
     command_class,
     command_name,
-    learn_command,
     refusal,
     unknown_commands,
 )
 from ._scripts import Scripting
-from ._statistics import ClientStatistics
+from ._statistics import ClientStatistics, PumpReport, PumpTally
 from ._tasks import background_task_group
 
 __all__ = [
@@ -84,11 +85,12 @@ class Client(Commands, Scripting):
     (auto-pipelining) over the connection group.
     """
 
-    __slots__ = ("_config", "_group", "_retry")
+    __slots__ = ("_config", "_group", "_observer", "_retry")
 
     def __init__(self, group: ConnectionGroup) -> None:
         self._group = group
         self._config = config = group.config
+        self._observer = config.observer
         self._retry = RetryPolicy(attempts=config.retries, at_least_once=config.at_least_once)
 
     def __repr__(self) -> str:
@@ -133,29 +135,42 @@ class Client(Commands, Scripting):
         kind = command_class(args)
         if kind is not CommandClass.SHARED and kind is not CommandClass.BLOCKING:
             kind = await self._allowed(args, kind)
+        observer = self._observer
+        observation = None
+        if observer is not None:
+            observation = observer.command(self._config.address, command_name(args), 1)
         attempt = 0
-        while True:
-            try:
-                if kind is CommandClass.SHARED:
-                    connection = self._group.choose()
-                    reply = await connection.call(payload, 1)
-                    if type(reply) is list and connection.protocol == 3:
-                        reply = _resp3_set(args, reply)
-                else:
-                    async with self._group.reserve() as connection:
+        try:
+            while True:
+                try:
+                    if kind is CommandClass.SHARED:
+                        connection = self._group.choose()
                         reply = await connection.call(payload, 1)
-            except (TransportError, ResponseError) as exc:
-                reply = exc
-            # Error replies, and replies that could not be decoded, arrive as
-            # exception instances in their own place.
-            if not isinstance(reply, Exception):
-                return reply
-            delay = self._retry.delay(reply, attempt)
-            if delay is None:
-                raise reply
-            attempt += 1
-            if delay:
-                await anyio.sleep(delay)
+                        if type(reply) is list and connection.protocol == 3:
+                            reply = _resp3_set(args, reply)
+                    else:
+                        async with self._group.reserve() as connection:
+                            reply = await connection.call_blocking(payload)
+                except (TransportError, ResponseError) as exc:
+                    reply = exc
+                # Error replies, and replies that could not be decoded, arrive
+                # as exception instances in their own place.
+                if not isinstance(reply, Exception):
+                    if observation is not None:
+                        observation.end(None)
+                    return reply
+                delay = self._retry.delay(reply, attempt)
+                if delay is None:
+                    raise reply
+                attempt += 1
+                if observer is not None:
+                    observer.retried(self._config.address, command_name(args), reply, attempt)
+                if delay:
+                    await anyio.sleep(delay)
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(exc)
+            raise
 
     async def _allowed(self, args: Sequence[Arg], kind: CommandClass) -> CommandClass:
         """The class of a command that is neither shared nor blocking, if ``execute`` may run it.
@@ -184,20 +199,7 @@ class Client(Commands, Scripting):
                 by default every command the server lists (``COMMAND LIST``)
                 that the table lacks.
         """
-        if names is None:
-            try:
-                listed = await self.execute("COMMAND", "LIST")
-            except ResponseError:  # before Redis 7, or not allowed by the ACL
-                return
-            names = unknown_commands([(name,) for name in listed])
-        for start in range(0, len(names), _LEARN_CHUNK):
-            chunk = names[start : start + _LEARN_CHUNK]
-            try:
-                infos = await self.execute("COMMAND", "INFO", *chunk)
-            except ResponseError:  # not allowed by the ACL: nothing to learn from
-                infos = [None] * len(chunk)
-            for name, info in zip(chunk, infos, strict=True):
-                learn_command(info, name)
+        await learn_commands(self.execute, names)
 
     def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
         """Where a plain command may go without this client's ``execute``, if anywhere.
@@ -289,10 +291,10 @@ class Client(Commands, Scripting):
                 valid UTF-8 under ``decode=True``.
         """
         connection = self._group.choose()
-        run = _PipelineRun(connection, self._retry)
+        run = _PipelineRun(connection, self._retry, self._config)
         if isinstance(commands, Sequence):
             await self.check_pipeline(commands)
-            results = await run.run(_slices(encode_each(commands), connection))
+            results = await run.run(_slices(encode_each(commands), connection), _grouped)
         else:
             results = await run.run(_slices(commands, connection), self._prepared)
         if raise_on_error:
@@ -300,6 +302,34 @@ class Client(Commands, Scripting):
                 if isinstance(reply, Exception):
                     raise reply
         return results
+
+    async def pump(
+        self,
+        commands: Iterable[Sequence[Arg]],
+        *,
+        on_outcomes: Callable[[int, list[Any]], object] | None = None,
+    ) -> PumpReport:
+        """Run any number of commands as :meth:`execute_many` does, keeping no reply.
+
+        For loads too big to keep every reply (millions of ``SET``): memory
+        stays bounded whatever the input's length, a generator included.
+        Every command still gets its outcome, in order: counted in the
+        report, and handed to ``on_outcomes(first, outcomes)`` if given, as
+        each request's replies come in (``first``: the number of its first
+        command; ``outcomes``: replies, or error instances as
+        ``execute_many(raise_on_error=False)`` gives them). Nothing raises for
+        a command's failure: the report says what happened.
+
+        Raises:
+            CommandNotAllowedError: a command a pipeline may not hold (before
+                anything of its window is sent).
+            TypeError, ValueError: a bad argument (likewise).
+        """
+        tally = PumpTally(on_outcomes)
+        connection = self._group.choose()
+        run = _PipelineRun(connection, self._retry, self._config, tally.add)
+        await run.run(_slices(commands, connection), self._prepared)
+        return tally.report()
 
     async def check_pipeline(self, commands: Sequence[Sequence[Arg]]) -> None:
         """Refuse, before anything is sent, a command of ``commands`` a pipeline may not hold.
@@ -316,10 +346,10 @@ class Client(Commands, Scripting):
             await self.learn_commands(unknown_commands(commands))
             check_commands(commands, "pipeline")
 
-    async def _prepared(self, window: list[Sequence[Arg]], first: int) -> list[bytes]:
-        """A window of a pipeline taken from an iterable, checked and encoded."""
+    async def _prepared(self, window: list[Sequence[Arg]], first: int) -> list[tuple[bytes, int]]:
+        """A window of a pipeline taken from an iterable, checked and encoded into requests."""
         await self.check_pipeline(window)
-        return encode_each(window, first)
+        return encode_requests(window, first, _REQUEST_BYTES)
 
     async def run_encoded(self, parts: list[bytes]) -> list[Any]:
         """Every outcome of encoded commands sent as one pipeline, in order (never raises them).
@@ -328,7 +358,9 @@ class Client(Commands, Scripting):
         are encoded whole first, so a bad argument sends nothing anywhere.
         """
         connection = self._group.choose()
-        return await _PipelineRun(connection, self._retry).run(_slices(parts, connection))
+        return await _PipelineRun(connection, self._retry, self._config).run(
+            _slices(parts, connection), _grouped
+        )
 
     async def scan_iter(
         self, match: Key | None = None, count: int | None = None
@@ -396,8 +428,6 @@ def _resp3_set(args: Sequence[Arg], reply: list[Any]) -> Any:
     return reply
 
 
-# Commands asked about per COMMAND INFO.
-_LEARN_CHUNK = 100
 # Encoded bytes per request of an execute_many call: a window of big values
 # (200 SETs of 1 MiB) goes as many requests, not one 200 MiB join.
 _REQUEST_BYTES = 1024 * 1024
@@ -407,50 +437,75 @@ _SHARED_REPLIES = {reply: reply for reply in (b"OK", b"PONG", b"0", b"1", b"")}
 class _Unit:
     """One request of a pipeline: what was sent, to send it again, and how often it was."""
 
-    __slots__ = ("attempts", "count", "payload", "request")
+    __slots__ = ("attempts", "count", "observation", "payload", "request")
 
-    def __init__(self, request: Request[Signal] | None, payload: bytes, count: int) -> None:
+    def __init__(
+        self,
+        request: Request[Signal] | None,
+        payload: bytes,
+        count: int,
+        observation: Observation | None = None,
+    ) -> None:
         self.request = request
         self.payload = payload
         self.count = count
         self.attempts = 0
+        self.observation = observation
 
 
 class _PipelineRun:
-    """One pipeline over one connection: submits windows, collects every outcome in order."""
+    """One pipeline over one connection: submits windows, hands every outcome on in order.
 
-    __slots__ = ("_connection", "_down", "_policy", "_results", "_units")
+    Outcomes go to ``sink``, a list of replies and errors at a time, in the
+    order of the commands; by default they are kept and returned.
+    """
 
-    def __init__(self, connection: Connection, policy: RetryPolicy) -> None:
+    __slots__ = (
+        "_address",
+        "_connection",
+        "_down",
+        "_observer",
+        "_policy",
+        "_results",
+        "_sink",
+        "_units",
+    )
+
+    def __init__(
+        self,
+        connection: Connection,
+        policy: RetryPolicy,
+        config: ClientConfig,
+        sink: Callable[[list[Any]], object] | None = None,
+    ) -> None:
         self._connection = connection
         self._policy = policy
+        self._observer = config.observer
+        self._address = config.address
         self._units: deque[_Unit] = deque()
         self._results: list[Any] = []
+        self._sink = self._results.extend if sink is None else sink
         # Set once the server cannot be reached: nothing more is sent.
         self._down: BaseException | None = None
 
     async def run(
         self,
         windows: Iterator[list[Any]],
-        prepare: Callable[[list[Any], int], Awaitable[list[bytes]]] | None = None,
+        prepare: Callable[[list[Any], int], Awaitable[list[tuple[bytes, int]]]],
     ) -> list[Any]:
         """Send ``windows`` in order and return every command's outcome.
 
-        The windows are encoded commands, or commands that ``prepare(window,
-        first)`` checks and encodes (``first``: the number of its first
-        command in the call).
+        ``prepare(window, first)`` turns each window into requests (``first``:
+        the number of its first command in the call): checks and encodes
+        commands, or groups commands already encoded.
         """
         units = self._units
         done = 0
         try:
             for window in windows:
-                if prepare is None:
-                    parts = window
-                else:
-                    parts = await prepare(window, done)
-                    done += len(parts)
-                for payload, count in _requests_of(parts):
+                for payload, count in await prepare(window, done):
                     await self._send(payload, count)
+                done += len(window)
             while units:
                 await self._collect()
         except BaseException:
@@ -488,7 +543,16 @@ class _PipelineRun:
             await connection.checkpoint_if_cancelled()
         else:  # other callers fill the connection
             await connection.wait_for_room(count)
-        units.append(_Unit(connection.submit(payload, count, many=True), payload, count))
+        observer = self._observer
+        observation = None
+        if observer is not None:
+            observation = observer.command(self._address, "PIPELINE", count)
+        try:
+            request = connection.submit(payload, count, many=True)
+        except ConnectError as exc:  # the server is down: nothing more is sent
+            self._down = exc
+            request = None
+        units.append(_Unit(request, payload, count, observation))
         if count >= connection.window or len(payload) >= _REQUEST_BYTES:
             # Let the sender write this request while the next is built.
             await anyio.lowlevel.checkpoint()
@@ -505,7 +569,7 @@ class _PipelineRun:
         request = head.request
         if request is None:  # never sent: the server could not be reached
             units.popleft()
-            self._results += [self._down] * head.count
+            self._failed(head, self._down)
             return
         try:
             replies = await Connection.wait(request)
@@ -515,23 +579,37 @@ class _PipelineRun:
                 units.popleft()
                 if self._down is None and _unreachable(exc):
                     self._down = exc
-                self._results += [exc] * head.count
+                self._failed(head, exc)
                 return
             if delay:
                 await anyio.sleep(delay)
             connection = self._connection
             for unit in units:
                 unit.attempts += 1
-                unit.request = connection.submit(unit.payload, unit.count, many=True)
+                if self._observer is not None:
+                    self._observer.retried(self._address, "PIPELINE", exc, unit.attempts)
+                try:
+                    unit.request = connection.submit(unit.payload, unit.count, many=True)
+                except ConnectError as down:  # send nothing more
+                    self._down = down
+                    unit.request = None
             return
         units.popleft()
+        if head.observation is not None:
+            head.observation.end(None)
         # Share the common short replies (+OK for a SET, ...): ten million of
         # them cost one object, not ten million.
         shared = _SHARED_REPLIES.get
-        self._results += [
-            shared(reply, reply) if type(reply) is bytes and len(reply) <= 4 else reply
-            for reply in replies
-        ]
+        self._sink(
+            [shared(reply, reply) if type(reply) is bytes and len(reply) <= 4 else reply
+             for reply in replies]
+        )  # fmt: skip
+
+    def _failed(self, unit: _Unit, error: BaseException | None) -> None:
+        """Every command of ``unit`` failed with ``error``."""
+        if unit.observation is not None:
+            unit.observation.end(error)
+        self._sink([error] * unit.count)
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -541,22 +619,9 @@ def _unreachable(error: BaseException) -> bool:
     )
 
 
-def _requests_of(parts: list[bytes]) -> Iterator[tuple[bytes, int]]:
-    """Group encoded commands into requests of at most ``_REQUEST_BYTES`` (but one command)."""
-    total = sum(map(len, parts))
-    if total <= _REQUEST_BYTES:
-        yield b"".join(parts), len(parts)
-        return
-    chunk: list[bytes] = []
-    size = 0
-    for part in parts:
-        if chunk and size + len(part) > _REQUEST_BYTES:
-            yield b"".join(chunk), len(chunk)
-            chunk, size = [], 0
-        chunk.append(part)
-        size += len(part)
-    if chunk:
-        yield b"".join(chunk), len(chunk)
+async def _grouped(parts: list[bytes], first: int) -> list[tuple[bytes, int]]:
+    """Encoded commands grouped into requests (a ``prepare`` of :class:`_PipelineRun`)."""
+    return group_requests(parts, _REQUEST_BYTES)
 
 
 def _slices(items: Iterable[T], connection: Connection) -> Iterator[list[T]]:

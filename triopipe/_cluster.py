@@ -89,7 +89,7 @@ from ._exceptions import (
 from ._fanout import Entry, FanOut, FanOutClient, ShardedTransaction, gather, raise_first
 from ._group import ConnectionGroup
 from ._retry import ClusterRetryPolicy
-from ._routing import SLOTS, SlotRouter
+from ._routing import SLOTS, SlotRouter, command_name
 from ._statistics import ClusterClientStatistics
 from ._tasks import background_task_group
 
@@ -216,6 +216,13 @@ class _Nodes:
         entry.primary = True
         entry.asking = None
         self.retries += 1
+        observer = self.config.observer
+        if observer is not None:
+            if isinstance(error, RedirectError):
+                observer.redirected(command_name(entry.args), error)
+            else:
+                server = "" if entry.target is None else entry.target.config.address
+                observer.retried(server, command_name(entry.args), error, entry.attempt)
         if isinstance(error, MovedError):
             address = _redirect_address(error, entry.target)
             self.map.move(entry.group, address)

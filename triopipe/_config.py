@@ -12,10 +12,19 @@ from __future__ import annotations
 import dataclasses
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["ClientConfig", "mask_password", "parse_url"]
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ._observe import Observer
+
+__all__ = ["ClientConfig", "Credentials", "mask_password", "parse_url"]
+
+#: A credential provider: called (awaited if it returns an awaitable) before
+#: every connect, it gives ``(username, password)``; ``username`` may be None.
+Credentials: TypeAlias = "Callable[[], tuple[str | None, str] | Awaitable[tuple[str | None, str]]]"
 
 DEFAULT_URL = "redis://localhost:6379"
 _DEFAULT_PORT = 6379
@@ -32,6 +41,10 @@ _QUERY_OPTIONS: dict[str, type] = {
     "retries": int,
     "at_least_once": bool,
     "max_bulk_length": int,
+    "health_check_interval": float,
+    "keepalive": float,
+    "max_dedicated": int,
+    "dedicated_idle_timeout": float,
 }
 _SECURITY_QUERY_OPTIONS = frozenset(
     {"ssl_cert_reqs", "ssl_check_hostname", "ssl_ca_certs", "ssl", "tls", "verify", "insecure"}
@@ -65,6 +78,12 @@ class ClientConfig:
     at_least_once: bool = False
     max_bulk_length: int = 512 * 1024 * 1024
     ssl_context: ssl.SSLContext | None = dataclasses.field(default=None, repr=False)
+    health_check_interval: float | None = 5.0
+    keepalive: float | None = 10.0
+    max_dedicated: int = 50
+    dedicated_idle_timeout: float = 30.0
+    credentials: Credentials | None = dataclasses.field(default=None, repr=False, compare=False)
+    observer: Observer | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in (2, 3):
@@ -83,6 +102,18 @@ class ClientConfig:
             raise ValueError(f"db must not be negative, not {self.db!r}")
         if self.ssl_context is not None and not self.tls:
             raise ValueError("ssl_context given for a connection without TLS (use rediss://)")
+        for name in ("health_check_interval", "keepalive"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive (or None: off), not {value!r}")
+        if self.max_dedicated < 1:
+            raise ValueError(f"max_dedicated must be at least 1, not {self.max_dedicated!r}")
+        if not self.dedicated_idle_timeout > 0:
+            raise ValueError(
+                f"dedicated_idle_timeout must be positive, not {self.dedicated_idle_timeout!r}"
+            )
+        if self.credentials is not None and not callable(self.credentials):
+            raise TypeError("credentials must be a callable returning (username, password)")
 
     @property
     def address(self) -> str:

@@ -55,9 +55,11 @@ which tests replace with a scripted stream.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
@@ -67,6 +69,7 @@ import anyio.abc
 from ._backend import Signal, ThreadSignal, current_backend
 from ._config import ClientConfig
 from ._exceptions import (
+    ConnectError,
     ConnectionLostError,
     ProtocolError,
     ResponseError,
@@ -75,7 +78,7 @@ from ._exceptions import (
     request_error,
 )
 from ._pipeline import Notify, Pipeline, ReplyBudget, Request
-from ._resp import Push, Reader, make_reader
+from ._resp import Push, Reader, encode_command, make_reader
 from ._resp._handshake import Handshake
 from ._statistics import ConnectionStatistics
 from ._streams import STREAM_ERRORS, Stream, open_stream, run_handshake
@@ -92,6 +95,8 @@ _READ_SIZE = 256 * 1024
 _BACKOFF_BASE = 0.02
 _BACKOFF_CAP = 1.0
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *STREAM_ERRORS)
+# The health check's probe.
+_PING = encode_command(("PING",))
 
 
 class _Link:
@@ -101,7 +106,9 @@ class _Link:
         "closed",
         "connected",
         "error",
+        "last_received",
         "pipeline",
+        "probes",
         "protocol",
         "ready",
         "scope",
@@ -111,6 +118,10 @@ class _Link:
 
     def __init__(self, pipeline: Pipeline[Any]) -> None:
         self.pipeline = pipeline
+        # When bytes last came in (time.monotonic()), for the health check.
+        self.last_received = 0.0
+        # Health-check PINGs in flight (not the callers' commands).
+        self.probes = 0
         self.stream: Stream | None = None
         # Set while the sender sleeps; setting it wakes the sender. Changed to
         # None (the sender is woken) only under the connection's thread lock.
@@ -121,6 +132,30 @@ class _Link:
         self.error: BaseException | None = None
         self.ready = anyio.Event()
         self.scope: anyio.CancelScope | None = None
+
+
+class _Down:
+    """The server could not be reached: since when, when the next attempt is, and why."""
+
+    __slots__ = ("cause", "retry_at", "since")
+
+    def __init__(self, since: float, retry_at: float, cause: BaseException) -> None:
+        self.since = since
+        self.retry_at = retry_at
+        self.cause = cause
+
+    def error(self, address: str) -> BaseException:
+        """The error a command for the server gets at once, saying so."""
+        if not isinstance(self.cause, ConnectError):
+            refusal: BaseException = copy_error(self.cause)  # AUTH...: as the server said it
+            return refusal
+        now = time.monotonic()
+        error = ConnectError(
+            f"{address} is down (for {now - self.since:.1f} s: {self.cause}); "
+            f"the next attempt to connect is due in {max(0.0, self.retry_at - now):.1f} s"
+        )
+        error.__cause__ = self.cause.__cause__
+        return error
 
 
 class Connection:
@@ -153,13 +188,7 @@ class Connection:
         self._on_push = on_push
         self._on_lost = on_lost
         self._subscriber = subscriber
-        self._handshake = Handshake(
-            protocol=config.protocol,
-            username=config.username,
-            password=config.password,
-            client_name=config.client_name,
-            db=config.db,
-        )
+        self._observer = config.observer
         self._budget = ReplyBudget(config.max_in_flight)
         backend = self._backend = current_backend()
         self._open_stream = open_stream or self._open_configured_stream
@@ -168,6 +197,12 @@ class Connection:
         self._link: _Link | None = None
         self._failures = 0
         self._connects = 0
+        # Set while the server cannot be reached: submissions fail at once.
+        self._down: _Down | None = None
+        # A blocking command (BLPOP...) is in flight: silence is no sign of death.
+        self._blocking = False
+        # The cancel scope of the latest link's task.
+        self._runner: anyio.CancelScope | None = None
         # Commands written and writes made by links that are gone.
         self._past_commands_written = 0
         self._past_writes = 0
@@ -211,16 +246,20 @@ class Connection:
     def statistics(self) -> ConnectionStatistics:
         """A snapshot of this connection's state."""
         link = self._link
-        pipeline = None if link is None else link.pipeline
+        if link is None:
+            return ConnectionStatistics(
+                False, 0, 0, 0, self._connects, self._past_commands_written, self._past_writes
+            )
+        pipeline = link.pipeline
         return ConnectionStatistics(
-            connected=link is not None and link.connected and not link.closed,
-            commands_in_flight=0 if pipeline is None else pipeline.outstanding,
-            commands_queued=0 if pipeline is None else pipeline.queued,
-            protocol=0 if link is None else link.protocol,
+            connected=link.connected and not link.closed,
+            # The health check's PINGs are not the callers' commands.
+            commands_in_flight=pipeline.outstanding - link.probes,
+            commands_queued=pipeline.queued,
+            protocol=link.protocol,
             connects=self._connects,
-            commands_written=self._past_commands_written
-            + (0 if pipeline is None else pipeline.commands_written),
-            writes=self._past_writes + (0 if pipeline is None else pipeline.writes),
+            commands_written=self._past_commands_written + pipeline.commands_written,
+            writes=self._past_writes + pipeline.writes,
         )
 
     # -- submitting (loop thread; synchronous, checkpoint-free) ---------------------
@@ -243,10 +282,17 @@ class Connection:
         """
         if self._closed:
             raise anyio.ClosedResourceError
-        link = self._link or self._start_link()
+        link = self._link
+        if link is None:
+            link = self._start_link()
+        return self._submit_to(
+            link, payload, self._new_signal() if notify is None else notify, count, many
+        )
+
+    def _submit_to(
+        self, link: _Link, payload: bytes, notify: N, count: int = 1, many: bool = False
+    ) -> Request[N]:
         pipeline = link.pipeline
-        if notify is None:
-            notify = self._new_signal()
         if link.sender_wakeup is None:
             # The sender is awake (or not started yet): it will take this. No
             # lock: only the loop thread, this one, puts the sender to sleep.
@@ -303,6 +349,8 @@ class Connection:
             pipeline = link.pipeline
             signal = self._new_signal()
             waiter = pipeline.add_waiter(count, signal, first=first)
+            if not first and self._observer is not None:
+                self._observer.waited_for_room(self._config.address, count)
             first = True
             try:
                 await signal.wait()
@@ -359,13 +407,28 @@ class Connection:
             raise request.error
         return request.value if request.replies is None else request.replies
 
+    async def call_blocking(self, payload: bytes) -> Any:
+        """:meth:`call` for a blocking command (``BLPOP``...), on a dedicated connection.
+
+        While it is in flight, the health check leaves the link alone: a
+        blocking command may rightly keep it silent for as long as its
+        timeout says (TCP keepalive still notices a dead peer).
+        """
+        self._blocking = True
+        try:
+            return await self.call(payload, 1)
+        finally:
+            self._blocking = False
+
     async def checkpoint_if_cancelled(self) -> None:
         """Raise if the caller's scope is cancelled; do not yield otherwise."""
         await self._checkpoint_if_cancelled()
 
     # -- the cross-thread hook (any thread) -------------------------------------------
 
-    def call_from_thread(self, payload: bytes) -> Request[ThreadSignal] | None:
+    def call_from_thread(
+        self, payload: bytes, timeout: float | None = None
+    ) -> Request[ThreadSignal] | None:
         """Write one command from a thread other than the loop's and wait for its reply.
 
         For the blocking facade (see "Writes without the sender"): the calling
@@ -375,7 +438,8 @@ class Connection:
         :meth:`~triopipe._pipeline.Request.outcome`), or None when nothing was
         written: go through the loop then.
 
-        If the wait is interrupted (``KeyboardInterrupt``), the request is
+        If the wait is interrupted (``KeyboardInterrupt``), or no reply came
+        within ``timeout`` seconds (:class:`TimeoutError`), the request is
         abandoned as a cancelled :meth:`call` is: its reply is read and dropped.
         """
         link = self._link
@@ -398,7 +462,8 @@ class Connection:
                 link.sender_wakeup = None
                 self._backend.run_sync_soon(wakeup.set)
         try:
-            signal.wait_blocking()
+            if not signal.wait_blocking(timeout):
+                raise TimeoutError(f"no reply from {self._config.address} within {timeout:g} s")
         except BaseException:
             request.abandoned = True
             raise
@@ -417,7 +482,9 @@ class Connection:
         """Make sure a link is up and past its handshake, or raise why not."""
         if self._closed:
             raise anyio.ClosedResourceError
-        link = self._link or self._start_link()
+        link = self._link
+        if link is None:
+            link = self._start_link()
         await link.ready.wait()
         if link.error is not None and not link.connected:
             raise copy_error(link.error)
@@ -428,9 +495,20 @@ class Connection:
         link = self._link
         if link is not None:
             self._break(link, ConnectionLostError("the client was closed", sent=True))
+        if self._runner is not None:
+            self._runner.cancel()  # a background connect, if the server is down
 
     def _start_link(self) -> _Link:
-        link = _Link(Pipeline(self._budget, subscriber=self._subscriber))
+        """A new link, current at once, its task started; or the server's down error.
+
+        Raises:
+            ConnectError: the last connect failed and no new one succeeded yet
+                (a background attempt keeps trying): fail now, do not wait.
+        """
+        down = self._down
+        if down is not None:
+            raise down.error(self._config.address)
+        link = self._new_link()
         self._task_group.start_soon(
             self._run_link, link, name=f"triopipe link {self._config.address}"
         )
@@ -438,6 +516,9 @@ class Connection:
         # requests forever.
         self._link = link
         return link
+
+    def _new_link(self) -> _Link:
+        return _Link(Pipeline(self._budget, subscriber=self._subscriber))
 
     def _backoff_delay(self) -> float:
         if self._failures == 0:
@@ -449,37 +530,62 @@ class Connection:
         return await open_stream(self._config, self._backend)
 
     async def _run_link(self, link: _Link) -> None:
+        """A link's task: connect, then serve the link until it breaks.
+
+        While connects fail, the task keeps trying in the background, with
+        backoff, on links nobody can submit to: the connection is *down* and
+        submissions fail at once (:class:`_Down`). The first link that
+        connects becomes the current one.
+        """
         stream: Stream | None = None
         try:
             with anyio.CancelScope() as scope:
-                link.scope = scope
-                delay = self._backoff_delay()
-                if delay:
-                    await anyio.sleep(delay)
+                self._runner = scope
                 reader = make_reader(
                     decode=self._config.decode, max_bulk_length=self._config.max_bulk_length
                 )
-                try:
-                    with anyio.fail_after(self._config.connect_timeout):
-                        stream = await self._open_stream()
-                        link.protocol = await run_handshake(stream, reader, self._handshake)
-                except (ResponseError, ProtocolError) as exc:
-                    self._failures += 1
-                    self._break(link, exc)
-                    return
-                except _CONNECT_ERRORS as exc:
-                    self._failures += 1
-                    self._break(link, connect_error(self._config.address, exc))
-                    return
+                while True:
+                    down = self._down
+                    if down is not None:
+                        await anyio.sleep(max(0.0, down.retry_at - time.monotonic()))
+                    error: BaseException
+                    try:
+                        with anyio.fail_after(self._config.connect_timeout):
+                            stream = await self._open_stream()
+                            link.protocol = await run_handshake(
+                                stream, reader, await self._handshake()
+                            )
+                        break
+                    except (ResponseError, ProtocolError) as exc:
+                        error = exc
+                    except _CONNECT_ERRORS as exc:
+                        error = connect_error(self._config.address, exc)
+                    if stream is not None:
+                        with anyio.CancelScope(shield=True):
+                            await stream.aclose()
+                        stream = None
+                    link = self._connect_failed(link, error)
+                # Only a link that is up ends the task when it breaks; a
+                # failed connect leaves the task to try again.
+                link.scope = scope
                 link.stream = stream
                 self._failures = 0
+                self._down = None
                 self._connects += 1
                 link.connected = True
+                if self._link is None and not self._closed:
+                    self._link = link  # a background attempt succeeded
                 link.ready.set()
                 logger.debug("connected to %s (RESP%d)", self._config.address, link.protocol)
+                if self._observer is not None:
+                    self._observer.connected(self._config.address, link.protocol)
+                link.last_received = time.monotonic()
                 async with anyio.create_task_group() as task_group:
                     task_group.start_soon(self._send_loop, stream, link)
                     task_group.start_soon(self._receive_loop, stream, reader, link)
+                    interval = self._config.health_check_interval
+                    if interval is not None and not (self._subscriber and link.protocol == 2):
+                        task_group.start_soon(self._watch, link, interval)
         finally:
             # Reached on a break (already handled), on client close, or when
             # the client's task group is cancelled: fail whatever is left.
@@ -487,6 +593,37 @@ class Connection:
             if stream is not None:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
+
+    async def _handshake(self) -> Handshake:
+        """The handshake of a new link, with the credentials as they are now."""
+        config = self._config
+        username, password = config.username, config.password
+        if config.credentials is not None:
+            given = config.credentials()
+            if inspect.isawaitable(given):
+                given = await given
+            username, password = given
+        return Handshake(
+            protocol=config.protocol,
+            username=username,
+            password=password,
+            client_name=config.client_name,
+            db=config.db,
+        )
+
+    def _connect_failed(self, link: _Link, error: BaseException) -> _Link:
+        """A connect failed: fail ``link``'s requests, go down; the next attempt's link."""
+        self._failures += 1
+        retry_in = self._backoff_delay()
+        now = time.monotonic()
+        since = now if self._down is None else self._down.since
+        self._down = _Down(since, now + retry_in, error)
+        self._link = None if self._link is link else self._link
+        self._break(link, error)
+        if self._observer is not None:
+            self._observer.connect_failed(self._config.address, error, retry_in)
+        # Not current: while down, submissions fail instead of queueing on it.
+        return self._new_link()
 
     def _break(self, link: _Link, error: BaseException) -> None:
         """Fail every request of ``link`` at once and detach it. Idempotent.
@@ -501,7 +638,7 @@ class Connection:
             if link.closed:
                 return
             link.closed = True
-            link.pipeline.fail(
+            unknown = link.pipeline.fail(
                 error,
                 lambda sent: request_error(error, sent=sent),
                 0 if stream is None else stream.in_doubt,
@@ -517,6 +654,12 @@ class Connection:
             stream.shutdown()
         if link.connected:
             logger.debug("connection to %s lost: %s", self._config.address, error)
+            observer = self._observer
+            if observer is not None:
+                observer.disconnected(self._config.address, error)
+                unknown -= link.probes
+                if unknown > 0:
+                    observer.outcome_unknown(self._config.address, unknown, error)
         if link.sender_wakeup is not None:
             link.sender_wakeup.set()
         link.ready.set()
@@ -524,6 +667,38 @@ class Connection:
             link.scope.cancel()
         if self._on_lost is not None and not self._closed:
             self._on_lost(error)
+
+    async def _watch(self, link: _Link, interval: float) -> None:
+        """The health check: a link silent for ``interval`` is probed; silent for two, broken.
+
+        A PING goes behind whatever is outstanding (its reply cannot come
+        before theirs, and nobody receives it): any byte read meanwhile
+        proves the link alive. While a blocking command is in flight (a BLPOP
+        may rightly wait minutes), only TCP keepalive watches the link.
+        """
+        while True:
+            quiet = time.monotonic() - link.last_received
+            if quiet < interval or self._blocking:
+                await anyio.sleep(interval - quiet if quiet < interval else interval)
+                continue
+            signal = self._new_signal()
+            link.probes += 1
+            try:
+                self._submit_to(link, _PING, signal)
+                with anyio.move_on_after(2 * interval - quiet):
+                    await signal.wait()
+            finally:
+                link.probes -= 1
+            if time.monotonic() - link.last_received >= 2 * interval:
+                self._break(
+                    link,
+                    ConnectionLostError(
+                        f"{self._config.address} sent nothing for {2 * interval:g} s: "
+                        "the link is dead (health check)",
+                        sent=True,
+                    ),
+                )
+                return
 
     async def _send_loop(self, stream: Stream, link: _Link) -> None:
         pipeline = link.pipeline
@@ -552,9 +727,11 @@ class Connection:
         read_replies = reader.read_replies
         receive = stream.receive
         on_push = self._on_push
+        clock = time.monotonic
         try:
             while not link.closed:
                 data = await receive(_READ_SIZE)
+                link.last_received = clock()
                 pushes = feed(read_replies(data), len(data))
                 if pushes is not None and on_push is not None:
                     for push in pushes:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -44,6 +45,7 @@ from ._batch import Batch, BatchBlock, Pending, Transaction, check_pinned, outco
 from ._client import dispatch_to
 from ._commands import Arg, Command, Commands, Key
 from ._exceptions import (
+    CommandNotAllowedError,
     ConnectionLostError,
     CrossSlotError,
     NoShardError,
@@ -62,6 +64,7 @@ from ._routing import (
     Route,
     Router,
     Split,
+    Where,
     check_commands,
     command_class,
     command_name,
@@ -71,6 +74,7 @@ from ._routing import (
     unknown_commands,
 )
 from ._scripts import Scripting
+from ._statistics import PumpReport, PumpTally
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -281,14 +285,20 @@ class FanOut:
             raise reply
         return reply
 
-    async def execute_many(self, commands: Iterable[Sequence[Arg]]) -> list[Any]:
-        """Every command's outcome, in order: routed and encoded whole, then sent in parallel."""
+    async def execute_many(
+        self, commands: Iterable[Sequence[Arg]], where: Where = "pipeline"
+    ) -> list[Any]:
+        """Every command's outcome, in order: routed and encoded whole, then sent in parallel.
+
+        ``where``: ``"pinned"`` for a batch's held commands, which may hold
+        ``WAIT``.
+        """
         commands = list(commands)
         try:
-            check_commands(commands, "pipeline")
+            check_commands(commands, where)
         except UnknownCommandClassError:
             await self.learn(commands)
-            check_commands(commands, "pipeline")
+            check_commands(commands, where)
         payloads = encode_each(commands)
         plan = self.plan()
         for args, payload in zip(commands, payloads, strict=True):
@@ -421,6 +431,12 @@ class FanOut:
             entry.reply = next(replies)
 
 
+# Commands a pump of the sharded and cluster clients routes and runs at a time.
+_PUMP_CHUNK = 50_000
+# What a batch's held commands get when one of them is refused: none was sent.
+_NOT_SENT = ConnectionLostError("not sent: a command of the batch was refused", sent=False)
+
+
 def _retired() -> TransportError:
     return ConnectionLostError(
         "the server left the cluster before the command was sent", sent=False
@@ -504,6 +520,25 @@ class FanOutClient(Commands, Scripting):
             raise_first(results)
         return results
 
+    async def pump(
+        self,
+        commands: Iterable[Sequence[Arg]],
+        *,
+        on_outcomes: Callable[[int, list[Any]], object] | None = None,
+    ) -> PumpReport:
+        """Run any number of commands as :meth:`execute_many` does, keeping no reply.
+
+        As :meth:`~triopipe.Client.pump`: the input is taken in chunks of
+        ``_PUMP_CHUNK`` commands, each routed, encoded and run over every
+        server in parallel before the next, so memory stays bounded and the
+        commands of each server keep their order.
+        """
+        tally = PumpTally(on_outcomes)
+        iterator = iter(commands)
+        while chunk := list(itertools.islice(iterator, _PUMP_CHUNK)):
+            tally.add(await self._engine.execute_many(chunk))
+        return tally.report()
+
     def batch(self) -> FanOutBatch:
         """Queue commands that stream to their servers; replies are read at exit.
 
@@ -528,9 +563,14 @@ class FanOutBatch(BatchBlock, Commands):
     exit, commands that were redirected or refused are retried as
     ``execute_many`` does, then the pendings are resolved; a transport error
     that remains raises once every server has answered.
+
+    A command triopipe's table lacks (a module's), or whose keys only the
+    server can find, is held with every command after it: at exit, once the
+    others are in, the held commands go as one ``execute_many`` (which asks
+    the servers first), keeping the order of every server's commands.
     """
 
-    __slots__ = ("_batches", "_engine", "_inner", "_pendings", "_plan")
+    __slots__ = ("_batches", "_engine", "_held", "_inner", "_pendings", "_plan")
 
     def __init__(self, engine: FanOut) -> None:
         self._engine = engine
@@ -538,19 +578,32 @@ class FanOutBatch(BatchBlock, Commands):
         self._batches: dict[Client, Batch] = {}
         self._inner: list[Pending[Any] | None] = []  # per entry, as sent first
         self._pendings: list[Pending[Any]] = []
+        self._held: list[tuple[Sequence[Arg], Pending[Any]]] | None = None
 
     def __len__(self) -> int:
-        return len(self._pendings)
+        return len(self._pendings) + len(self._held or ())
 
     def execute(self, *args: Arg) -> Pending[Any]:
         """Queue any command; returns its :class:`~triopipe.Pending` at once."""
         return self._dispatch(Command(args))
 
     def _dispatch(self, command: Command[T], /) -> Pending[T]:
-        check_pinned(command.args)
+        args = command.args
+        route: Route | None = None
+        if self._held is None and command_class(args) is not CommandClass.UNKNOWN:
+            check_pinned(args)
+            with contextlib.suppress(UnknownCommandError):  # held: the server says
+                route = self._engine.router.route(args)
+        if route is None:
+            encode_command(args)  # reject bad arguments now, not at exit
+            held: Pending[T] = Pending(command.transform)
+            if self._held is None:
+                self._held = []
+            self._held.append((args, held))
+            return held
         plan = self._plan
         first = len(plan.entries)
-        plan.add(command.args)
+        plan.add(args, route=route)
         target = self._engine.target
         for entry in plan.entries[first:]:
             # A batch reads from primaries: its commands share one connection
@@ -592,12 +645,24 @@ class FanOutBatch(BatchBlock, Commands):
         results = self._plan.results()
         for pending, reply in zip(self._pendings, results, strict=True):
             pending.resolve(reply)
+        if self._held is not None:
+            held, self._held = self._held, None
+            try:
+                replies = await self._engine.execute_many([args for args, _ in held], "pinned")
+            except CommandNotAllowedError:
+                for _, pending in held:
+                    pending.resolve(_NOT_SENT)
+                raise
+            for (_, pending), reply in zip(held, replies, strict=True):
+                pending.resolve(reply)
+            results += replies
         for reply in results:
             if isinstance(reply, TransportError):
                 raise reply
 
     def abandon(self) -> None:
         """Send nothing more on any server; the replies of what was written are dropped."""
+        self._held = None
         for batch in self._batches.values():
             batch.abandon()
 

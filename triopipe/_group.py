@@ -1,14 +1,21 @@
 """A connection group: the connections a client keeps to one server.
 
 Commands share the group's multiplexed connections, each to the least loaded
-one. What must hold a connection alone (transactions, blocking commands,
-subscriptions) borrows a *dedicated* connection instead: idle ones are kept
-for reuse, and one whose state is unknown when it comes back is closed.
+one. What must hold a connection alone (transactions, blocking commands)
+borrows a *dedicated* connection instead, from a pool bounded by
+``max_dedicated``: beyond it, borrowers wait their turn, first come first
+served, so a burst of ``BLPOP`` never exhausts the server's ``maxclients``.
+Idle dedicated connections are kept for reuse and closed once idle longer
+than ``dedicated_idle_timeout``; one whose state is unknown when it comes
+back (its block raised or was cancelled) is closed at once. Subscriptions
+get connections of their own, outside the pool.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -19,11 +26,9 @@ from ._connection import Connection
 from ._exceptions import ResponseError, TransportError
 from ._resp import Push
 from ._statistics import ConnectionStatistics
+from ._streams import Stream
 
 __all__ = ["ConnectionGroup"]
-
-# Dedicated connections kept open for reuse, per group.
-_IDLE_DEDICATED = 4
 
 
 class ConnectionGroup:
@@ -34,14 +39,39 @@ class ConnectionGroup:
     transactions and blocking commands.
     """
 
-    def __init__(self, config: ClientConfig, task_group: anyio.abc.TaskGroup) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        task_group: anyio.abc.TaskGroup,
+        *,
+        open_stream: Callable[[], Awaitable[Stream]] | None = None,
+    ) -> None:
         self.config = config
         self._task_group = task_group
-        self.connections = [Connection(config, task_group) for _ in range(config.connections)]
+        self._open_stream = open_stream
+        self.connections = [self._new() for _ in range(config.connections)]
         self._single = self.connections[0] if len(self.connections) == 1 else None
-        self._idle: list[Connection] = []
+        # Idle dedicated connections, and since when (time.monotonic()).
+        self._idle: list[tuple[Connection, float]] = []
         self._reserved: set[Connection] = set()
+        # Borrowers waiting for a dedicated connection, in turn.
+        self._turns: deque[anyio.Event] = deque()
         self.closed = False
+
+    def _new(
+        self,
+        on_push: Callable[[Push], None] | None = None,
+        on_lost: Callable[[BaseException], None] | None = None,
+        subscriber: bool = False,
+    ) -> Connection:
+        return Connection(
+            self.config,
+            self._task_group,
+            on_push=on_push,
+            on_lost=on_lost,
+            subscriber=subscriber,
+            open_stream=self._open_stream,
+        )
 
     def __repr__(self) -> str:
         return f"<ConnectionGroup {self.config.address} connections={len(self.connections)}>"
@@ -62,7 +92,7 @@ class ConnectionGroup:
 
     @asynccontextmanager
     async def reserve(self) -> AsyncIterator[Connection]:
-        """Lend a dedicated connection for the block's duration.
+        """Lend a dedicated connection for the block's duration, waiting for one if need be.
 
         It goes back to the idle pool when the block ends normally; when the
         block raises or is cancelled the connection's state is unknown (a
@@ -70,7 +100,9 @@ class ConnectionGroup:
         """
         if self.closed:
             raise anyio.ClosedResourceError
-        connection = self._idle.pop() if self._idle else Connection(self.config, self._task_group)
+        await self._take_turn()
+        self._close_stale()
+        connection = self._idle.pop()[0] if self._idle else self._new()
         self._reserved.add(connection)
         clean = False
         try:
@@ -78,9 +110,44 @@ class ConnectionGroup:
             clean = True
         finally:
             self._reserved.discard(connection)
-            if clean and not self.closed and len(self._idle) < _IDLE_DEDICATED:
-                self._idle.append(connection)
+            if clean and not self.closed:
+                self._idle.append((connection, time.monotonic()))
             else:
+                connection.close()
+            self._pass_turn()
+
+    async def _take_turn(self) -> None:
+        """Wait until fewer than ``max_dedicated`` connections are lent, in turn."""
+        if len(self._reserved) < self.config.max_dedicated and not self._turns:
+            return
+        turn = anyio.Event()
+        self._turns.append(turn)
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn.is_set():
+                self._pass_turn()  # given a turn it will not use: the next one's
+            else:
+                self._turns.remove(turn)
+            raise
+        if self.closed:
+            raise anyio.ClosedResourceError
+
+    def _pass_turn(self) -> None:
+        """Wake the next borrower if there is room (or wake all when closed)."""
+        turns = self._turns
+        while turns and (self.closed or len(self._reserved) < self.config.max_dedicated):
+            turns.popleft().set()
+            if not self.closed:
+                return
+
+    def _close_stale(self) -> None:
+        """Close the idle dedicated connections idle longer than ``dedicated_idle_timeout``."""
+        limit = time.monotonic() - self.config.dedicated_idle_timeout
+        stale = [connection for connection, since in self._idle if since < limit]
+        if stale:
+            self._idle = [(c, since) for c, since in self._idle if since >= limit]
+            for connection in stale:
                 connection.close()
 
     @asynccontextmanager
@@ -92,9 +159,7 @@ class ConnectionGroup:
         """A new connection in pub/sub mode for the block's duration; closed after."""
         if self.closed:
             raise anyio.ClosedResourceError
-        connection = Connection(
-            self.config, self._task_group, on_push=on_push, on_lost=on_lost, subscriber=True
-        )
+        connection = self._new(on_push, on_lost, subscriber=True)
         self._reserved.add(connection)
         try:
             yield connection
@@ -121,9 +186,11 @@ class ConnectionGroup:
     def close(self) -> None:
         """Refuse new commands and fail every pending one."""
         self.closed = True
-        for connection in [*self.connections, *self._idle, *self._reserved]:
+        idle = [connection for connection, _ in self._idle]
+        for connection in [*self.connections, *idle, *self._reserved]:
             connection.close()
         self._idle.clear()
+        self._pass_turn()
 
     def statistics(self) -> list[ConnectionStatistics]:
         """One snapshot per shared connection."""

@@ -562,8 +562,10 @@ class Pipeline(Generic[N]):
 
     def fail(
         self, error: BaseException, make_error: Callable[[bool], BaseException], in_doubt: int = 0
-    ) -> None:
+    ) -> int:
         """Settle every request at once with an error of its own; wake every waiter.
+
+        Returns the number of commands whose outcome is now unknown (sent).
 
         ``make_error(sent)`` builds each request's error; ``sent`` is True
         when the kernel took at least one of its bytes, or may have: the
@@ -572,16 +574,20 @@ class Pipeline(Generic[N]):
         Idempotent; the pipeline takes no work afterwards.
         """
         if self.failed is not None:
-            return
+            return 0
         self.failed = error
         handed = self._handed + in_doubt
+        unknown = 0
         self._write = None
         self._more.clear()
         pending = self.pending
         while pending:
             # Every request here was taken for writing: it has a start.
             request = pending.popleft()
-            request.error = make_error(request.start < handed)
+            sent = request.start < handed
+            if sent:
+                unknown += request.count
+            request.error = make_error(sent)
             request.done = True
             request.notify.set()
         queue = self.queue
@@ -598,6 +604,7 @@ class Pipeline(Generic[N]):
             waiter = waiters.popleft()
             waiter.woken = True
             waiter.notify.set()
+        return unknown
 
 
 def _coalesced(chunks: list[bytes]) -> list[bytes]:

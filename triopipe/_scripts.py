@@ -78,7 +78,7 @@ class Script(ScriptSource):
     The first call on a server that has not seen the script gets ``NOSCRIPT``
     for ``EVALSHA`` and sends the source with ``EVAL``, which also caches it;
     later calls send only the 40-character digest. To run it in a batch or a
-    transaction, use :meth:`queue`.
+    transaction, use ``queue()``.
     """
 
     def __init__(self, client: _Executes, source: str | bytes) -> None:

@@ -1,4 +1,4 @@
-"""Statistics snapshots: what a connection, a client, a sharded or cluster client report.
+"""Statistics snapshots: what connections and clients report, and what a pump did.
 
 Frozen dataclasses, made by the ``statistics()`` methods; reading them costs
 nothing on any command's path.
@@ -7,12 +7,17 @@ nothing on any command's path.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._exceptions import ConnectionLostError, TransportError
 
 __all__ = [
     "ClientStatistics",
     "ClusterClientStatistics",
     "ConnectionStatistics",
+    "PumpReport",
+    "PumpTally",
     "ShardedClientStatistics",
 ]
 
@@ -111,3 +116,62 @@ class ClusterClientStatistics:
     asked: int
     retries: int
     per_node: Mapping[str, ClientStatistics]
+
+
+@dataclasses.dataclass(frozen=True)
+class PumpReport:
+    """What :meth:`~triopipe.Client.pump` did with each command, counted.
+
+    Attributes:
+        commands: commands taken from the input.
+        acknowledged: commands the server answered with a reply.
+        errors: commands the server answered with an error reply (or whose
+            reply could not be decoded).
+        unknown: commands written before their connection broke: the server
+            may or may not have applied them.
+        not_sent: commands never sent: the server could not be reached.
+    """
+
+    commands: int
+    acknowledged: int
+    errors: int
+    unknown: int
+    not_sent: int
+
+
+class PumpTally:
+    """Counts outcomes as they come, and hands them on with their numbers."""
+
+    __slots__ = ("_acknowledged", "_errors", "_next", "_not_sent", "_on_outcomes", "_unknown")
+
+    def __init__(self, on_outcomes: Callable[[int, list[Any]], object] | None) -> None:
+        self._on_outcomes = on_outcomes
+        self._next = self._acknowledged = self._errors = self._unknown = self._not_sent = 0
+
+    def add(self, outcomes: list[Any]) -> None:
+        """Count the outcomes of the next commands, in order."""
+        first = self._next
+        self._next = first + len(outcomes)
+        failed = 0
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                failed += 1
+                if isinstance(outcome, ConnectionLostError) and outcome.sent:
+                    self._unknown += 1
+                elif isinstance(outcome, TransportError):
+                    self._not_sent += 1
+                else:
+                    self._errors += 1
+        self._acknowledged += len(outcomes) - failed
+        if self._on_outcomes is not None:
+            self._on_outcomes(first, outcomes)
+
+    def report(self) -> PumpReport:
+        """The counts so far."""
+        return PumpReport(
+            commands=self._next,
+            acknowledged=self._acknowledged,
+            errors=self._errors,
+            unknown=self._unknown,
+            not_sent=self._not_sent,
+        )

@@ -44,6 +44,7 @@ __all__ = [
     "AnyioStream",
     "SocketStream",
     "Stream",
+    "keep_alive",
     "open_stream",
     "run_handshake",
     "send_all",
@@ -82,8 +83,12 @@ class Stream(Protocol):
     async def send_some(self, data: bytes | memoryview) -> int:
         """Write at least one byte of ``data``, waiting for room; return how many went."""
 
-    async def receive(self, max_bytes: int) -> bytes:
-        """Read at most ``max_bytes``, waiting for some; raise ``anyio.EndOfStream`` at EOF."""
+    async def receive(self, max_bytes: int) -> bytes | memoryview:
+        """Read at most ``max_bytes``, waiting for some; raise ``anyio.EndOfStream`` at EOF.
+
+        The bytes returned may be a view of the stream's own buffer, valid
+        until the next call: use them (feed a reader, which copies) at once.
+        """
 
     def shutdown(self) -> None:
         """Tell the peer at once that nothing more will be read or written."""
@@ -131,7 +136,7 @@ async def run_handshake(stream: Stream, reader: Reader, handshake: Handshake) ->
 class SocketStream:
     """A connected non-blocking TCP or unix socket, driven with the loop's readiness waits."""
 
-    __slots__ = ("_backend", "_drained", "_readable", "_yielded", "sock")
+    __slots__ = ("_backend", "_buffer", "_drained", "_readable", "_view", "_yielded", "sock")
 
     direct_writes = True
     in_doubt = 0
@@ -142,6 +147,12 @@ class SocketStream:
         self._readable = backend.readable_watcher(sock)
         self._yielded = True
         self._drained = False
+        # One read buffer for the stream's life: reading into it allocates
+        # nothing, where recv(256 KiB) would allocate (and often mmap, then
+        # shrink and free) that much for every read, most of a round trip's
+        # cost on the latency path.
+        self._buffer = bytearray()
+        self._view = memoryview(self._buffer)
 
     def try_send(self, data: bytes | memoryview) -> int:
         """Write what the kernel takes now, without waiting; 0 if it takes nothing."""
@@ -161,9 +172,15 @@ class SocketStream:
             except (BlockingIOError, InterruptedError):  # noqa: PERF203 - the loop is the retry
                 await self._backend.wait_writable(sock)
 
-    async def receive(self, max_bytes: int) -> bytes:
-        """Read at most ``max_bytes``, waiting for some; raise ``anyio.EndOfStream`` at EOF."""
+    async def receive(self, max_bytes: int) -> bytes | memoryview:
+        """Read at most ``max_bytes``, waiting for some; raise ``anyio.EndOfStream`` at EOF.
+
+        Returns a view of the stream's buffer, valid until the next call.
+        """
         sock = self.sock
+        if len(self._buffer) != max_bytes:
+            self._buffer = bytearray(max_bytes)
+            self._view = memoryview(self._buffer)
         if self._drained:
             # The last read took everything there was: a recv now would most
             # likely fail (EAGAIN). Wait first, saving a system call per
@@ -172,14 +189,15 @@ class SocketStream:
             self._yielded = True
         while True:
             try:
-                data = sock.recv(max_bytes)
+                count = sock.recv_into(self._buffer)
             except (BlockingIOError, InterruptedError):
                 await self._readable.wait()
                 self._yielded = True
                 continue
-            self._drained = len(data) < max_bytes
-            if not data:
+            self._drained = count < max_bytes
+            if not count:
                 raise anyio.EndOfStream
+            data = self._view[:count]
             # Never read twice in a row without yielding: a server streaming
             # replies must not starve the tasks those replies wake up.
             if not self._yielded:
@@ -229,7 +247,7 @@ class AnyioStream:
         self.in_doubt = 0
         return len(chunk)
 
-    async def receive(self, max_bytes: int) -> bytes:
+    async def receive(self, max_bytes: int) -> bytes | memoryview:
         """Read at most ``max_bytes``; raise ``anyio.EndOfStream`` at EOF."""
         return await self._stream.receive(max_bytes)
 
@@ -245,23 +263,23 @@ async def open_stream(config: ClientConfig, backend: Backend) -> Stream:
     """Connect to the server ``config`` names (TCP, unix socket or TLS)."""
     if config.tls:
         context = config.ssl_context or ssl.create_default_context()
-        return AnyioStream(
-            await anyio.connect_tcp(
-                config.host,
-                config.port,
-                ssl_context=context,
-                tls_hostname=config.host,
-                tls_standard_compatible=False,
-            )
+        tls = await anyio.connect_tcp(
+            config.host,
+            config.port,
+            ssl_context=context,
+            tls_hostname=config.host,
+            tls_standard_compatible=False,
         )
+        keep_alive(tls.extra(anyio.abc.SocketAttribute.raw_socket), config.keepalive)
+        return AnyioStream(tls)
     if config.unix_path is not None:
-        sock = await _connect_socket(socket.AF_UNIX, config.unix_path, backend)
+        sock = await _connect_socket(socket.AF_UNIX, config.unix_path, backend, None)
         return SocketStream(sock, backend)
     addresses = await anyio.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)
     error: OSError | None = None
     for family, _, _, _, address in addresses:
         try:
-            sock = await _connect_socket(family, address, backend)
+            sock = await _connect_socket(family, address, backend, config.keepalive)
         except OSError as exc:
             error = exc
             continue
@@ -269,12 +287,40 @@ async def open_stream(config: ClientConfig, backend: Backend) -> Stream:
     raise error or OSError(f"no address found for {config.host}")
 
 
-async def _connect_socket(family: int, address: Any, backend: Backend) -> socket.socket:
+def keep_alive(sock: socket.socket, idle: float | None) -> None:
+    """Switch TCP keepalive on: probes after ``idle`` seconds of silence (None: leave it off).
+
+    The kernel then probes every third of ``idle`` (at least a second) and
+    gives up after three unanswered probes: a peer that vanished without a
+    word (a cut cable, a dead host) is noticed within about twice ``idle``,
+    even on a link that waits for nothing.
+    """
+    if idle is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    interval = max(1, int(idle / 3))
+    # The options' names differ per platform; Linux has all three.
+    for name, value in (
+        ("TCP_KEEPIDLE", max(1, int(idle))),
+        ("TCP_KEEPALIVE", max(1, int(idle))),  # macOS's name for the idle time
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", 3),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            with suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+async def _connect_socket(
+    family: int, address: Any, backend: Backend, keepalive: float | None
+) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         if family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            keep_alive(sock, keepalive)
         code = sock.connect_ex(address)
         if code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
             await backend.wait_writable(sock)

@@ -299,10 +299,15 @@ async def _run_batch(
         out.extend(call(batch) for call in calls)
 
 
-def _wait(future: Future[T]) -> T:
-    """The Future's result; an interrupted wait withdraws the command if it is not sent yet."""
+def _wait(future: Future[T], timeout: float | None) -> T:
+    """The Future's result; an interrupted wait withdraws the command if it is not sent yet.
+
+    Raises:
+        TimeoutError: no result within ``timeout`` seconds (a command already
+            sent is not withdrawn: its reply is dropped when it comes).
+    """
     try:
-        return future.result()
+        return future.result(timeout)
     except BaseException:
         future.cancel()
         raise
@@ -324,11 +329,14 @@ class SyncBatch(Commands):
     nothing is sent. A batch belongs to the thread that opened it.
     """
 
-    __slots__ = ("_calls", "_client", "_closed", "_pendings", "_submit")
+    __slots__ = ("_calls", "_client", "_closed", "_pendings", "_submit", "_timeout")
 
-    def __init__(self, client: AsyncClient, submit: Callable[..., Future[Any]]) -> None:
+    def __init__(
+        self, client: AsyncClient, submit: Callable[..., Future[Any]], timeout: float | None
+    ) -> None:
         self._client = client
         self._submit = submit
+        self._timeout = timeout
         self._calls: list[Callable[[Any], Pending[Any]]] = []
         self._pendings: list[Pending[Any]] = []
         self._closed = False
@@ -377,7 +385,7 @@ class SyncBatch(Commands):
             return
         replies: list[Pending[Any]] = []
         try:
-            _wait(self._submit(_run_batch, (self._client, self._calls, replies)))
+            _wait(self._submit(_run_batch, (self._client, self._calls, replies)), self._timeout)
         finally:
             for mine, theirs in zip(self._pendings, replies, strict=False):
                 if theirs.done():
@@ -388,7 +396,7 @@ class SyncScript(ScriptSource):
     """A Lua script registered with :meth:`SyncClient.register_script`; call it to run it.
 
     As :class:`~triopipe.Script`: ``EVALSHA``, falling back to ``EVAL`` on
-    ``NOSCRIPT``; :meth:`queue` puts it in a :class:`SyncBatch`.
+    ``NOSCRIPT``; ``queue()`` puts it in a :class:`SyncBatch`.
     """
 
     def __init__(self, client: SyncClient, source: str | bytes) -> None:
@@ -418,12 +426,15 @@ class SyncClient(Commands):
     block and return the same types as on the async client.
     """
 
-    __slots__ = ("_client", "_direct_route", "_submit", "_threads")
+    __slots__ = ("_client", "_direct_route", "_submit", "_threads", "_timeout")
 
-    def __init__(self, client: AsyncClient, submitter: _Submitter) -> None:
+    def __init__(
+        self, client: AsyncClient, submitter: _Submitter, timeout: float | None = None
+    ) -> None:
         self._client = client
         self._direct_route = client.direct_route
         self._submit = submitter.submit
+        self._timeout = timeout
         # Per calling thread: the last Future it was given (see _direct).
         self._threads = threading.local()
 
@@ -449,7 +460,7 @@ class SyncClient(Commands):
         reply = self._direct_reply(args)
         if reply is not _THROUGH_LOOP:
             return reply
-        return _wait(self._submit(None, args))
+        return _wait(self._submit(None, args), self._timeout)
 
     def _direct_reply(self, args: tuple[Arg, ...]) -> Any:
         """A blocking call's reply without the loop thread, or ``_THROUGH_LOOP``.
@@ -465,7 +476,7 @@ class SyncClient(Commands):
         route = self._direct_route(args)
         if route is None:
             return _THROUGH_LOOP
-        request = route.connection.call_from_thread(encode_command(args))
+        request = route.connection.call_from_thread(encode_command(args), self._timeout)
         if request is None:
             return _THROUGH_LOOP
         return _direct_result(route, args, request.outcome())
@@ -489,7 +500,7 @@ class SyncClient(Commands):
         Same rules as the async ``Client.execute_many``: windows, order,
         ``raise_on_error``.
         """
-        return _wait(self.submit_many(commands, raise_on_error=raise_on_error))
+        return _wait(self.submit_many(commands, raise_on_error=raise_on_error), self._timeout)
 
     def batch(self) -> SyncBatch:
         """Collect commands in a ``with`` block; send them together at exit.
@@ -499,21 +510,21 @@ class SyncClient(Commands):
         Raises:
             anyio.ClosedResourceError: the client's block has exited.
         """
-        return SyncBatch(self._client, self._submit)
+        return SyncBatch(self._client, self._submit, self._timeout)
 
     def scan_iter(self, match: Key | None = None, count: int | None = None) -> Iterator[Any]:
         """Iterate over the keys with ``SCAN`` (keys may repeat), fetched in chunks."""
         keys = self._client.scan_iter(match=match, count=count)
         try:
             while True:
-                chunk = _wait(self._submit(_take, (keys, _SCAN_CHUNK)))
+                chunk = _wait(self._submit(_take, (keys, _SCAN_CHUNK)), self._timeout)
                 yield from chunk
                 if len(chunk) < _SCAN_CHUNK:
                     return
         finally:
             # Once the client is closed, the loop finalises the iterator.
             with suppress(anyio.ClosedResourceError):
-                _wait(self._submit(_close_iterator, (keys,)))
+                _wait(self._submit(_close_iterator, (keys,)), self._timeout)
 
     def shard_for(self, key: Key) -> str:
         """The URL of the server owning ``key`` (sharded and cluster clients only).
@@ -528,7 +539,7 @@ class SyncClient(Commands):
         if owner is None:
             owner = getattr(self._client, "node_for")  # noqa: B009
         future: Future[str] = self._submit(_call_sync, (functools.partial(owner, key),))
-        return _wait(future)
+        return _wait(future, self._timeout)
 
     node_for = shard_for
 
@@ -538,14 +549,14 @@ class SyncClient(Commands):
 
     def statistics(self) -> Any:
         """The async client's statistics snapshot (e.g. :class:`~triopipe.ClientStatistics`)."""
-        return _wait(self._submit(_call_sync, (self._client.statistics,)))
+        return _wait(self._submit(_call_sync, (self._client.statistics,)), self._timeout)
 
     def _dispatch(self, command: Command[T], /) -> T:
         reply = self._direct_reply(command.args)
         if reply is not _THROUGH_LOOP:
             return command.shape(reply)
         future: Future[T] = self._submit(self._client._dispatch, (command,))
-        return _wait(future)
+        return _wait(future, self._timeout)
 
 
 @asynccontextmanager
@@ -622,13 +633,14 @@ def _open(
     open_async: Callable[[], AbstractAsyncContextManager[AsyncClient]],
     backend: str,
     backend_options: dict[str, Any] | None,
+    timeout: float | None,
 ) -> Iterator[SyncClient]:
     """The one path behind every ``open_*``: loop thread, async client, clean stop."""
     portal: BlockingPortal
     with start_blocking_portal(backend, _loop_options(backend, backend_options)) as portal:
         served, (client, submitter, stop) = portal.start_task(_serve, open_async)
         try:
-            yield SyncClient(client, submitter)
+            yield SyncClient(client, submitter, timeout)
         finally:
             submitter.close()
             portal.call(stop.set)
@@ -640,6 +652,7 @@ def open_client(
     *,
     backend: str = "asyncio",
     backend_options: dict[str, Any] | None = None,
+    timeout: float | None = None,
     **options: Any,
 ) -> AbstractContextManager[SyncClient]:
     """Open a blocking client for the server at ``url``; close it when the block exits.
@@ -656,13 +669,19 @@ def open_client(
         backend_options: passed to :func:`anyio.run`; by default asyncio runs
             on uvloop when it is installed (pass ``{"use_uvloop": False}``
             to opt out).
+        timeout: seconds a blocking call waits at most for its reply before
+            raising :class:`TimeoutError` (None: as long as it takes). A
+            command already sent is not withdrawn: its reply is dropped when
+            it comes.
         **options: client options, as for :func:`triopipe.open_client`.
 
     Raises:
         ConnectError: the server could not be reached in time.
         AuthenticationError: the server refused the credentials.
     """
-    return _open(functools.partial(open_async_client, url, **options), backend, backend_options)
+    return _open(
+        functools.partial(open_async_client, url, **options), backend, backend_options, timeout
+    )
 
 
 def open_sharded_client(
@@ -670,11 +689,15 @@ def open_sharded_client(
     *,
     backend: str = "asyncio",
     backend_options: dict[str, Any] | None = None,
+    timeout: float | None = None,
     **options: Any,
 ) -> AbstractContextManager[SyncClient]:
     """Like :func:`open_client`, over :func:`triopipe.open_sharded_client`."""
     return _open(
-        functools.partial(open_async_sharded_client, urls, **options), backend, backend_options
+        functools.partial(open_async_sharded_client, urls, **options),
+        backend,
+        backend_options,
+        timeout,
     )
 
 
@@ -683,6 +706,7 @@ def open_cluster_client(
     *,
     backend: str = "asyncio",
     backend_options: dict[str, Any] | None = None,
+    timeout: float | None = None,
     **options: Any,
 ) -> AbstractContextManager[SyncClient]:
     """Like :func:`open_client`, over :func:`triopipe.open_cluster_client`."""
@@ -690,4 +714,5 @@ def open_cluster_client(
         functools.partial(open_async_cluster_client, url_or_urls, **options),
         backend,
         backend_options,
+        timeout,
     )

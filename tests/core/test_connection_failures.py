@@ -273,7 +273,12 @@ async def test_reconnect_after_a_break_starts_a_new_link_and_counts_connects() -
 
 
 async def test_failed_connects_fail_the_commands_unsent_then_a_later_connect_succeeds() -> None:
-    """Refused connects: ``ConnectError`` for the caller and its command; then back off, retry."""
+    """Refused connects: ``ConnectError`` for the caller and its command; down, retried behind.
+
+    While the connection is down, commands fail at once (nothing queues, no
+    caller waits through the backoff); a background attempt keeps trying,
+    and once it connects commands go through again.
+    """
     factory = StreamFactory(respond=echo)
     factory.connect_errors.extend([ConnectionRefusedError(111, "refused")] * 2)
     async with scripted_connection(factory) as connection:
@@ -284,8 +289,11 @@ async def test_failed_connects_fail_the_commands_unsent_then_a_later_connect_suc
         error = await failure(connection, request)
         assert isinstance(error, ConnectError)
 
-        with pytest.raises(ConnectError):
+        with pytest.raises(ConnectError, match="down"):
             await connection.connect()
+        with pytest.raises(ConnectError, match="next attempt"):
+            await connection.call(echo_payload("too soon"), 1)
+        await wait_until(lambda: connection.statistics().connected)
         assert await connection.call(echo_payload("late"), 1) == b"late"
 
         assert factory.attempts == 3

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
+from command_cases import CASES, OTHER_CASES, helpers_of, runs_on, server_facts
 
 import triopipe
 from triopipe import ResponseError
@@ -25,8 +26,6 @@ from triopipe._routing import CommandClass, class_from_info, command_class, key_
 from triopipe._routing._keys import _convert_key_spec, key_bytes
 from triopipe._routing._keyspecs import KEY_SPECS, UNKNOWN_KEYS
 from triopipe.testing import RedisServer
-
-from .test_helpers_sweep import CASES, OTHER_CASES, _server_facts, helpers_of, runs_on
 
 # Commands the table knows but whose COMMAND INFO does not show what they do
 # to the connection: MONITOR turns it into a stream of every command,
@@ -95,7 +94,7 @@ async def test_command_info_key_specs_read_as_the_table_has_them(
 async def test_key_positions_agree_with_command_getkeys(redis_url: str) -> None:
     checked = 0
     async with triopipe.open_client(redis_url) as redis:
-        product, version, groups = await _server_facts(redis)
+        product, version, groups = await server_facts(redis)
         known = helpers_of(groups)
         for item in [*CASES, *OTHER_CASES]:
             if not runs_on(item, product, version, known):

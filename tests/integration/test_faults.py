@@ -202,20 +202,26 @@ async def test_maxclients_gives_a_clear_error_with_backoff() -> None:
         with pytest.raises(triopipe.MaxClientsError):
             async with triopipe.open_client(server.url):
                 pass  # pragma: no cover
-        # A client whose connection drops while the server is full retries
-        # with backoff, a bounded number of times, then says why.
+        # A client whose connection drops while the server is full says why
+        # at once; behind the caller, attempts to connect back off: no tight
+        # loop, and the first command after a slot frees up goes through.
         victim = await first.execute("CLIENT", "ID")
         before = await _info_field(second, "stats", "rejected_connections")
         await second.execute("CLIENT", "KILL", "ID", victim)
         async with triopipe.open_client(server.url, retries=0):  # takes the free slot
-            started = time.monotonic()
             with pytest.raises(triopipe.MaxClientsError):
                 await first.ping()
-            elapsed = time.monotonic() - started
+            await anyio.sleep(0.5)
             rejected = await _info_field(second, "stats", "rejected_connections") - before
-        assert rejected == 1 + 3  # the first try and three retries: no tight loop
-        assert elapsed > 0.05
-        assert await first.ping() is True  # a slot is free again
+        # Backoff from 20 ms doubling: a handful of attempts in half a second.
+        assert 1 <= rejected <= 8, rejected
+        with anyio.fail_after(3):
+            while True:
+                try:
+                    assert await first.ping() is True  # a slot is free again
+                    break
+                except triopipe.MaxClientsError:
+                    await anyio.sleep(0.05)
 
 
 async def test_loading_gives_a_clear_error_or_is_retried_with_backoff() -> None:

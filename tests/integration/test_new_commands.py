@@ -2,9 +2,10 @@
 
 The table is generated from the command specifications of Valkey 8.0 (the
 Redis 7.2 command set). Hash field expiry (Redis 7.4, Valkey 9.0) is the
-first family beyond it: a single client runs it with ``execute`` (the
-server classes it), while the sharded and cluster clients must also find its
-key. On servers without these commands the tests are skipped, saying so.
+first family beyond it: every client asks the server what the commands are
+(``COMMAND INFO``) and where their keys are, once, then runs them, in
+batches and transactions too. On servers without these commands the tests
+are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -12,23 +13,8 @@ from __future__ import annotations
 import pytest
 
 import triopipe
-from triopipe._routing._keys import UnknownCommandError
 
 pytestmark = pytest.mark.requires_server(redis="7.4", valkey="9.0")
-
-# Routing an unknown command needs its key positions from the server
-# (COMMAND INFO), which the shard and cluster routers do not ask for yet.
-ROUTING_GAP = pytest.mark.xfail(
-    raises=UnknownCommandError,
-    strict=True,
-    reason=(
-        "triopipe/_routing/_shards.py Router._learn (ShardRouter and SlotRouter: the "
-        "sharded and the cluster client) raises UnknownCommandError (from "
-        "_keys.command_key) for commands missing from the static KEY_SPECS table "
-        "instead of asking the server (COMMAND INFO) where their keys are, as "
-        "DESIGN.md says it should"
-    ),
-)
 
 
 async def expire_a_field(
@@ -53,13 +39,11 @@ async def test_hash_field_expiry_on_one_server(redis_client: triopipe.Client) ->
     assert set_expiry.result() == [1]
 
 
-@ROUTING_GAP
 async def test_hash_field_expiry_through_the_sharded_client(redis_shard_urls: list[str]) -> None:
     async with triopipe.open_sharded_client(redis_shard_urls) as redis:
         await expire_a_field(redis)
 
 
-@ROUTING_GAP
 async def test_hash_field_expiry_through_the_cluster_client(redis_cluster_urls: list[str]) -> None:
     async with triopipe.open_cluster_client(redis_cluster_urls) as redis:
         await expire_a_field(redis)

@@ -44,9 +44,9 @@ def tally(monkeypatch: pytest.MonkeyPatch) -> _Tally:
     counts = _Tally()
     original = _connection.Connection.call_from_thread
 
-    def counting(self: _connection.Connection, payload: bytes) -> Any:
+    def counting(self: _connection.Connection, *args: Any) -> Any:
         try:
-            request = original(self, payload)
+            request = original(self, *args)
         except BaseException:
             counts.written += 1
             raise

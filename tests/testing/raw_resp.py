@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import anyio
+import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 Reply = bytes | int | list["Reply"] | None
@@ -50,3 +53,18 @@ async def command(port: int, *args: str | bytes | int, host: str = "127.0.0.1") 
     async with await anyio.connect_tcp(host, port) as sock:
         await sock.send(encode(*args))
         return await read_reply(BufferedByteReceiveStream(sock))
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def assert_refused(port: int) -> None:
+    """Nothing answers on ``port`` any more."""
+    with pytest.raises(OSError):  # noqa: PT011 - refused, reset: any OS error will do
+        await command(port, "PING")

@@ -19,20 +19,7 @@ from triopipe.testing import (
     redis_server_process,
 )
 
-from .raw_resp import RawErrorReplyError, command
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def assert_refused(port: int) -> None:
-    with pytest.raises(OSError):  # noqa: PT011 - refused, reset: any OS error will do
-        await command(port, "PING")
+from .raw_resp import RawErrorReplyError, assert_refused, command, process_exists
 
 
 async def test_server_answers_ping() -> None:

@@ -14,8 +14,7 @@ from triopipe.testing import (
     redis_servers,
 )
 
-from .raw_resp import command
-from .test_server import assert_refused, process_exists
+from .raw_resp import assert_refused, command, process_exists
 
 
 async def test_servers_start_together_and_stop_on_exit() -> None:

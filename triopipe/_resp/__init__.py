@@ -13,6 +13,8 @@ from ._encode import Arg as Arg
 from ._encode import encode_command as encode_command
 from ._encode import encode_commands as encode_commands
 from ._encode import encode_each as encode_each
+from ._encode import encode_requests as encode_requests
+from ._encode import group_requests as group_requests
 from ._encode import python_encode_command as python_encode_command
 from ._pyreader import NEED_DATA as NEED_DATA
 from ._pyreader import Push as Push
@@ -32,6 +34,8 @@ __all__ = [
     "encode_command",
     "encode_commands",
     "encode_each",
+    "encode_requests",
+    "group_requests",
     "make_reader",
     "python_encode_command",
 ]

@@ -19,6 +19,8 @@ __all__ = [
     "Arg",
     "encode_command",
     "encode_commands",
+    "encode_requests",
+    "group_requests",
     "python_encode_command",
 ]
 
@@ -220,6 +222,55 @@ def encode_each(commands: Iterable[Sequence[Arg]], first: int = 0) -> list[bytes
         return [encode(command) for command in batch]
     except (TypeError, ValueError):
         raise _which_command(batch, first, encode) from None
+
+
+def encode_requests(
+    commands: Iterable[Sequence[Arg]], first: int = 0, limit: int = 1024 * 1024
+) -> list[tuple[bytes, int]]:
+    """Encode commands into requests of at most ``limit`` bytes each (but one command).
+
+    Each request is ``(bytes, number of commands)``. A window of small
+    commands (the usual case) becomes one request, encoded and joined in C
+    without a list of parts; big values go as several requests instead of
+    one huge join. Either every command is encoded, or none.
+
+    Raises:
+        ValueError, TypeError: as :func:`encode_each`.
+    """
+    batch = commands if isinstance(commands, list) else list(commands)
+    if (
+        _pack is not None
+        and batch
+        and all(batch)
+        and not _needs_python(batch[0])
+        and memoryview not in set(map(type, chain.from_iterable(batch)))
+    ):
+        try:
+            joined = b"".join(map(_pack, batch))
+        except TypeError:
+            pass
+        else:
+            if len(joined) <= limit:
+                return [(joined, len(batch))]
+    return group_requests(encode_each(batch, first), limit)
+
+
+def group_requests(parts: list[bytes], limit: int) -> list[tuple[bytes, int]]:
+    """Encoded commands joined into requests of at most ``limit`` bytes (but one command)."""
+    if sum(map(len, parts)) <= limit:
+        return [(b"".join(parts), len(parts))]
+    requests: list[tuple[bytes, int]] = []
+    chunk: list[bytes] = []
+    size = 0
+    for part in parts:
+        if chunk and size + len(part) > limit:
+            requests.append((b"".join(chunk), len(chunk)))
+            chunk, size = [], 0
+        chunk.append(part)
+        size += len(part)
+    if chunk:
+        requests.append((b"".join(chunk), len(chunk)))
+    return requests
 
 
 def _which_command(

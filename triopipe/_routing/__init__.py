@@ -12,6 +12,7 @@ from ._commands import CommandClass as CommandClass
 from ._commands import CommandKind as CommandKind
 from ._commands import CommandNotAllowedError as CommandNotAllowedError
 from ._commands import UnknownCommandClassError as UnknownCommandClassError
+from ._commands import Where as Where
 from ._commands import check_commands as check_commands
 from ._commands import check_pipelinable as check_pipelinable
 from ._commands import class_from_info as class_from_info
@@ -54,6 +55,7 @@ __all__ = [
     "Split",
     "UnknownCommandClassError",
     "UnknownCommandError",
+    "Where",
     "check_commands",
     "check_pipelinable",
     "class_from_info",

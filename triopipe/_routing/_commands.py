@@ -210,16 +210,15 @@ def refusal(args: Sequence[Any], where: Where = "execute") -> CommandNotAllowedE
             "dedicated connection"
         )
     elif found is CommandClass.SUBSCRIPTION:
-        message = (
-            f"{name} belongs to a subscription, which needs a connection of its own: {instead}"
-        )
+        message = f"{name} belongs to a subscription, which needs a connection of its own"
     elif found is CommandClass.CONNECTION_STATE:
         message = (
-            f"{name} changes the state of the connection it runs on, which other callers "
-            f"share: {instead}"
+            f"{name} changes the state of the connection it runs on, which other callers share"
         )
     else:
-        message = f"{name} reports on the writes of the connection it runs on: {instead}"
+        message = f"{name} reports on the writes of the connection it runs on"
+    if instead and found is not CommandClass.BLOCKING:
+        message += f": {instead}"
     return CommandNotAllowedError(message, name, found)
 
 
@@ -377,7 +376,9 @@ def learn_command(info: Sequence[Any] | None, name: str | bytes | None = None) -
         _record(key, CommandClass.SHARED)
         learn_key_specs(key, None)
         return CommandClass.SHARED
-    key = text(info[0]).upper()
+    # The name asked about: a renamed command (rename-command) answers with
+    # its original name, but callers send the new one.
+    key = text(info[0] if name is None else name).upper().replace(" ", "|")
     subcommands = _as_list(info[9]) if len(info) > 9 else []
     if subcommands and "|" not in key:
         _CONTAINERS.add(key)

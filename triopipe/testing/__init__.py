@@ -6,8 +6,10 @@ server binary (``redis-server`` or ``valkey-server``, see
 directory, and stop it on exit; :func:`redis_servers` and
 :func:`redis_server_processes` start several at once, in parallel (shards),
 and :func:`redis_cluster` a Redis Cluster. :func:`server_info` says what the
-binary can do. The pytest plugin :mod:`triopipe.testing._pytest_plugin`
-(entry point ``triopipe``) offers fixtures built on them.
+binary can do. :func:`tcp_proxy` stands between a client and a server and
+makes the network faults a server cannot (silent cuts, resets). The pytest
+plugin :mod:`triopipe.testing._pytest_plugin` (entry point ``triopipe``)
+offers fixtures built on them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from ._fake import FakeConnection as FakeConnection
 from ._fake import FakeServer as FakeServer
 from ._fake import Script as FakeScript
 from ._fake import fake_server as fake_server
+from ._proxy import TcpProxy as TcpProxy
+from ._proxy import tcp_proxy as tcp_proxy
 from ._server import ENV_VAR as ENV_VAR
 from ._server import ConfigValue as ConfigValue
 from ._server import RedisServer as RedisServer
@@ -54,6 +58,7 @@ __all__ = [
     "RedisServerNotFoundError",
     "RedisServerProcess",
     "ServerInfo",
+    "TcpProxy",
     "bundled_redis_server",
     "fake_server",
     "find_redis_server",
@@ -64,4 +69,5 @@ __all__ = [
     "redis_server_processes",
     "redis_servers",
     "server_info",
+    "tcp_proxy",
 ]
