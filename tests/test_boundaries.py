@@ -9,6 +9,11 @@ they are protocols, not privacy:
   every facade implements it and the ``command`` descriptor calls it;
 - the documented methods of ``collections.namedtuple`` (``_replace``...).
 
+One module reads another library's internals, on purpose and nowhere else:
+``_backend``'s per-command cancellation check on asyncio reads anyio's cancel
+scopes directly (a third of anyio's cost), guarded by a fallback and by
+``tests/core/test_backend.py``.
+
 A facade that needs something from another offers a method for it instead.
 """
 
@@ -21,6 +26,11 @@ import triopipe
 
 PACKAGE = Path(triopipe.__file__).parent
 PROTOCOL_NAMES = frozenset({"_dispatch", "_replace", "_asdict", "_fields", "_make"})
+LIBRARY_INTERNALS = {
+    "triopipe/_backend.py": frozenset(
+        {"_current_tasks", "_cancel_called", "_shield", "_parent_scope"}
+    )
+}
 
 
 def _reaches(source: str, name: str) -> list[str]:
@@ -55,7 +65,12 @@ def test_no_module_reaches_into_another_objects_underscore_names() -> None:
     reaches = []
     for module in modules:
         name = str(module.relative_to(PACKAGE.parent))
-        reaches += _reaches(module.read_text(encoding="utf-8"), name)
+        allowed = LIBRARY_INTERNALS.get(name, frozenset())
+        reaches += [
+            reach
+            for reach in _reaches(module.read_text(encoding="utf-8"), name)
+            if reach.rpartition(".")[2] not in allowed
+        ]
     assert reaches == []
 
 

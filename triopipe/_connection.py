@@ -189,7 +189,7 @@ class Connection:
         self._on_lost = on_lost
         self._subscriber = subscriber
         self._observer = config.observer
-        self._budget = ReplyBudget(config.max_in_flight)
+        self._budget = ReplyBudget(config.max_in_flight, time.monotonic)
         backend = self._backend = current_backend()
         self._open_stream = open_stream or self._open_configured_stream
         self._new_signal = backend.new_signal
@@ -553,7 +553,10 @@ class Connection:
                         with anyio.fail_after(self._config.connect_timeout):
                             stream = await self._open_stream()
                             link.protocol = await run_handshake(
-                                stream, reader, await self._handshake()
+                                stream,
+                                reader,
+                                await self._handshake(),
+                                self._budget.observe_round_trip,
                             )
                         break
                     except (ResponseError, ProtocolError) as exc:

@@ -83,12 +83,26 @@ __all__ = [
 
 #: Largest write made by joining queued payloads; a bigger payload goes alone.
 WRITE_BYTES = 1024 * 1024
-# Bytes of replies a connection aims to have in flight. The server holds the
-# replies it could not write yet in its client output buffer, which it may
-# cap (``client-output-buffer-limit``) by disconnecting the client; so the
-# commands in flight are bounded by this budget divided by the observed mean
-# reply size, as well as by ``max_in_flight``.
+# Bytes of replies a connection keeps in flight, at least (see ReplyBudget).
+# The server holds the replies it could not write yet in its client output
+# buffer, which it may cap (``client-output-buffer-limit``) by disconnecting
+# the client; so the commands in flight are bounded by the byte budget divided
+# by the observed mean reply size, as well as by ``max_in_flight``.
 REPLY_BUDGET = 256 * 1024
+# ... and at most: the budget grows with the link's bandwidth-delay product,
+# up to this (a 1 ms round trip at 64 Gbit/s, or 300 ms at 200 Mbit/s).
+MAX_REPLY_BUDGET = 8 * 1024 * 1024
+# Bytes in flight aimed at, as a multiple of the bandwidth-delay product:
+# BBR's startup gain (2 / ln 2), so that a budget that limits the delivery
+# rate grows 2.89-fold every round trip until something else does, and then
+# holds. (With 2, measured through a 1 ms delay, growth stalled at 770 KiB:
+# a round trip there costs more than the bare delay.)
+BDP_GAIN = 2.89
+# Each delivery-rate sample lets the best rate seen so far fade by this, so
+# the budget follows a workload that slows down.
+RATE_DECAY = 0.95
+# Writes of at most this many commands on an empty pipe time the round trip.
+ROUND_TRIP_COMMANDS = 4
 # Largest execute_many window, in commands.
 MAX_WINDOW = 512
 # Start by assuming large replies (a few small windows), like TCP's slow
@@ -176,21 +190,62 @@ class Waiter:
 class ReplyBudget:
     """How many commands a connection keeps in flight, from the replies it sees.
 
-    Outlives links: what was learned about reply sizes holds for the next one.
+    Outlives links: what was learned about reply sizes and the link's round
+    trip holds for the next one.
+
+    The budget is in bytes of replies: what the commands in flight may make
+    the server produce before we read it. It is the largest of
+    :data:`REPLY_BUDGET` and :data:`BDP_GAIN` times the link's
+    bandwidth-delay product (BDP), at most :data:`MAX_REPLY_BUDGET`, with the
+    BDP measured as TCP's BBR does:
+
+    - the *round trip* is the least time from a write to its first reply,
+      over the connection's handshakes and its writes of a few commands made
+      on an empty pipe (behind other commands, or with many, it would count
+      the server's time on them too). It only ever goes down.
+    - the *delivery rate* is sampled over one write at a time: reply bytes
+      received between the write and its last reply, over that time. The
+      best recent sample counts.
+
+    On loopback or a LAN the product is small: the budget stays at or near
+    256 KiB. Over a slow round trip the budget, while it limits the rate,
+    grows 2.89-fold each round trip until the link or a peer is the limit:
+    then the rate stops growing, and so does the budget, with the link full
+    and what waits beyond it (in the server's buffers among others) bounded
+    by the gain and :data:`MAX_REPLY_BUDGET`.
 
     Attributes:
         limit: commands in flight allowed now (at most ``max_in_flight``).
         window: commands an ``execute_many`` window should hold now: half the
             limit, so the next window is written while the replies of the
             previous one still come back.
+        budget: the byte budget now.
+        round_trip: the least round trip seen, in seconds (None before any).
+        delivery_rate: the best recent delivery rate, in bytes per second.
     """
 
-    __slots__ = ("limit", "max_in_flight", "reply_size", "window")
+    __slots__ = (
+        "budget",
+        "clock",
+        "delivery_rate",
+        "limit",
+        "max_in_flight",
+        "reply_size",
+        "round_trip",
+        "window",
+    )
 
-    def __init__(self, max_in_flight: int) -> None:
+    def __init__(self, max_in_flight: int, clock: Callable[[], float] | None = None) -> None:
         self.max_in_flight = max_in_flight
+        # What the pipeline reads the time with when it takes a sample (the
+        # connection's monotonic clock); without one, no samples: the budget
+        # stays at REPLY_BUDGET.
+        self.clock = clock
         # Mean reply size, a moving average over socket reads.
         self.reply_size = INITIAL_REPLY_SIZE
+        self.budget = float(REPLY_BUDGET)
+        self.round_trip: float | None = None
+        self.delivery_rate = 0.0
         self.limit = max_in_flight
         self.window = 1
         self._update()
@@ -201,8 +256,27 @@ class ReplyBudget:
         self.reply_size += (size / count - self.reply_size) * 0.5
         self._update()
 
+    def observe_round_trip(self, seconds: float) -> None:
+        """A write made on an empty pipe had its first reply ``seconds`` later."""
+        if seconds > 0 and (self.round_trip is None or seconds < self.round_trip):
+            self.round_trip = seconds
+            self._resize()
+
+    def observe_delivery(self, size: int, seconds: float) -> None:
+        """``size`` bytes of replies came in over ``seconds`` (one write's life)."""
+        if seconds > 0:
+            self.delivery_rate = max(size / seconds, self.delivery_rate * RATE_DECAY)
+            self._resize()
+
+    def _resize(self) -> None:
+        if self.round_trip is None:
+            return
+        wanted = BDP_GAIN * self.delivery_rate * self.round_trip
+        self.budget = min(MAX_REPLY_BUDGET, max(REPLY_BUDGET, wanted))
+        self._update()
+
     def _update(self) -> None:
-        self.limit = max(1, min(self.max_in_flight, int(REPLY_BUDGET / self.reply_size)))
+        self.limit = max(1, min(self.max_in_flight, int(self.budget / self.reply_size)))
         self.window = max(1, min(MAX_WINDOW, self.limit // 2))
 
 
@@ -217,8 +291,12 @@ class Pipeline(Generic[N]):
     """
 
     __slots__ = (
+        "_delivery",
         "_handed",
         "_more",
+        "_received",
+        "_replied",
+        "_round_trip_start",
         "_taken",
         "_unattributed",
         "_write",
@@ -258,6 +336,14 @@ class Pipeline(Generic[N]):
         self.writes = 0
         # Bytes read since the last complete reply (for the budget).
         self._unattributed = 0
+        # The link's measurements for the budget (see ReplyBudget): bytes
+        # read and commands answered so far; when the write timed for the
+        # round trip was made; and the delivery sample under way (commands
+        # to be answered, when, bytes read by then).
+        self._received = 0
+        self._replied = 0
+        self._round_trip_start: float | None = None
+        self._delivery: tuple[int, float, int] | None = None
         # The error the pipeline failed with; it takes no more work.
         self.failed: BaseException | None = None
 
@@ -348,6 +434,7 @@ class Pipeline(Generic[N]):
         if not queue:
             return None
         pending = self.pending
+        empty = not pending
         first = offset = self._taken
         chunks: list[bytes] = []
         dropped = written = 0
@@ -379,9 +466,16 @@ class Pipeline(Generic[N]):
             if self.waiters:
                 self.release_room()
         self._taken = offset
-        self.commands_written += written
         if not chunks:
             return None
+        # A write of a few commands on an empty pipe times the round trip;
+        # a big one would count the server's time on all of its commands.
+        timed = empty and written <= ROUND_TRIP_COMMANDS
+        if self.budget.clock is not None and (
+            self._delivery is None or (timed and self._round_trip_start is None)
+        ):
+            self._start_samples(timed, written)
+        self.commands_written += written
         if len(chunks) == 1:
             write = chunks[0]
         elif offset - first <= WRITE_BYTES:
@@ -412,6 +506,20 @@ class Pipeline(Generic[N]):
             return self._write is None
         self._write = memoryview(write)[count:]  # no copy of a big payload
         return False
+
+    def _start_samples(self, timed: bool, written: int) -> None:
+        """Time the write of ``written`` more commands, for the budget (see ReplyBudget).
+
+        ``timed``: the write is made on an empty pipe and small, so its first
+        reply times the round trip.
+        """
+        clock = self.budget.clock
+        assert clock is not None
+        now = clock()
+        if timed and self._round_trip_start is None:
+            self._round_trip_start = now
+        if self._delivery is None:
+            self._delivery = (self.commands_written + written, now, self._received)
 
     @property
     def writing(self) -> bool:
@@ -451,6 +559,10 @@ class Pipeline(Generic[N]):
         if thread:
             self.thread_submitted += count
         else:
+            # A lone command on an idle link times the round trip exactly.
+            # (Not from other threads: the receiver reads these fields.)
+            if self.budget.clock is not None:
+                self._start_samples(True, count)
             self.submitted += count
         self.commands_written += count
         self.pending.append(request)
@@ -470,6 +582,7 @@ class Pipeline(Generic[N]):
                 (the stream is out of step: break the link).
         """
         self._unattributed += size
+        self._received += size
         if not replies:
             return None
         self.budget.observe(self._unattributed, len(replies))
@@ -510,9 +623,27 @@ class Pipeline(Generic[N]):
                         request.notify.set()
         finally:
             self.settled += settled
+            self._replied += settled
+        if settled and (self._round_trip_start is not None or self._delivery is not None):
+            self._end_samples()
         if self.waiters:
             self.release_room()
         return pushes
+
+    def _end_samples(self) -> None:
+        """Replies came: complete the budget's samples they end."""
+        budget = self.budget
+        assert budget.clock is not None
+        now = budget.clock()
+        start = self._round_trip_start
+        if start is not None:
+            # Nothing was in flight before that write: this reply is its first.
+            self._round_trip_start = None
+            budget.observe_round_trip(now - start)
+        delivery = self._delivery
+        if delivery is not None and self._replied >= delivery[0]:
+            self._delivery = None
+            budget.observe_delivery(self._received - delivery[2], now - delivery[1])
 
     # -- room -----------------------------------------------------------------
 

@@ -27,6 +27,8 @@ import errno
 import os
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -104,8 +106,17 @@ async def send_all(stream: Stream, data: bytes) -> None:
         view = view[await stream.send_some(view) :]
 
 
-async def run_handshake(stream: Stream, reader: Reader, handshake: Handshake) -> int:
+async def run_handshake(
+    stream: Stream,
+    reader: Reader,
+    handshake: Handshake,
+    on_round_trip: Callable[[float], None] | None = None,
+) -> int:
     """Exchange ``handshake``'s commands on a new stream; return the protocol it settled on.
+
+    ``on_round_trip`` is told how long the first exchange took, if there was
+    one: a round trip on an empty link, which sizes the connection's
+    pipeline (see ``ReplyBudget``).
 
     Raises:
         ResponseError: the server refused (e.g. :class:`~triopipe.AuthenticationError`).
@@ -117,6 +128,7 @@ async def run_handshake(stream: Stream, reader: Reader, handshake: Handshake) ->
         commands = handshake.commands(hello=hello)
         if not commands:
             return 2
+        started = time.monotonic()
         await send_all(stream, encode_commands(commands))
         replies: list[Any] = []
         while len(replies) < len(commands):
@@ -125,6 +137,9 @@ async def run_handshake(stream: Stream, reader: Reader, handshake: Handshake) ->
                 reader.feed(await stream.receive(_HANDSHAKE_READ))
             elif type(reply) is not Push:
                 replies.append(reply)
+        if on_round_trip is not None:
+            on_round_trip(time.monotonic() - started)
+            on_round_trip = None
         if reader.next_reply() is not NEED_DATA or reader.has_partial():
             raise ProtocolError("the server sent more replies than the handshake asked for")
         result = handshake.check(replies, hello=hello)

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from triopipe._exceptions import ConnectionLostError, ProtocolError
 from triopipe._pipeline import (
+    BDP_GAIN,
     INITIAL_REPLY_SIZE,
+    MAX_REPLY_BUDGET,
     MAX_WINDOW,
     REPLY_BUDGET,
     WRITE_BYTES,
@@ -121,6 +123,102 @@ def test_budget_with_tiny_replies_reaches_max_in_flight_and_the_window_cap() -> 
     small = ReplyBudget(100)
     small.observe(4, 1)
     assert (small.limit, small.window) == (100, 50)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+KIB4 = 4096
+
+
+def test_budget_on_a_short_round_trip_stays_at_its_floor() -> None:
+    """Loopback: 50 µs and 500 MB/s make a 25 kB product: the 256 KiB floor holds."""
+    budget = ReplyBudget(10_000)
+    budget.observe(KIB4, 1)
+    budget.observe(KIB4, 1)
+    floor_limit = budget.limit
+    budget.observe_round_trip(50e-6)
+    for _ in range(20):
+        budget.observe_delivery(500_000_000 // 100, 0.01)
+    assert budget.budget == REPLY_BUDGET
+    assert budget.limit == floor_limit
+
+
+def test_budget_grows_each_round_trip_while_it_limits_the_rate() -> None:
+    """2 ms round trips: a budget-limited rate (budget / round trip) grows it, up to the cap."""
+    budget = ReplyBudget(1_000_000)
+    budget.observe_round_trip(0.002)
+    seen = [budget.budget]
+    while budget.budget < MAX_REPLY_BUDGET:
+        budget.observe_delivery(int(budget.budget), 0.002)
+        seen.append(budget.budget)
+    assert seen[:3] == pytest.approx(
+        [REPLY_BUDGET, BDP_GAIN * REPLY_BUDGET, BDP_GAIN**2 * REPLY_BUDGET], rel=1e-4
+    )
+    assert len(seen) == 5  # 256 KiB to 8 MiB in four round trips
+    budget.observe_delivery(int(budget.budget), 0.002)
+    assert budget.budget == MAX_REPLY_BUDGET
+
+
+def test_budget_holds_at_the_gain_times_the_product_once_the_link_is_the_limit() -> None:
+    """A link that delivers 200 MB/s at most, 2 ms round trip: 2.89 x 400 kB aimed at, no more."""
+    budget = ReplyBudget(1_000_000)
+    budget.observe_round_trip(0.002)
+    for _ in range(30):
+        # In flight beyond the product only queues: the time grows, not the rate.
+        in_flight = budget.budget
+        seconds = max(0.002, in_flight / 200e6)
+        budget.observe_delivery(int(in_flight), seconds)
+    assert budget.budget == pytest.approx(BDP_GAIN * 200e6 * 0.002, rel=0.01)
+    assert budget.budget < MAX_REPLY_BUDGET
+
+
+def test_budget_round_trip_only_goes_down_and_rates_fade() -> None:
+    budget = ReplyBudget(10_000, Clock())
+    budget.observe_delivery(10_000_000, 0.01)  # no round trip known yet: the floor
+    assert budget.budget == REPLY_BUDGET
+    budget.observe_round_trip(0.004)
+    budget.observe_round_trip(0.009)
+    assert budget.round_trip == 0.004
+    rate = budget.delivery_rate
+    budget.observe_delivery(1, 1.0)
+    assert budget.delivery_rate == pytest.approx(rate * 0.95)
+
+
+def test_pipeline_times_the_round_trip_from_a_write_on_an_empty_pipe() -> None:
+    clock = Clock()
+    pipeline: Pipeline[Flag] = Pipeline(ReplyBudget(10_000, clock))
+    submit(pipeline, "a")
+    write_all(pipeline)
+    clock.now += 0.003
+    submit(pipeline, "b")
+    write_all(pipeline)  # behind "a": not timed
+    clock.now += 0.002
+    pipeline.feed([b"a"], 7)
+    assert pipeline.budget.round_trip == pytest.approx(0.005)
+    clock.now += 0.001
+    pipeline.feed([b"b"], 7)
+    assert pipeline.budget.round_trip == pytest.approx(0.005)
+    # Both writes' replies: one delivery sample, over the first write's life.
+    assert pipeline.budget.delivery_rate == pytest.approx(7 / 0.005)
+
+
+def test_pipeline_times_a_lone_direct_write() -> None:
+    clock = Clock()
+    pipeline: Pipeline[Flag] = Pipeline(ReplyBudget(10_000, clock))
+    request = pipeline.write_directly(cmd("a"), 1, Flag())
+    assert request is not None
+    assert pipeline.wrote(len(cmd("a")))
+    clock.now += 0.0002
+    pipeline.feed([b"a"], 7)
+    assert pipeline.budget.round_trip == pytest.approx(0.0002)
 
 
 @given(
