@@ -196,11 +196,13 @@ async def test_wait_counts_the_writes_of_its_own_connection(replicated: tuple[st
             assert stalled.result() == 0
         finally:
             await anyio.to_thread.run_sync(stall.join)
-        # In a transaction, after its commands, too.
+        # In a transaction, after its commands, too. WAIT cannot block inside
+        # MULTI, so it counts the replicas that had acknowledged by then: Redis
+        # 7.0 answers 0 here, Valkey 9 may already count the one replica.
         async with redis.transaction() as tx:
             tx.set("k", 3)
             in_tx = tx.execute("WAIT", 0, 0)
-        assert in_tx.result() == 0
+        assert in_tx.result() in (0, 1)
 
 
 @pytest.mark.usefixtures("forget_learned")

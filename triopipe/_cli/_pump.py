@@ -1,6 +1,6 @@
-"""The ``triopipe`` command line: ``pump`` (mass insertion) and ``bench``.
+"""``triopipe pump``: mass insertion from a file or standard input.
 
-``triopipe pump`` reads commands from a file or standard input and sends them
+It reads commands from a file or standard input and sends them
 through ``execute_many`` (pipelined, in bounded windows) to one server,
 several shards or a Redis Cluster, with a progress line on a terminal and a
 throughput summary at the end. Input is either text, one command per line
@@ -17,19 +17,19 @@ import itertools
 import shlex
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import anyio
 
-from ._client import open_client
-from ._cluster import open_cluster_client
-from ._exceptions import ProtocolError, TriopipeError
-from ._resp import NEED_DATA, make_reader
-from ._sharded import open_sharded_client
-from ._tasks import background_task_group
+from .._client import open_client
+from .._cluster import open_cluster_client
+from .._exceptions import ProtocolError, TriopipeError
+from .._resp import NEED_DATA, make_reader
+from .._sharded import open_sharded_client
+from .._tasks import background_task_group
 
-__all__ = ["main"]
+__all__ = ["add_parser", "read_commands", "run"]
 
 _READ_SIZE = 1024 * 1024
 # Commands per execute_many call: replies of one call are held until it
@@ -159,7 +159,8 @@ async def _pump(args: argparse.Namespace, source: BinaryIO) -> int:
     return 1 if progress.errors else 0
 
 
-def _pump_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run ``triopipe pump`` with parsed arguments; returns the exit status."""
     backend = args.backend
     if backend == "trio":
         try:
@@ -178,23 +179,8 @@ def _pump_command(args: argparse.Namespace) -> int:
             return 2
 
 
-def _bench_command(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    try:
-        from benchmarks.cli import main as bench_main
-    except ImportError:
-        print(
-            "triopipe bench: the benchmark suite lives in triopipe's source tree; run it "
-            "there with `nox -s bench` or `python -m benchmarks`",
-            file=sys.stderr,
-        )
-        return 2
-    result = bench_main(list(rest))
-    return int(result or 0)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="triopipe", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands: Any) -> None:
+    """Add ``pump`` and its options to the command line's subcommands."""
     pump = commands.add_parser(
         "pump",
         help="send commands from a file or stdin, pipelined",
@@ -205,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
             "server answered any command with an error."
         ),
     )
+    pump.set_defaults(run=run)
     pump.add_argument("file", nargs="?", default="-", help="input file (default: stdin)")
     target = pump.add_mutually_exclusive_group()
     target.add_argument("--url", default="redis://localhost:6379", help="one server's URL")
@@ -213,17 +200,3 @@ def _parser() -> argparse.ArgumentParser:
     pump.add_argument("--format", choices=["auto", "text", "resp"], default="auto")
     pump.add_argument("--backend", choices=["trio", "asyncio"], default="asyncio")
     pump.add_argument("--quiet", action="store_true", help="no progress and no summary")
-    commands.add_parser(
-        "bench",
-        help="run the comparative benchmark suite (from a source checkout)",
-        add_help=False,
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["bench"]:
-        return _bench_command(argparse.Namespace(), arguments[1:])
-    return _pump_command(_parser().parse_args(arguments))
