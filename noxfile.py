@@ -53,6 +53,42 @@ def tests_valkey(session: nox.Session) -> None:
     run_pytest(session, env={"TRIOPIPE_REDIS_SERVER": binary})
 
 
+#: The tests that cover the modules the compiled build compiles (the
+#: sans-io pipeline, the connection, the backends, retries, RESP): the
+#: compiled session runs these rather than the whole suite, to keep CI short.
+COMPILED_TESTS = [
+    "tests/test_compiled.py",
+    "tests/core",
+    "tests/resp",
+    "tests/integration/test_pipelining.py",
+    "tests/integration/test_cancellation.py",
+    "tests/integration/test_core_defects.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_liveness.py",
+    "tests/integration/test_client.py",
+    "tests/integration/test_malformed.py",
+]
+
+
+@nox.session
+def tests_compiled(session: nox.Session) -> None:
+    """Build the optional compiled wheel (mypyc) and run the core's tests on it.
+
+    The build hook is off by default (pure Python everywhere);
+    ``HATCH_BUILD_HOOK_ENABLE_MYPYC=1`` turns it on for this install only. The
+    server is found as in ``tests``.
+    """
+    session.install(".[test,server]", env={"HATCH_BUILD_HOOK_ENABLE_MYPYC": "1"})
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        *COMPILED_TESTS,
+        *session.posargs,
+        env={"TRIOPIPE_EXPECT_COMPILED": "1"},
+    )
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check lint rules and formatting with ruff."""

@@ -25,7 +25,8 @@ FORBIDDEN = {
     "threading",
 }
 PACKAGE = Path(triopipe._resp.__file__).parent
-SANS_IO_MODULES = [Path(triopipe._pipeline.__file__)]
+# The source file, also in the compiled build (where __file__ is the extension).
+SANS_IO_MODULES = [Path(triopipe._pipeline.__file__).with_name("_pipeline.py")]
 
 
 def imported_modules(path: Path) -> set[str]:
