@@ -47,6 +47,9 @@ async def _stream_replies(url: str, protocol: int, decode: bool) -> dict[str, An
         )
         replies["xautoclaim"] = await redis.xautoclaim("s", "g", "bob", 0, "0")
         replies["xclaim"] = await redis.xclaim("s", "g", "alice", 0, "1-1")
+        await redis.xgroup_create("s", "idle", "$")
+        replies["xpending_empty"] = await redis.xpending("s", "idle")
+        replies["xpending"] = await redis.xpending("s", "g")
         async with redis.batch() as batch:
             in_batch = batch.xrange("s", "-", "+", count=1)
         replies["batch"] = in_batch.result()
@@ -78,6 +81,9 @@ async def test_entries_are_id_and_field_dict_under_both_protocols(
     # XAUTOCLAIM: next cursor, the claimed entries, the deleted ids it dropped.
     assert resp3["xautoclaim"] == (b("0-0"), [entry("1-1", a=1), entry("3-1", d=4)], [b("2-1")])
     assert resp3["xclaim"] == [entry("1-1", a=1)]
+    # XPENDING's summary: nothing pending, then what alice and bob hold.
+    assert resp3["xpending_empty"] == (0, None, None, None)
+    assert resp3["xpending"] == (2, b("1-1"), b("3-1"), [(b("alice"), b("1")), (b("bob"), b("1"))])
     assert resp3["batch"] == [entry("1-1", a=1)]
     for shape in (resp3["xrange"], resp3["xread"][b("s")]):
         assert all(isinstance(item, tuple) and isinstance(item[1], dict) for item in shape)
