@@ -55,7 +55,13 @@ from ._commands import Arg, Key, run_command
 from ._commands.streams import xack, xautoclaim, xgroup_create, xreadgroup
 from ._exceptions import ResponseError, TransportError
 
-__all__ = ["ConsumerOptions", "StreamConsumer", "StreamConsuming", "StreamEntry"]
+__all__ = [
+    "ConsumerOptions",
+    "EntryData",
+    "StreamConsumer",
+    "StreamConsuming",
+    "StreamEntry",
+]
 
 AckMode = Literal["manual", "auto"]
 
@@ -95,8 +101,8 @@ class ConsumerOptions:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class StreamEntry:
-    """One stream entry delivered to a :class:`StreamConsumer`.
+class EntryData:
+    """What a delivered stream entry holds, on either facade.
 
     Attributes:
         id: the entry's id (``b"1700000000000-0"``; ``str`` with ``decode=True``).
@@ -107,6 +113,12 @@ class StreamEntry:
     id: Any
     fields: dict[Any, Any]
     stream: Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StreamEntry(EntryData):
+    """One stream entry delivered to a :class:`StreamConsumer`: ``id``, ``fields``, ``stream``."""
+
     _consumer: StreamConsumer = dataclasses.field(repr=False)
 
     async def ack(self) -> None:

@@ -294,3 +294,19 @@ async def test_entries_whose_read_reply_was_lost_are_delivered_from_the_history(
                 while received != [lost, after]:
                     await anyio.sleep(0.01)
             tasks.cancel_scope.cancel()
+
+
+async def test_a_sharded_client_consumes_on_the_streams_shard(redis_shard_urls: list[str]) -> None:
+    async with triopipe.open_sharded_client(redis_shard_urls) as redis:
+        ids = [await redis.xadd("{q}jobs", {"n": i}) for i in range(50)]
+        seen = []
+        async with redis.stream_consumer(
+            "{q}jobs", "workers", "one", create=True, ack="auto"
+        ) as c:
+            with anyio.fail_after(10):
+                async for entry in c:
+                    seen.append(entry.id)
+                    if len(seen) == len(ids):
+                        break
+        assert seen == ids
+        assert (await redis.xpending("{q}jobs", "workers"))[0] == 0
