@@ -44,6 +44,7 @@ from ._consumer import EntryData, StreamConsumer, StreamEntry
 
 __all__ = [
     "Submit",
+    "SyncImmediate",
     "SyncStreamConsumer",
     "SyncStreamEntry",
     "SyncSubscription",
@@ -357,8 +358,12 @@ class SyncStreamConsumer(_IterableBlock[StreamConsumer]):
         return SyncStreamEntry(entry.id, entry.fields, entry.stream, self)
 
 
-class _SyncImmediate(Commands):
-    """``tx.now`` of a :class:`SyncTransaction`: commands run at once, blocking."""
+class SyncImmediate(Commands):
+    """``tx.now`` of a :class:`SyncTransaction`: commands run at once, blocking.
+
+    ``execute`` and every typed helper run the command on the transaction's
+    connection and return its reply (``tx.now.get("balance")``).
+    """
 
     __slots__ = ("_now", "_submit", "_timeout")
 
@@ -390,7 +395,7 @@ class SyncTransaction(_Block[Any], Commands):
     """
 
     _transaction: Any = None
-    _now: _SyncImmediate | None = None
+    _now: SyncImmediate | None = None
 
     def __enter__(self) -> SyncTransaction:
         self._transaction = self._enter_block()
@@ -400,10 +405,10 @@ class SyncTransaction(_Block[Any], Commands):
         return len(self._open())
 
     @property
-    def now(self) -> _SyncImmediate:
+    def now(self) -> SyncImmediate:
         """Runs commands at once on the transaction's connection (after ``WATCH``)."""
         if self._now is None:
-            self._now = _SyncImmediate(self._open().now, self._submit, self._timeout)
+            self._now = SyncImmediate(self._open().now, self._submit, self._timeout)
         return self._now
 
     def execute(self, *args: Arg) -> Pending[Any]:

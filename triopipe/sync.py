@@ -97,6 +97,7 @@ from ._resp import encode_command
 from ._scripts import ScriptSource
 from ._sharded import open_sharded_client as open_async_sharded_client
 from ._sync_blocks import (
+    SyncImmediate,
     SyncStreamConsumer,
     SyncStreamEntry,
     SyncSubscription,
@@ -109,6 +110,7 @@ from ._sync_blocks import wait as _wait
 __all__ = [
     "SyncBatch",
     "SyncClient",
+    "SyncImmediate",
     "SyncScript",
     "SyncStreamConsumer",
     "SyncStreamEntry",
