@@ -200,7 +200,10 @@ class _Iteration:
                 self._pending = None
                 raise StopIteration from None
             except BaseException:
-                self._pending = None
+                # The fetch's own error ends it; an interrupted wait (Ctrl-C)
+                # leaves it running, and the next call takes its item.
+                if pending.done():
+                    self._pending = None
                 raise
             self._pending = None
             return item

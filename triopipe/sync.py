@@ -41,6 +41,10 @@ Everything else is handed to the loop thread through a :class:`_Submitter`:
   ``concurrent.futures.Future``, because the command may already be on the
   wire. So ``cancel()`` returning True means "never sent".
 
+Subscriptions, transactions and stream consumers are async blocks: each is
+entered and left by one task of its own in the loop, and driven from the
+calling thread (``_sync_blocks`` explains how).
+
 anyio's portal is used to start and stop the loop, not per command: its
 ``start_task_soon`` costs a task group spawn and a cancel scope per call.
 

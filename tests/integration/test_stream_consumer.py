@@ -310,3 +310,20 @@ async def test_a_sharded_client_consumes_on_the_streams_shard(redis_shard_urls: 
                         break
         assert seen == ids
         assert (await redis.xpending("{q}jobs", "workers"))[0] == 0
+
+
+async def test_a_cluster_client_consumes_on_the_streams_node(
+    redis_cluster_urls: list[str],
+) -> None:
+    async with triopipe.open_cluster_client(redis_cluster_urls) as redis:
+        ids = [await redis.xadd("jobs", {"n": i}) for i in range(50)]
+        async with redis.stream_consumer("jobs", "workers", "one", create=True, count=20) as c:
+            seen = []
+            with anyio.fail_after(10):
+                async for entry in c:
+                    seen.append(entry.id)
+                    await entry.ack()
+                    if len(seen) == len(ids):
+                        break
+        assert seen == ids
+        assert (await redis.xpending("jobs", "workers"))[0] == 0
