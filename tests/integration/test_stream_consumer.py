@@ -53,8 +53,11 @@ async def _kill(admin: triopipe.Client, client_name: str) -> int:
 
 
 async def _wait_until_blocked(admin: triopipe.Client) -> None:
-    """Until a connection waits in a blocking XREADGROUP."""
-    while "cmd=xreadgroup" not in (await admin.execute("CLIENT", "LIST")).decode():
+    """Until a connection is blocked in XREADGROUP (``flags=b``), not merely last ran it."""
+    while True:
+        listing = (await admin.execute("CLIENT", "LIST")).decode().splitlines()
+        if any("cmd=xreadgroup" in line and " flags=b " in line for line in listing):
+            return
         await anyio.sleep(0.01)
 
 
@@ -165,6 +168,25 @@ async def test_bad_options_are_refused_before_anything_is_sent(redis_url: str) -
         with pytest.raises(ValueError, match="count"):
             redis.stream_consumer("jobs", "g", "c", count=0)
         assert await redis.exists("jobs") == 0
+
+
+async def test_claims_take_a_dead_consumers_entries_page_by_page(redis_url: str) -> None:
+    async with triopipe.open_client(redis_url) as redis:
+        ids = await _fill(redis, 250)
+        await redis.xgroup_create("jobs", "workers", "0")
+        # "dead" takes every entry and never acknowledges one.
+        await redis.xreadgroup("workers", "dead", {"jobs": ">"})
+        seen: list[Any] = []
+        async with redis.stream_consumer(
+            "jobs", "workers", "heir", claim_after=0.05, count=40, ack="auto"
+        ) as c:
+            with anyio.fail_after(10):
+                async for entry in c:
+                    seen.append(entry.id)
+                    if len(seen) == len(ids):
+                        break
+        assert seen == ids  # seven pages of XAUTOCLAIM, in order
+        assert await _pending(redis) == 0
 
 
 async def test_a_consumer_killed_midway_loses_nothing(redis_url: str) -> None:
