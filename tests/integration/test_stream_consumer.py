@@ -61,6 +61,18 @@ async def _wait_until_blocked(admin: triopipe.Client) -> None:
         await anyio.sleep(0.01)
 
 
+async def _take(consumer: triopipe.StreamConsumer, count: int) -> list[Any]:
+    """The ids of the next ``count`` entries, each acknowledged as its turn ends."""
+    seen: list[Any] = []
+    with anyio.fail_after(10):
+        async for entry in consumer:
+            seen.append(entry.id)
+            await entry.ack()
+            if len(seen) == count:
+                break
+    return seen
+
+
 async def _pending(redis: triopipe.Client, stream: str = "jobs", group: str = "workers") -> int:
     summary = await redis.xpending(stream, group)
     return summary[0]
@@ -176,16 +188,10 @@ async def test_claims_take_a_dead_consumers_entries_page_by_page(redis_url: str)
         await redis.xgroup_create("jobs", "workers", "0")
         # "dead" takes every entry and never acknowledges one.
         await redis.xreadgroup("workers", "dead", {"jobs": ">"})
-        seen: list[Any] = []
         async with redis.stream_consumer(
-            "jobs", "workers", "heir", claim_after=0.05, count=40, ack="auto"
+            "jobs", "workers", "heir", claim_after=0.05, count=40
         ) as c:
-            with anyio.fail_after(10):
-                async for entry in c:
-                    seen.append(entry.id)
-                    if len(seen) == len(ids):
-                        break
-        assert seen == ids  # seven pages of XAUTOCLAIM, in order
+            assert await _take(c, len(ids)) == ids  # seven pages of XAUTOCLAIM, in order
         assert await _pending(redis) == 0
 
 
@@ -321,16 +327,8 @@ async def test_entries_whose_read_reply_was_lost_are_delivered_from_the_history(
 async def test_a_sharded_client_consumes_on_the_streams_shard(redis_shard_urls: list[str]) -> None:
     async with triopipe.open_sharded_client(redis_shard_urls) as redis:
         ids = [await redis.xadd("{q}jobs", {"n": i}) for i in range(50)]
-        seen = []
-        async with redis.stream_consumer(
-            "{q}jobs", "workers", "one", create=True, ack="auto"
-        ) as c:
-            with anyio.fail_after(10):
-                async for entry in c:
-                    seen.append(entry.id)
-                    if len(seen) == len(ids):
-                        break
-        assert seen == ids
+        async with redis.stream_consumer("{q}jobs", "workers", "one", create=True) as c:
+            assert await _take(c, len(ids)) == ids
         assert (await redis.xpending("{q}jobs", "workers"))[0] == 0
 
 
@@ -340,12 +338,5 @@ async def test_a_cluster_client_consumes_on_the_streams_node(
     async with triopipe.open_cluster_client(redis_cluster_urls) as redis:
         ids = [await redis.xadd("jobs", {"n": i}) for i in range(50)]
         async with redis.stream_consumer("jobs", "workers", "one", create=True, count=20) as c:
-            seen = []
-            with anyio.fail_after(10):
-                async for entry in c:
-                    seen.append(entry.id)
-                    await entry.ack()
-                    if len(seen) == len(ids):
-                        break
-        assert seen == ids
+            assert await _take(c, len(ids)) == ids
         assert (await redis.xpending("jobs", "workers"))[0] == 0
