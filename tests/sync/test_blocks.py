@@ -224,3 +224,25 @@ def test_closing_the_client_ends_blocks_other_threads_hold(redis_url: str, backe
     assert not listener.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], anyio.ClosedResourceError)
+
+
+def test_transactions_and_consumers_on_a_sharded_client(
+    shard_urls: list[str], backend: str
+) -> None:
+    with sync.open_sharded_client(shard_urls, backend=backend) as redis:
+        redis.execute_many([("DEL", "{u}:n", "{u}:log", "{q}jobs")])
+        with redis.transaction("{u}:n") as tx:
+            before = tx.now.get("{u}:n")
+            tx.incr("{u}:n")
+            tx.rpush("{u}:log", "one")
+        assert before is None
+        assert redis.get("{u}:n") == b"1"
+        with pytest.raises(triopipe.CrossSlotError), redis.transaction("{u}:n") as tx:
+            tx.incr("{other}:n")
+        ids = [redis.xadd("{q}jobs", {"n": n}) for n in range(3)]
+        with redis.stream_consumer("{q}jobs", "workers", "one", create=True) as consumer:
+            entries = [consumer.get(timeout=5) for _ in ids]
+            for entry in entries:
+                entry.ack()
+        assert [entry.id for entry in entries] == ids
+        assert redis.xpending("{q}jobs", "workers")[0] == 0
