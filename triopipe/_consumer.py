@@ -35,9 +35,11 @@ consumer name on restart or to another by a claim. Hence *at least once*:
 an entry may be processed twice, never lost; processing should be
 idempotent.
 
-Lost connections and unreachable servers do not end the iteration: the
-consumer waits (capped, jittered exponential backoff), re-reads its history
-and goes on. Error replies (``NOGROUP``, ``WRONGTYPE``) raise.
+Lost connections, unreachable servers and passing refusals (``LOADING``
+after a restart, ``CLUSTERDOWN`` during a failover, a full ``maxclients``)
+do not end the iteration: the consumer waits (capped, jittered exponential
+backoff), re-reads its history and goes on. Other error replies
+(``NOGROUP``, ``WRONGTYPE``) raise.
 """
 
 from __future__ import annotations
@@ -53,7 +55,14 @@ import anyio
 
 from ._commands import Arg, Key, run_command
 from ._commands.streams import xack, xautoclaim, xgroup_create, xreadgroup
-from ._exceptions import ResponseError, TransportError
+from ._exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MaxClientsError,
+    ResponseError,
+    TransportError,
+    TryAgainError,
+)
 
 __all__ = [
     "ConsumerOptions",
@@ -71,6 +80,10 @@ _BLOCK_SECONDS = 5.0
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
 _FIRST_CLAIM_CURSOR = "0-0"
+# What a consumer waits out: a lost link, an unreachable server, and refusals
+# of a live server that pass (loading its data after a restart, full,
+# a cluster failing over) once the client's own retries are spent.
+_TRANSIENT = (TransportError, BusyLoadingError, MaxClientsError, ClusterDownError, TryAgainError)
 
 
 class _Executes(Protocol):
@@ -174,7 +187,7 @@ class StreamConsumer:
         if exc_type is None or not issubclass(exc_type, anyio.get_cancelled_exc_class()):
             # Best effort: an acknowledgement that does not arrive leaves its
             # entry pending, to be delivered again (at least once).
-            with contextlib.suppress(TransportError):
+            with contextlib.suppress(*_TRANSIENT):
                 await self.flush()
 
     def __aiter__(self) -> StreamConsumer:
@@ -217,7 +230,7 @@ class StreamConsumer:
             self._acks.pop(entry_id, None)
 
     async def _flush_or_keep(self) -> None:
-        with contextlib.suppress(TransportError):  # sent again with the next batch
+        with contextlib.suppress(*_TRANSIENT):  # sent again with the next batch
             await self.flush()
 
     async def _create_group(self) -> None:
@@ -242,7 +255,7 @@ class StreamConsumer:
                 await self._claim()
             else:
                 await self._read_new()
-        except TransportError:
+        except _TRANSIENT:
             # Whatever the lost reply carried is pending for this consumer
             # name now: read the history again once the server answers.
             self._restart_history()

@@ -15,6 +15,7 @@ import anyio.lowlevel
 import pytest
 
 import triopipe
+from triopipe._consumer import ConsumerOptions, StreamConsumer
 from triopipe.testing import RedisServer, tcp_proxy
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
@@ -192,6 +193,36 @@ async def test_claims_take_a_dead_consumers_entries_page_by_page(redis_url: str)
             "jobs", "workers", "heir", claim_after=0.05, count=40
         ) as c:
             assert await _take(c, len(ids)) == ids  # seven pages of XAUTOCLAIM, in order
+        assert await _pending(redis) == 0
+
+
+class _Loading:
+    """A client whose server answers ``LOADING`` to the first few reads and acks.
+
+    A restarted server refuses commands while it loads its dataset, for as
+    long as loading takes: too unpredictable to produce in a test, so this
+    wraps a real client and refuses in its place.
+    """
+
+    def __init__(self, client: triopipe.Client, refusals: int) -> None:
+        self._client = client
+        self.refusals = refusals
+
+    async def execute(self, *args: Any) -> Any:
+        if args[0] in ("XREADGROUP", "XACK") and self.refusals:
+            self.refusals -= 1
+            raise triopipe.BusyLoadingError("LOADING", "Redis is loading the dataset in memory")
+        return await self._client.execute(*args)
+
+
+async def test_passing_refusals_are_waited_out(redis_url: str) -> None:
+    async with triopipe.open_client(redis_url) as redis:
+        ids = await _fill(redis, 30)
+        loading = _Loading(redis, refusals=4)
+        options = ConsumerOptions(create=True, count=10)
+        async with StreamConsumer(loading, "jobs", "workers", "one", options) as c:
+            assert await _take(c, len(ids)) == ids
+        assert loading.refusals == 0
         assert await _pending(redis) == 0
 
 
