@@ -88,6 +88,36 @@ def test_a_message_that_comes_after_a_timeout_is_kept(redis_url: str, backend: s
         assert sub.channels == set()
 
 
+def test_one_subscription_shared_by_several_threads(redis_url: str, backend: str) -> None:
+    """Threads take turns waiting; each message goes to exactly one of them."""
+    total = 60
+    with sync.open_client(redis_url, backend=backend) as redis, redis.subscribe("c") as sub:
+        received: list[list[bytes]] = [[] for _ in range(3)]
+        stop = threading.Event()
+
+        def take(index: int) -> None:
+            while not stop.is_set():
+                try:
+                    message = sub.get(timeout=0.02)  # short: timeouts interleave the turns
+                except TimeoutError:
+                    continue
+                received[index].append(message.data)
+                if sum(map(len, received)) == total:
+                    stop.set()
+
+        def publish(_: int) -> None:
+            for n in range(total):
+                redis.publish("c", n)
+
+        with ThreadPoolExecutor(4) as pool:
+            takers = [pool.submit(take, index) for index in range(3)]
+            pool.submit(publish, 0).result(timeout=30)
+            for taker in takers:
+                taker.result(timeout=30)
+        everything = sorted(int(data) for part in received for data in part)
+        assert everything == list(range(total))
+
+
 def test_transactions_in_several_threads_never_lose_an_increment(
     redis_url: str, backend: str
 ) -> None:
