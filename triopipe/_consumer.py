@@ -146,6 +146,11 @@ class StreamConsumer:
     redis.stream_consumer(stream, group, name) as consumer: async for entry
     in consumer: ...``. The iteration never ends by itself: leave it with
     ``break`` or by cancellation. One task iterates a consumer.
+
+    Attributes:
+        stream: the stream it reads.
+        group: its consumer group.
+        name: its consumer name in the group.
     """
 
     def __init__(
