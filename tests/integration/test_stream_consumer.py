@@ -204,13 +204,13 @@ class _Loading:
     wraps a real client and refuses in its place.
     """
 
-    def __init__(self, client: triopipe.Client, refusals: int) -> None:
+    def __init__(self, client: triopipe.Client, refusals: dict[str, int]) -> None:
         self._client = client
         self.refusals = refusals
 
     async def execute(self, *args: Any) -> Any:
-        if args[0] in ("XREADGROUP", "XACK") and self.refusals:
-            self.refusals -= 1
+        if self.refusals.get(args[0]):
+            self.refusals[args[0]] -= 1
             raise triopipe.BusyLoadingError("LOADING", "Redis is loading the dataset in memory")
         return await self._client.execute(*args)
 
@@ -218,11 +218,11 @@ class _Loading:
 async def test_passing_refusals_are_waited_out(redis_url: str) -> None:
     async with triopipe.open_client(redis_url) as redis:
         ids = await _fill(redis, 30)
-        loading = _Loading(redis, refusals=4)
+        loading = _Loading(redis, {"XREADGROUP": 2, "XACK": 2})
         options = ConsumerOptions(create=True, count=10)
         async with StreamConsumer(loading, "jobs", "workers", "one", options) as c:
             assert await _take(c, len(ids)) == ids
-        assert loading.refusals == 0
+        assert loading.refusals == {"XREADGROUP": 0, "XACK": 0}
         assert await _pending(redis) == 0
 
 
