@@ -561,7 +561,9 @@ class SyncClient(Commands):
         """Return a :class:`SyncScript` to run ``source`` by its digest."""
         return SyncScript(self, source)
 
-    def subscribe(self, *channels: Key, patterns: Sequence[Key] = ()) -> SyncSubscription:
+    def subscribe(
+        self, *channels: Key, patterns: Sequence[Key] = (), **options: Any
+    ) -> SyncSubscription:
         """Subscribe to channels and patterns, as a ``with`` block; iterate it for messages.
 
         ::
@@ -573,7 +575,8 @@ class SyncClient(Commands):
 
         The block starts once the server has registered every channel and
         pattern; the async :meth:`triopipe.Client.subscribe` runs it on the
-        loop thread, and iteration yields what its iteration yields.
+        loop thread (``options`` go to it as they are), and iteration yields
+        what its iteration yields.
 
         Raises:
             AttributeError: the async client has no ``subscribe``.
@@ -582,7 +585,7 @@ class SyncClient(Commands):
         return SyncSubscription(
             self._submit,
             self._blocks,
-            functools.partial(subscribe, *channels, patterns=patterns),
+            functools.partial(subscribe, *channels, patterns=patterns, **options),
             self._timeout,
         )
 

@@ -282,3 +282,18 @@ def test_transactions_and_consumers_on_a_sharded_client(
                 entry.ack()
         assert [entry.id for entry in entries] == ids
         assert redis.xpending("{q}jobs", "workers")[0] == 0
+
+
+def test_a_block_that_fails_to_start_raises_in_the_calling_thread(
+    redis_url: str, backend: str
+) -> None:
+    with sync.open_client(redis_url, backend=backend) as redis:
+        # Options go to the async subscribe as they are: an unknown one fails there.
+        with pytest.raises(TypeError, match="bogus"), redis.subscribe("c", bogus=1):
+            pass
+        with (
+            pytest.raises(triopipe.ResponseError, match="NOGROUP"),
+            redis.stream_consumer("missing", "nobody", "one") as consumer,
+        ):
+            consumer.get(timeout=5)
+        assert redis.ping() is True
