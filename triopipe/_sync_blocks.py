@@ -43,6 +43,7 @@ from ._commands import Arg, Command, Commands, Key
 from ._consumer import EntryData, StreamConsumer, StreamEntry
 
 __all__ = [
+    "Blocks",
     "Submit",
     "SyncImmediate",
     "SyncStreamConsumer",
@@ -50,7 +51,6 @@ __all__ = [
     "SyncSubscription",
     "SyncTransaction",
     "call_sync",
-    "release_all",
     "wait",
 ]
 
@@ -80,10 +80,36 @@ def wait(future: Future[T], timeout: float | None) -> T:
         raise
 
 
-def release_all(blocks: set[_Block[Any]]) -> None:
-    """Tell every held block to leave: the client is closing (loop thread only)."""
-    for block in list(blocks):
-        block.release(anyio.ClosedResourceError("the blocking client was closed"))
+class Blocks:
+    """The blocks a client's threads hold open; all told to leave when the client closes.
+
+    Used in the loop thread only.
+    """
+
+    def __init__(self) -> None:
+        self._held: set[_Block[Any]] = set()
+        self._closed = False
+
+    def add(self, block: _Block[Any]) -> None:
+        """Count ``block`` as held, unless the client is closing.
+
+        Raises:
+            anyio.ClosedResourceError: the client is closing (a block whose
+                hold task starts only now would wait for a leave that never
+                comes).
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError("the blocking client was closed")
+        self._held.add(block)
+
+    def discard(self, block: _Block[Any]) -> None:
+        self._held.discard(block)
+
+    def release_all(self) -> None:
+        """Tell every held block to leave, and refuse new ones: the client is closing."""
+        self._closed = True
+        for block in list(self._held):
+            block.release(anyio.ClosedResourceError("the blocking client was closed"))
 
 
 class _Block(Generic[V]):
@@ -96,7 +122,7 @@ class _Block(Generic[V]):
     def __init__(
         self,
         submit: Submit,
-        blocks: set[_Block[Any]],
+        blocks: Blocks,
         open_block: Callable[[], AbstractAsyncContextManager[V]],
         timeout: float | None,
     ) -> None:
@@ -153,7 +179,7 @@ class _Block(Generic[V]):
 
     async def _hold(self) -> None:
         self._leave = anyio.Event()
-        self._blocks.add(self)
+        self._blocks.add(self)  # raises if the client is closing
         try:
             # Made here: an async block's parts (events, channels) belong to the loop.
             manager = self._open_block()

@@ -101,12 +101,12 @@ from ._resp import encode_command
 from ._scripts import ScriptSource
 from ._sharded import open_sharded_client as open_async_sharded_client
 from ._sync_blocks import (
+    Blocks,
     SyncImmediate,
     SyncStreamConsumer,
     SyncStreamEntry,
     SyncSubscription,
     SyncTransaction,
-    release_all,
 )
 from ._sync_blocks import call_sync as _call_sync
 from ._sync_blocks import wait as _wait
@@ -184,7 +184,7 @@ class _Submitter:
         self._scheduled = False
         self._closed = False
         # Async blocks held open for threads (subscriptions, transactions...).
-        self.blocks: set[Any] = set()
+        self.blocks = Blocks()
 
     def submit(
         self, function: Callable[..., Awaitable[T]] | None, args: tuple[Any, ...]
@@ -711,7 +711,7 @@ async def _serve(
                 submitter.close()
                 # Blocks a thread still holds leave now: the command tasks
                 # holding them end, and so can this one.
-                release_all(submitter.blocks)
+                submitter.blocks.release_all()
     if error is not None:
         raise error
 
