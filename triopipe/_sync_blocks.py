@@ -134,14 +134,35 @@ class _Block(Generic[V]):
         self._done: Future[Any] | None = None
         self._leave: anyio.Event | None = None
         self._exc_info: tuple[Any, Any, Any] = (None, None, None)
+        self._abandoned = False
 
     def _enter_block(self) -> V:
-        """Enter the block in the loop; its value (blocking)."""
+        """Enter the block in the loop; its value (blocking).
+
+        Raises:
+            TimeoutError: it did not start within the client's ``timeout``
+                (a transaction waiting for a dedicated connection...); the
+                loop leaves it as soon as it has started, if it ever does.
+        """
         self._done = done = self._submit(self._hold, ())
-        concurrent.futures.wait([self._entered, done], return_when="FIRST_COMPLETED")
+        try:
+            finished, _ = concurrent.futures.wait(
+                [self._entered, done], self._timeout, return_when="FIRST_COMPLETED"
+            )
+            if not finished:
+                raise TimeoutError(f"the block did not start within {self._timeout} seconds")
+        except BaseException:
+            with suppress(anyio.ClosedResourceError):  # closed: the loop lets it go anyway
+                self._submit(call_sync, (self._abandon,))
+            raise
         if not self._entered.done():
             done.result()  # raises what entering raised
         return self._entered.result()
+
+    def _abandon(self) -> None:
+        """The thread gave up waiting: leave once started (loop thread only)."""
+        self._abandoned = True
+        self.release(TimeoutError("the thread stopped waiting for the block to start"))
 
     def __exit__(
         self,
@@ -178,6 +199,8 @@ class _Block(Generic[V]):
         return wait(future, self._timeout)
 
     async def _hold(self) -> None:
+        if self._abandoned:
+            return
         self._leave = anyio.Event()
         self._blocks.add(self)  # raises if the client is closing
         try:

@@ -297,3 +297,31 @@ def test_a_block_that_fails_to_start_raises_in_the_calling_thread(
         ):
             consumer.get(timeout=5)
         assert redis.ping() is True
+
+
+def test_a_block_that_cannot_start_in_time_raises_and_is_let_go(
+    redis_url: str, backend: str
+) -> None:
+    """One dedicated connection, taken: the next transaction times out, and leaks nothing."""
+    with sync.open_client(redis_url, backend=backend, timeout=0.3, max_dedicated=1) as redis:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with redis.transaction() as tx:
+                tx.set("first", 1)
+                holding.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert holding.wait(10)
+            with pytest.raises(TimeoutError), redis.transaction() as tx:
+                tx.set("second", 2)
+        finally:
+            release.set()
+            holder.join(10)
+        # The abandoned transaction took its turn, left at once, applied nothing.
+        with redis.transaction() as tx:
+            tx.set("third", 3)
+        assert redis.mget("first", "second", "third") == [b"1", None, b"3"]
