@@ -62,7 +62,7 @@ html_theme = "furo"
 html_title = f"triopipe {release}"
 
 
-def _adopt_public_names(module: types.ModuleType) -> None:
+def _adopt_public_names(module: types.ModuleType, private: str | None = None) -> None:
     """Document re-exported objects under their public module, not a private one.
 
     ``triopipe.ResponseError`` is defined in ``triopipe._exceptions``; setting
@@ -73,10 +73,12 @@ def _adopt_public_names(module: types.ModuleType) -> None:
     for name in names:
         obj = getattr(module, name)
         if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__.startswith(
-            f"{module.__name__}._"
+            private or f"{module.__name__}._"
         ):
             obj.__module__ = module.__name__
 
 
 _adopt_public_names(triopipe)
 _adopt_public_names(triopipe.testing)
+# The blocking facade's blocks live in a private module of the package.
+_adopt_public_names(triopipe.sync, "triopipe._sync_blocks")

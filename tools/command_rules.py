@@ -235,7 +235,8 @@ VARIANTS: dict[str, tuple[list[tuple[str, int | str]], int | str]] = {
     "LCS": ([("len", 1), ("idx", 2)], 0),
     "XAUTOCLAIM": ([("justid", 1)], 0),
     "XCLAIM": ([("justid", 0)], 1),
-    "XPENDING": ([("start is not None", 0)], 1),
+    # The summary of a group with nothing pending is [0, nil, nil, nil].
+    "XPENDING": ([("start is not None", 0)], "pending_summary"),
     "XINFO|STREAM": ([("full", 1)], 0),
     "ACL|LOG": ([("reset", 1)], 0),
     "SCAN": ([], "scan_keys"),
@@ -277,6 +278,11 @@ SHAPES: dict[str, tuple[str, str | None]] = {
     "scan_scores": (
         "tuple[int, list[tuple[bytes | str, float]]]",
         "scan_page(pairs_of(None, to_float))",
+    ),
+    "pending_summary": (
+        "tuple[int, bytes | str | None, bytes | str | None,"
+        " list[tuple[bytes | str, bytes | str]] | None]",
+        "tuple_of(None, None, None, optional(pairs_of(None, None)))",
     ),
     "any_list": ("list[Any]", None),
     "time": ("tuple[int, int]", "tuple_of(int, int)"),

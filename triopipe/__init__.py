@@ -16,6 +16,8 @@ from ._client import open_client as open_client
 from ._cluster import ClusterClient as ClusterClient
 from ._cluster import open_cluster_client as open_cluster_client
 from ._config import ClientConfig as ClientConfig
+from ._consumer import StreamConsumer as StreamConsumer
+from ._consumer import StreamEntry as StreamEntry
 from ._exceptions import AskError as AskError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BusyLoadingError as BusyLoadingError

@@ -41,6 +41,7 @@ from ._commands import Arg, Command, Commands, Key, run_command
 from ._commands import keys as key_commands
 from ._config import DEFAULT_URL, ClientConfig, parse_url
 from ._connection import Connection
+from ._consumer import StreamConsuming
 from ._exceptions import (
     ConnectError,
     ConnectionLostError,
@@ -78,7 +79,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class Client(Commands, Scripting):
+class Client(Commands, Scripting, StreamConsuming):
     """A client for one Redis server, made by :func:`open_client`.
 
     Many tasks may use one client at once: their commands share writes

@@ -44,6 +44,7 @@ import anyio
 from ._batch import Batch, BatchBlock, Pending, Transaction, check_pinned, outcome
 from ._client import dispatch_to
 from ._commands import Arg, Command, Commands, Key
+from ._consumer import StreamConsuming
 from ._exceptions import (
     CommandNotAllowedError,
     ConnectionLostError,
@@ -443,7 +444,7 @@ def _retired() -> TransportError:
     )
 
 
-class FanOutClient(Commands, Scripting):
+class FanOutClient(Commands, Scripting, StreamConsuming):
     """The interface the sharded and cluster clients share, run by their fan-out engine.
 
     ``execute``, ``execute_many``, ``batch`` and the typed helpers work as on

@@ -41,6 +41,10 @@ Everything else is handed to the loop thread through a :class:`_Submitter`:
   ``concurrent.futures.Future``, because the command may already be on the
   wire. So ``cancel()`` returning True means "never sent".
 
+Subscriptions, transactions and stream consumers are async blocks: each is
+entered and left by one task of its own in the loop, and driven from the
+calling thread (``_sync_blocks`` explains how).
+
 anyio's portal is used to start and stop the loop, not per command: its
 ``start_task_soon`` costs a task group spawn and a cancel scope per call.
 
@@ -89,17 +93,33 @@ from ._client import open_client as open_async_client
 from ._cluster import open_cluster_client as open_async_cluster_client
 from ._commands import Arg, Command, Commands, Key
 from ._config import DEFAULT_URL
+from ._consumer import ConsumerOptions, StreamConsumer
 from ._exceptions import NoScriptError
 from ._pipeline import Request
 from ._protocols import AsyncClient, DirectRoute
 from ._resp import encode_command
 from ._scripts import ScriptSource
 from ._sharded import open_sharded_client as open_async_sharded_client
+from ._sync_blocks import (
+    Blocks,
+    SyncImmediate,
+    SyncStreamConsumer,
+    SyncStreamEntry,
+    SyncSubscription,
+    SyncTransaction,
+)
+from ._sync_blocks import call_sync as _call_sync
+from ._sync_blocks import wait as _wait
 
 __all__ = [
     "SyncBatch",
     "SyncClient",
+    "SyncImmediate",
     "SyncScript",
+    "SyncStreamConsumer",
+    "SyncStreamEntry",
+    "SyncSubscription",
+    "SyncTransaction",
     "open_client",
     "open_cluster_client",
     "open_sharded_client",
@@ -139,7 +159,16 @@ _Item = tuple["Future[Any]", Callable[..., Awaitable[Any]] | None, tuple[Any, ..
 class _Submitter:
     """Hands calls from any thread to the loop thread; see the module docstring."""
 
-    __slots__ = ("_call_soon", "_client", "_closed", "_items", "_lock", "_scheduled", "_spawn")
+    __slots__ = (
+        "_call_soon",
+        "_client",
+        "_closed",
+        "_items",
+        "_lock",
+        "_scheduled",
+        "_spawn",
+        "blocks",
+    )
 
     def __init__(
         self,
@@ -154,6 +183,8 @@ class _Submitter:
         self._items: list[_Item] = []
         self._scheduled = False
         self._closed = False
+        # Async blocks held open for threads (subscriptions, transactions...).
+        self.blocks = Blocks()
 
     def submit(
         self, function: Callable[..., Awaitable[T]] | None, args: tuple[Any, ...]
@@ -271,10 +302,6 @@ class _Completion:
             future.set_result(result)
 
 
-async def _call_sync(function: Callable[[], T]) -> T:
-    return function()
-
-
 async def _take(iterator: AsyncIterator[T], count: int) -> list[T]:
     items: list[T] = []
     async for item in iterator:
@@ -297,20 +324,6 @@ async def _run_batch(
         # extend() appends one by one, so a call that raises (a refused
         # command) leaves the handles of those before it in ``out``.
         out.extend(call(batch) for call in calls)
-
-
-def _wait(future: Future[T], timeout: float | None) -> T:
-    """The Future's result; an interrupted wait withdraws the command if it is not sent yet.
-
-    Raises:
-        TimeoutError: no result within ``timeout`` seconds (a command already
-            sent is not withdrawn: its reply is dropped when it comes).
-    """
-    try:
-        return future.result(timeout)
-    except BaseException:
-        future.cancel()
-        raise
 
 
 # How many keys scan_iter fetches from the loop thread per round trip.
@@ -426,7 +439,7 @@ class SyncClient(Commands):
     block and return the same types as on the async client.
     """
 
-    __slots__ = ("_client", "_direct_route", "_submit", "_threads", "_timeout")
+    __slots__ = ("_blocks", "_client", "_direct_route", "_submit", "_threads", "_timeout")
 
     def __init__(
         self, client: AsyncClient, submitter: _Submitter, timeout: float | None = None
@@ -434,6 +447,7 @@ class SyncClient(Commands):
         self._client = client
         self._direct_route = client.direct_route
         self._submit = submitter.submit
+        self._blocks = submitter.blocks
         self._timeout = timeout
         # Per calling thread: the last Future it was given (see _direct).
         self._threads = threading.local()
@@ -547,6 +561,86 @@ class SyncClient(Commands):
         """Return a :class:`SyncScript` to run ``source`` by its digest."""
         return SyncScript(self, source)
 
+    def subscribe(
+        self, *channels: Key, patterns: Sequence[Key] = (), **options: Any
+    ) -> SyncSubscription:
+        """Subscribe to channels and patterns, as a ``with`` block; iterate it for messages.
+
+        ::
+
+            with redis.subscribe("news", patterns=["alerts.*"]) as sub:
+                for message in sub:          # blocks until a message comes
+                    print(message.channel, message.data)
+                message = sub.get(timeout=1.0)   # TimeoutError if none comes
+
+        The block starts once the server has registered every channel and
+        pattern; the async :meth:`triopipe.Client.subscribe` runs it on the
+        loop thread (``options`` go to it as they are), and iteration yields
+        what its iteration yields.
+
+        Raises:
+            AttributeError: the async client has no ``subscribe``.
+        """
+        subscribe = getattr(self._client, "subscribe")  # noqa: B009 - not every client has it
+        return SyncSubscription(
+            self._submit,
+            self._blocks,
+            functools.partial(subscribe, *channels, patterns=patterns, **options),
+            self._timeout,
+        )
+
+    def transaction(self, *watch_keys: Key) -> SyncTransaction:
+        """``MULTI``/``EXEC`` after ``WATCH watch_keys``, as a ``with`` block.
+
+        ::
+
+            with redis.transaction("balance") as tx:
+                balance = int(tx.now.get("balance"))
+                tx.set("balance", balance - 10)
+                tx.incr("spent")
+            # here the commands ran, or WatchError raised
+
+        Commands queued on ``tx`` return :class:`~triopipe.Pending` handles and
+        are sent at exit, as with :meth:`triopipe.Client.transaction`.
+
+        Raises:
+            WatchError: at exit, a watched key had changed; nothing was applied.
+        """
+        return SyncTransaction(
+            self._submit,
+            self._blocks,
+            functools.partial(self._client.transaction, *watch_keys),
+            self._timeout,
+        )
+
+    def stream_consumer(
+        self, stream: Key, group: Arg, consumer: Arg, **options: Any
+    ) -> SyncStreamConsumer:
+        """Consume ``stream`` as ``consumer`` of ``group``, as a ``with`` block.
+
+        ::
+
+            with redis.stream_consumer("jobs", "workers", "worker-1",
+                                       create=True, claim_after=30) as consumer:
+                for entry in consumer:
+                    handle(entry.fields)
+                    entry.ack()
+
+        The options and the delivery guarantees are those of
+        :meth:`triopipe.Client.stream_consumer` (``create``, ``start``,
+        ``claim_after``, ``ack``, ``count``).
+
+        Raises:
+            ValueError, TypeError: a bad option (before anything is sent).
+        """
+        settings = ConsumerOptions(**options)
+        return SyncStreamConsumer(
+            self._submit,
+            self._blocks,
+            functools.partial(StreamConsumer, self._client, stream, group, consumer, settings),
+            self._timeout,
+        )
+
     def statistics(self) -> Any:
         """The async client's statistics snapshot (e.g. :class:`~triopipe.ClientStatistics`)."""
         return _wait(self._submit(_call_sync, (self._client.statistics,)), self._timeout)
@@ -615,6 +709,9 @@ async def _serve(
         finally:
             if submitter is not None:
                 submitter.close()
+                # Blocks a thread still holds leave now: the command tasks
+                # holding them end, and so can this one.
+                submitter.blocks.release_all()
     if error is not None:
         raise error
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -24,3 +25,12 @@ def shard_urls() -> Iterator[list[str]]:
     """Two throwaway servers for the sharded client, one pair per test module."""
     with redis_server_process() as first, redis_server_process() as second:
         yield [first.url, second.url]
+
+
+@pytest.fixture
+def no_thread_left() -> Iterator[None]:
+    """Fail the test if a thread it started is still alive at its end."""
+    before = set(threading.enumerate())
+    yield
+    left = [thread for thread in threading.enumerate() if thread not in before]
+    assert left == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -21,16 +21,6 @@ import triopipe
 import triopipe.testing
 from triopipe import sync
 from triopipe.testing import redis_server_process
-
-
-@pytest.fixture
-def no_thread_left() -> Iterator[None]:
-    """Fail the test if a thread it started is still alive at its end."""
-    before = set(threading.enumerate())
-    yield
-    left = [thread for thread in threading.enumerate() if thread not in before]
-    assert left == []
-
 
 pytestmark = pytest.mark.usefixtures("no_thread_left")
 

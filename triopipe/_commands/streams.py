@@ -73,7 +73,7 @@ _SHAPE_5 = fields_of(
 )
 _SHAPE_6 = fields_of({"first-entry": optional(entry), "last-entry": optional(entry)})
 _SHAPE_7 = list_of(tuple_of(None, None, None, None))
-_SHAPE_8 = tuple_of(None, None, None, pairs_of(None, None))
+_SHAPE_8 = tuple_of(None, None, None, optional(pairs_of(None, None)))
 _SHAPE_9 = optional(dict_of(list_of(entry)))
 
 
@@ -399,7 +399,9 @@ def xpending(
     idle: int | None = None,
 ) -> Command[
     list[tuple[bytes | str, bytes | str, int, int]]
-    | tuple[int, bytes | str, bytes | str, list[tuple[bytes | str, bytes | str]]]
+    | tuple[
+        int, bytes | str | None, bytes | str | None, list[tuple[bytes | str, bytes | str]] | None
+    ]
 ]:
     """Returns the information and entries from a stream consumer group's pending entries list
     (``XPENDING``).
