@@ -35,7 +35,7 @@ def test_pump_text_with_quotes_and_comments(
     data = b'# a comment\nSET plain value\n\nSET "spaced key" "a b c"\nRPUSH list x y z\n'
     result = _pump("--url", redis_url, data=data)
     assert result.returncode == 0, result.stderr
-    assert b"pumped 3 commands" in result.stderr
+    assert b"acknowledged                 3" in result.stderr
     assert _get(redis_session_server, "GET", "plain") == b"value"
     assert _get(redis_session_server, "GET", "spaced key") == b"a b c"
     assert _get(redis_session_server, "LLEN", "list") == b"3"
@@ -56,18 +56,18 @@ def test_pump_resp_input_from_a_file(
 def test_pump_reports_error_replies_and_exits_1(redis_url: str) -> None:
     result = _pump("--url", redis_url, data=b"SET k v\nLPUSH k x\nINCR k\n")
     assert result.returncode == 1
-    assert b"2 error replies" in result.stderr
+    assert b"error replies                2" in result.stderr
     assert b"WRONGTYPE" in result.stderr
 
 
 def test_pump_truncated_resp_and_unreachable_server(redis_url: str) -> None:
     truncated = hiredis.pack_command(("SET", "k", "v"))[:-3]
     result = _pump("--url", redis_url, data=truncated)
-    assert result.returncode == 2
-    assert b"middle of a command" in result.stderr
+    assert result.returncode == 3
+    assert b"middle of this command" in result.stderr
     result = _pump("--url", "redis://:secret@127.0.0.1:1", data=b"PING\n")
-    assert result.returncode == 2
-    assert b"could not connect" in result.stderr
+    assert result.returncode == 4
+    assert b"cannot connect" in result.stderr
     assert b"secret" not in result.stderr
 
 

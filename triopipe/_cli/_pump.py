@@ -1,202 +1,292 @@
-"""``triopipe pump``: mass insertion from a file or standard input.
+"""``triopipe pump``: mass insertion from a file or standard input, exactly accounted.
 
-It reads commands from a file or standard input and sends them
-through ``execute_many`` (pipelined, in bounded windows) to one server,
-several shards or a Redis Cluster, with a progress line on a terminal and a
-throughput summary at the end. Input is either text, one command per line
-(``SET key value``; quote arguments with spaces as in a shell), or the RESP
-that ``redis-cli --pipe`` takes; it is recognised by its first byte.
+Commands are read lazily (:mod:`._input`), run through the client's
+:meth:`~triopipe.Client.pump` (pipelined in bounded windows, no reply kept),
+and every outcome is counted in input order (:mod:`._accounting`). The rules:
+
+- a bad command (malformed line, truncated RESP, a command a pipeline may not
+  hold) ends the input *before* it: every command before it is still sent and
+  answered, then the run stops with :attr:`~ExitStatus.BAD_INPUT` naming it;
+- a broken connection stops the reading of more input; commands written and
+  unanswered are counted as of unknown outcome;
+- Ctrl-C or SIGTERM stops the run; commands in flight are counted as unknown.
+
+The summary goes to standard error, ``--json`` to standard output.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import itertools
-import shlex
+import json
+import os
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import IO, Any, BinaryIO
 
-import anyio
-
-from .._client import open_client
-from .._cluster import open_cluster_client
-from .._exceptions import ProtocolError, TriopipeError
-from .._resp import NEED_DATA, make_reader
-from .._sharded import open_sharded_client
+from .._exceptions import TriopipeError
+from .._routing import CommandClass, command_class
 from .._tasks import background_task_group
+from ._accounting import Accounting, ErrorLog
+from ._exits import CliError, ExitStatus
+from ._input import CommandSource
+from ._options import (
+    Target,
+    add_backend_option,
+    add_target_options,
+    run_on_backend,
+    target_from_args,
+)
+from ._progress import Progress, choose_mode
 
-__all__ = ["add_parser", "read_commands", "run"]
+__all__ = ["add_parser", "run"]
 
-_READ_SIZE = 1024 * 1024
-# Commands per execute_many call: replies of one call are held until it
-# returns, so a call bounds the memory spent on them. Each call consumes its
-# share of the input lazily, window by window, so that reading and parsing
-# the next window overlaps the server's work on the last one.
-_CALL_SIZE = 1_000_000
-
-
-def _text_commands(source: Iterable[bytes]) -> Iterator[tuple[bytes, ...]]:
-    """Commands from text lines; blank lines and ``#`` comments are skipped."""
-    for raw in source:
-        line = raw.strip()
-        if not line or line.startswith(b"#"):
-            continue
-        if b'"' in line or b"'" in line or b"\\" in line:
-            yield tuple(part.encode() for part in shlex.split(line.decode()))
-        else:
-            yield tuple(line.split())
-
-
-def _resp_commands(source: BinaryIO, first: bytes) -> Iterator[tuple[bytes, ...]]:
-    """Commands from RESP arrays of bulk strings, as ``redis-cli --pipe`` reads them."""
-    reader = make_reader()
-    data = first
-    while data:
-        for command in reader.read_replies(data):
-            if not isinstance(command, list) or not command:
-                raise ProtocolError("RESP input must be arrays of bulk strings (commands)")
-            yield tuple(command)
-        data = source.read(_READ_SIZE)
-    if reader.next_reply() is not NEED_DATA or reader.has_partial():
-        raise ProtocolError("the RESP input ends in the middle of a command")
+_REFUSED_IN_PIPELINES = {
+    CommandClass.BLOCKING: "a blocking command cannot be pumped",
+    CommandClass.SUBSCRIPTION: "a subscription command cannot be pumped",
+    CommandClass.CONNECTION_STATE: "a command changing the connection's state cannot be pumped",
+    CommandClass.PINNED: "WAIT and WAITAOF cannot be pumped (see --wait-replicas)",
+}
 
 
-def read_commands(source: BinaryIO, form: str = "auto") -> Iterator[tuple[bytes, ...]]:
-    """Commands from ``source``: ``text``, ``resp``, or ``auto`` (by the first byte)."""
-    if form == "text":
-        return _text_commands(source)
-    first = source.read(_READ_SIZE)
-    if form == "resp" or first[:1] == b"*":
-        return _resp_commands(source, first)
-    return _text_commands(_Prepended(first, source))
+class _CommandCheck:
+    """Refuses, by name, commands a pipeline may not hold; verdicts cached per spelling."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[bytes, tuple[str, ExitStatus] | None] = {}
+
+    def __call__(self, command: list[bytes]) -> tuple[str, ExitStatus] | None:
+        name = command[0]
+        try:
+            return self._verdicts[name]
+        except KeyError:
+            pass
+        kind = command_class(command)
+        refusal = _REFUSED_IN_PIPELINES.get(kind)
+        verdict = None
+        if refusal is not None:
+            verdict = (f"{refusal}: {_printable(name)}", ExitStatus.BAD_INPUT)
+        # Containers (CLIENT ...) and XREAD with BLOCK depend on more than the
+        # name; unknown commands are learned by the client, from the server.
+        cacheable = kind is not CommandClass.UNKNOWN and name.upper() not in _BY_ARGUMENTS
+        if cacheable and len(self._verdicts) < 10_000:
+            self._verdicts[name] = verdict
+        return verdict
 
 
-class _Prepended:
-    """A binary source that yields ``head`` before the rest of ``source``, line by line."""
-
-    def __init__(self, head: bytes, source: BinaryIO) -> None:
-        self._head = head
-        self._source = source
-
-    def __iter__(self) -> Iterator[bytes]:
-        pending = self._head
-        while True:
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            yield from lines
-            more = self._source.read(_READ_SIZE)
-            if not more:
-                break
-            pending += more
-        if pending:
-            yield pending
+# Commands whose class depends on their arguments: never cached by name.
+_BY_ARGUMENTS = {b"XREAD", b"XREADGROUP", b"CLIENT", b"CONFIG", b"OBJECT", b"CLUSTER"}
 
 
-@contextlib.asynccontextmanager
-async def _open_target(args: argparse.Namespace) -> AsyncIterator[Any]:
-    if args.cluster:
-        async with open_cluster_client(args.cluster) as client:
-            yield client
-    elif args.shards:
-        async with open_sharded_client(args.shards) as client:
-            yield client
-    else:
-        async with open_client(args.url) as client:
-            yield client
+def _printable(name: bytes) -> str:
+    return name.decode("utf-8", "replace")[:40]
 
 
-class _Progress:
-    """Counts sent commands; prints a progress line every second on a terminal."""
+class _Run:
+    """One pump run's state, kept outside the event loop so an interrupt still reports it."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.done = 0
-        self.errors = 0
-        self.started = time.perf_counter()
-
-    def line(self) -> str:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        return (
-            f"{self.done:,} commands in {elapsed:.2f} s, {self.done / elapsed:,.0f}/s, "
-            f"{self.errors:,} error replies"
+    def __init__(
+        self, args: argparse.Namespace, target: Target, stream: BinaryIO, size: int | None
+    ):
+        self.args = args
+        self.target = target
+        self.size = size
+        self.source = CommandSource(stream, args.format, check=_CommandCheck())
+        self.error_log: IO[str] | None = None
+        self.accounting = Accounting(
+            self.source.locate,
+            error_log=None,
+            on_broken=self._halt,
+            on_answered=self.source.release,
         )
+        self.progress = Progress(
+            lambda: self.accounting.settled,
+            self._fraction,
+            mode=choose_mode(args.quiet),
+            label="pump",
+        )
+        self.failure: str | None = None
+        self.status: ExitStatus | None = None
 
-    async def run(self) -> None:
-        while self.enabled:
-            await anyio.sleep(1)
-            print(f"\r{self.line()}", end="", file=sys.stderr, flush=True)
+    def _halt(self) -> None:
+        self.source.halted = True
+
+    def _fraction(self) -> float | None:
+        if not self.size:
+            return None
+        source = self.source
+        taken = max(source.taken, 1)
+        # Bytes of the answered commands, estimated from those read so far.
+        return min(source.bytes_read * (self.accounting.settled / taken) / self.size, 1.0)
+
+    async def pump(self) -> None:
+        async with self.target.open() as client, background_task_group() as task_group:
+            task_group.start_soon(self.progress.run)
+            try:
+                await client.pump(self.source, on_outcomes=self.accounting.add)
+            except (TriopipeError, TypeError, ValueError) as exc:
+                # Refused before its window was sent: what was in flight is unknown.
+                self.accounting.interrupted(self.source.taken)
+                self.failure = f"after {self.source.locate(self.source.taken - 1)}: {exc}"
+                self.status = ExitStatus.BAD_INPUT
+
+    def finish(self, interrupted: bool) -> ExitStatus:
+        accounting = self.accounting
+        accounting.finished = time.perf_counter()
+        self.progress.close()
+        failure = self.source.failure
+        if interrupted:
+            accounting.interrupted(self.source.taken)
+            self.status, self.failure = ExitStatus.INTERRUPTED, "interrupted"
+        elif failure is not None:
+            self.status = failure.status
+            self.failure = f"stopped at {failure}; every command before it was answered"
+        elif self.status is None:
+            self.status = accounting.status()
+            if self.status is ExitStatus.CONNECTION_LOST:
+                read = self.source.locate(self.source.taken - 1)
+                self.failure = f"a connection broke; the input was read up to {read}"
+        if not self.args.quiet:
+            self._print_summary()
+        if self.args.json:
+            print(json.dumps(self._json()), flush=True)
+        return self.status
+
+    def _print_summary(self) -> None:
+        name = "standard input" if self.args.file == "-" else self.args.file
+        lines = [f"triopipe pump: {name} ({self.source.form}) -> {self.target.describe()}"]
+        lines.extend(self.accounting.summary())
+        if self.failure is not None:
+            lines.append(f"  {self.failure}")
+        if self.accounting.unknown:
+            lines.append(
+                f"  {self.accounting.unknown:,} commands may or may not have been applied"
+            )
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+    def _json(self) -> dict[str, Any]:
+        accounting = self.accounting
+        failure = self.source.failure
+        return {
+            "target": self.target.describe(),
+            "input": self.args.file,
+            "format": self.source.form,
+            **accounting.counts(),
+            "seconds": round(accounting.elapsed(), 3),
+            "rate": round(accounting.settled / accounting.elapsed()),
+            "stopped_at": None if failure is None else failure.where,
+            "stop_reason": None if failure is None else failure.reason,
+            "first_errors": [
+                {"at": where, "error": message} for where, message in accounting.first_errors
+            ],
+            "exit_status": int(self.status or 0),
+        }
 
 
-async def _pump(args: argparse.Namespace, source: BinaryIO) -> int:
-    progress = _Progress(enabled=sys.stderr.isatty() and not args.quiet)
-    first_errors: list[str] = []
-    # The progress printer's task group lets errors of the body out as they
-    # are (a bad input raises ProtocolError, not an exception group).
-    async with _open_target(args) as client, background_task_group() as task_group:
-        task_group.start_soon(progress.run)
-        commands = read_commands(source, args.format)
-        while True:
-            share = itertools.islice(commands, _CALL_SIZE)
-            replies = await client.execute_many(share, raise_on_error=False)
-            progress.done += len(replies)
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    progress.errors += 1
-                    if len(first_errors) < 5:
-                        first_errors.append(str(reply))
-            if len(replies) < _CALL_SIZE:
-                break
-    if progress.enabled:
-        print(file=sys.stderr)
-    if not args.quiet:
-        print(f"pumped {progress.line()}", file=sys.stderr)
-        for error in first_errors:
-            print(f"  error reply: {error}", file=sys.stderr)
-    return 1 if progress.errors else 0
+@contextlib.contextmanager
+def _opened_input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
+    """The input stream and its size when known (a regular file)."""
+    if path == "-":
+        yield sys.stdin.buffer, None
+        return
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}", ExitStatus.NO_INPUT) from None
+    with stream:
+        info = os.fstat(stream.fileno())
+        yield stream, info.st_size if info.st_size and os.path.isfile(path) else None
+
+
+@contextlib.contextmanager
+def _error_file(path: str | None) -> Iterator[IO[str] | None]:
+    if path is None:
+        yield None
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}", ExitStatus.USAGE) from None
+    with stream:
+        yield stream
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``triopipe pump`` with parsed arguments; returns the exit status."""
-    backend = args.backend
-    if backend == "trio":
-        try:
-            import trio  # noqa: F401
-        except ImportError:
-            backend = "asyncio"
-    with contextlib.ExitStack() as stack:
-        if args.file == "-":
-            source: BinaryIO = sys.stdin.buffer
-        else:
-            source = stack.enter_context(open(args.file, "rb"))
-        try:
-            return anyio.run(functools.partial(_pump, args, source), backend=backend)
-        except (TriopipeError, OSError, ValueError) as exc:
-            print(f"triopipe pump: {exc}", file=sys.stderr)
-            return 2
+    try:
+        target = target_from_args(args)
+        with _opened_input(args.file) as (stream, size), _error_file(args.errors) as errors:
+            state = _Run(args, target, stream, size)
+            if errors is not None:
+                state.accounting = Accounting(
+                    state.source.locate,
+                    error_log=ErrorLog(errors),
+                    on_broken=state._halt,
+                    on_answered=state.source.release,
+                )
+            previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+            try:
+                run_on_backend(state.pump, args.backend)
+                interrupted = False
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+            return state.finish(interrupted)
+    except CliError as exc:
+        print(f"triopipe pump: {exc}", file=sys.stderr)
+        return exc.status
 
 
 def add_parser(commands: Any) -> None:
     """Add ``pump`` and its options to the command line's subcommands."""
     pump = commands.add_parser(
         "pump",
-        help="send commands from a file or stdin, pipelined",
+        help="send commands from a file or stdin, pipelined, every outcome counted",
         description=(
-            "Send commands from FILE (or stdin) to Redis, pipelined in bounded windows. "
-            "Input: one command per line (shell-style quoting), or RESP as for "
-            "redis-cli --pipe (recognised by its first byte). Exit status 1 when the "
-            "server answered any command with an error."
+            "Send every command of FILE (or stdin) to Redis, pipelined in bounded windows, "
+            "like redis-cli --pipe. Input: one command per line in Redis's inline syntax "
+            "(as redis-cli splits it: \"double\" and 'single' quotes, \\xHH, \\n, ...; blank "
+            "lines and # comments skipped), or RESP (recognised by a first byte '*'). Every "
+            "command's outcome is counted: acknowledged, error reply (with its line), unknown "
+            "(written, unanswered when a link broke). A malformed command stops the run after "
+            "every command before it was answered."
+        ),
+        epilog=(
+            "exit status: 0 all acknowledged; 1 error replies; 2 bad option or URL; 3 bad "
+            "input (the summary names the line); 4 cannot connect; 5 connection lost midway; "
+            "6 input file unreadable; 7 refused command; 130 interrupted"
         ),
     )
     pump.set_defaults(run=run)
-    pump.add_argument("file", nargs="?", default="-", help="input file (default: stdin)")
-    target = pump.add_mutually_exclusive_group()
-    target.add_argument("--url", default="redis://localhost:6379", help="one server's URL")
-    target.add_argument("--shards", nargs="+", metavar="URL", help="shard over these servers")
-    target.add_argument("--cluster", nargs="+", metavar="URL", help="a Redis Cluster's nodes")
-    pump.add_argument("--format", choices=["auto", "text", "resp"], default="auto")
-    pump.add_argument("--backend", choices=["trio", "asyncio"], default="asyncio")
-    pump.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    pump.add_argument(
+        "file", nargs="?", default="-", help="input file (default: -, standard input)"
+    )
+    add_target_options(pump)
+    pump.add_argument(
+        "--format",
+        choices=["auto", "text", "resp"],
+        default="auto",
+        help="input format (default: auto, RESP when the first byte is '*')",
+    )
+    pump.add_argument(
+        "--errors",
+        metavar="FILE",
+        help="write every error reply to FILE, one JSON object a line with its line or "
+        "command number (default: only the first 5, in the summary)",
+    )
+    pump.add_argument(
+        "--json",
+        action="store_true",
+        help="print the counts as one JSON object on standard output at the end",
+    )
+    pump.add_argument(
+        "--quiet", action="store_true", help="no progress and no summary (errors still shown)"
+    )
+    add_backend_option(pump)
