@@ -27,11 +27,11 @@ from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
 from .._exceptions import TriopipeError
-from .._routing import CommandClass, command_class
 from .._tasks import background_task_group
 from ._accounting import Accounting, ErrorLog
+from ._checkpoint import Checkpoint, CheckpointFile, Recorder
 from ._exits import CliError, ExitStatus
-from ._input import CommandSource
+from ._input import CommandSource, Mark
 from ._options import (
     Target,
     add_backend_option,
@@ -40,66 +40,58 @@ from ._options import (
     target_from_args,
 )
 from ._progress import Progress, choose_mode
+from ._refusals import CommandCheck
 
 __all__ = ["add_parser", "run"]
-
-_REFUSED_IN_PIPELINES = {
-    CommandClass.BLOCKING: "a blocking command cannot be pumped",
-    CommandClass.SUBSCRIPTION: "a subscription command cannot be pumped",
-    CommandClass.CONNECTION_STATE: "a command changing the connection's state cannot be pumped",
-    CommandClass.PINNED: "WAIT and WAITAOF cannot be pumped (see --wait-replicas)",
-}
-
-
-class _CommandCheck:
-    """Refuses, by name, commands a pipeline may not hold; verdicts cached per spelling."""
-
-    def __init__(self) -> None:
-        self._verdicts: dict[bytes, tuple[str, ExitStatus] | None] = {}
-
-    def __call__(self, command: list[bytes]) -> tuple[str, ExitStatus] | None:
-        name = command[0]
-        try:
-            return self._verdicts[name]
-        except KeyError:
-            pass
-        kind = command_class(command)
-        refusal = _REFUSED_IN_PIPELINES.get(kind)
-        verdict = None
-        if refusal is not None:
-            verdict = (f"{refusal}: {_printable(name)}", ExitStatus.BAD_INPUT)
-        # Containers (CLIENT ...) and XREAD with BLOCK depend on more than the
-        # name; unknown commands are learned by the client, from the server.
-        cacheable = kind is not CommandClass.UNKNOWN and name.upper() not in _BY_ARGUMENTS
-        if cacheable and len(self._verdicts) < 10_000:
-            self._verdicts[name] = verdict
-        return verdict
-
-
-# Commands whose class depends on their arguments: never cached by name.
-_BY_ARGUMENTS = {b"XREAD", b"XREADGROUP", b"CLIENT", b"CONFIG", b"OBJECT", b"CLUSTER"}
-
-
-def _printable(name: bytes) -> str:
-    return name.decode("utf-8", "replace")[:40]
 
 
 class _Run:
     """One pump run's state, kept outside the event loop so an interrupt still reports it."""
 
     def __init__(
-        self, args: argparse.Namespace, target: Target, stream: BinaryIO, size: int | None
-    ):
+        self,
+        args: argparse.Namespace,
+        target: Target,
+        stream: BinaryIO,
+        size: int | None,
+        errors: IO[str] | None,
+    ) -> None:
         self.args = args
         self.target = target
         self.size = size
-        self.source = CommandSource(stream, args.format, check=_CommandCheck())
-        self.error_log: IO[str] | None = None
+        self.checkpoint_file = None if args.checkpoint is None else CheckpointFile(args.checkpoint)
+        self.resumed = self._resume_point(stream, size)
+        start = None if self.resumed is None else self.resumed.mark
+        skip = 0 if self.resumed is None else self.resumed.answered - self.resumed.mark.commands
+        self.source = CommandSource(
+            stream,
+            args.format,
+            start=start,
+            skip=skip,
+            check=CommandCheck(idempotent=args.checkpoint is not None and not args.at_least_once),
+            track_offsets=self.checkpoint_file is not None,
+        )
+        self.recorder: Recorder | None = None
+        if self.checkpoint_file is not None:
+            self.recorder = Recorder(
+                self.checkpoint_file,
+                Checkpoint(
+                    input=os.path.abspath(args.file),
+                    size=size or 0,
+                    form=self.source.form,
+                    answered=start.commands + skip if start else 0,
+                    mark=start or Mark(0, 0, 0),
+                    lease=0,
+                ),
+                self.source.mark_before,
+            )
+            self.source.limit_taken(self.recorder.lease, self.recorder.extend_lease)
         self.accounting = Accounting(
             self.source.locate,
-            error_log=None,
+            start=0 if self.resumed is None else self.resumed.answered,
+            error_log=None if errors is None else ErrorLog(errors),
             on_broken=self._halt,
-            on_answered=self.source.release,
+            on_answered=self._answered,
         )
         self.progress = Progress(
             lambda: self.accounting.settled,
@@ -109,6 +101,29 @@ class _Run:
         )
         self.failure: str | None = None
         self.status: ExitStatus | None = None
+
+    def _resume_point(self, stream: BinaryIO, size: int | None) -> Checkpoint | None:
+        """The checkpoint to resume from (the stream put at its mark), or None: from the start."""
+        if self.checkpoint_file is None:
+            return None
+        if self.args.file == "-" or size is None:
+            raise CliError("--checkpoint needs a regular input file, not a pipe", ExitStatus.USAGE)
+        resumed = self.checkpoint_file.load()
+        if resumed is None:
+            return None
+        if resumed.input != os.path.abspath(self.args.file) or resumed.size != size:
+            raise CliError(
+                f"checkpoint {self.checkpoint_file.path} is for {resumed.input} "
+                f"({resumed.size:,} bytes), not this input ({size:,} bytes)",
+                ExitStatus.USAGE,
+            )
+        stream.seek(resumed.mark.offset)
+        return resumed
+
+    def _answered(self, answered: int) -> None:
+        self.source.release(answered)
+        if self.recorder is not None:
+            self.recorder.answered_to(answered)
 
     def _halt(self) -> None:
         self.source.halted = True
@@ -148,15 +163,34 @@ class _Run:
             if self.status is ExitStatus.CONNECTION_LOST:
                 read = self.source.locate(self.source.taken - 1)
                 self.failure = f"a connection broke; the input was read up to {read}"
+        if self.recorder is not None:
+            finished = self.status in (ExitStatus.OK, ExitStatus.ERROR_REPLIES)
+            self.recorder.answered_to(accounting.answered_prefix)
+            self.recorder.close(in_doubt=self._in_doubt(), finished=finished)
         if not self.args.quiet:
             self._print_summary()
         if self.args.json:
             print(json.dumps(self._json()), flush=True)
         return self.status
 
+    def _in_doubt(self) -> int:
+        """Commands past the answered prefix that may have been applied (a rerun repeats them)."""
+        accounting = self.accounting
+        return accounting.start + accounting.sent - accounting.answered_prefix
+
     def _print_summary(self) -> None:
         name = "standard input" if self.args.file == "-" else self.args.file
         lines = [f"triopipe pump: {name} ({self.source.form}) -> {self.target.describe()}"]
+        resumed = self.resumed
+        if resumed is not None:
+            where = f"line {resumed.mark.line:,}, " if resumed.form == "text" else ""
+            lines.append(
+                f"  resumed from {self.args.checkpoint}: {resumed.answered:,} commands answered "
+                f"before ({where}byte {resumed.mark.offset:,} + {self.source.skipped:,} "
+                "commands); "
+                f"{resumed.may_apply_twice:,} commands may be applied twice"
+                + ("" if resumed.closed else " at most (the last run was killed)")
+            )
         lines.extend(self.accounting.summary())
         if self.failure is not None:
             lines.append(f"  {self.failure}")
@@ -182,6 +216,9 @@ class _Run:
                 {"at": where, "error": message} for where, message in accounting.first_errors
             ],
             "exit_status": int(self.status or 0),
+            "resumed_after": None if self.resumed is None else self.resumed.answered,
+            "may_apply_twice": None if self.resumed is None else self.resumed.may_apply_twice,
+            "checkpoint_in_doubt": None if self.recorder is None else self._in_doubt(),
         }
 
 
@@ -222,14 +259,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         target = target_from_args(args)
         with _opened_input(args.file) as (stream, size), _error_file(args.errors) as errors:
-            state = _Run(args, target, stream, size)
-            if errors is not None:
-                state.accounting = Accounting(
-                    state.source.locate,
-                    error_log=ErrorLog(errors),
-                    on_broken=state._halt,
-                    on_answered=state.source.release,
-                )
+            state = _Run(args, target, stream, size, errors)
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
                 run_on_backend(state.pump, args.backend)
@@ -285,6 +315,19 @@ def add_parser(commands: Any) -> None:
         "--json",
         action="store_true",
         help="print the counts as one JSON object on standard output at the end",
+    )
+    pump.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="record in FILE, a few times a second, how far the input has been answered; "
+        "rerun with the same FILE to resume from there (needs an input file; refuses "
+        "commands that are not idempotent unless --at-least-once)",
+    )
+    pump.add_argument(
+        "--at-least-once",
+        action="store_true",
+        help="with --checkpoint, accept commands that are not idempotent (INCR, LPUSH...): "
+        "a rerun may apply those of unknown outcome twice",
     )
     pump.add_argument(
         "--quiet", action="store_true", help="no progress and no summary (errors still shown)"
