@@ -8,6 +8,7 @@ the event loop matters (the pump's own loop), so both run.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -150,3 +151,49 @@ def test_a_server_killed_midway(tmp_path: Path) -> None:
     assert report["acknowledged"] <= keys <= report["acknowledged"] + report["unknown"]
     assert report["acknowledged"] + report["unknown"] + report["not_sent"] == report["read"]
     assert b"may or may not have been applied" in stderr or report["unknown"] == 0
+
+
+def test_progress_lines_when_not_a_terminal(redis_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(set_lines(0, 300_000))
+    result = pump("--url", redis_url, "--progress-interval", "0.05", str(path))
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith(b"pump: ")]
+    assert progress, result.stderr
+    assert b" commands, " in progress[0]
+    assert b"%" in progress[-1]
+    quiet = pump("--url", redis_url, "--quiet", "--progress-interval", "0.05", str(path))
+    assert quiet.stderr == b""
+
+
+def test_progress_bar_on_a_terminal(redis_url: str, tmp_path: Path) -> None:
+    pytest.importorskip("rich", reason="the bar needs the cli extra (rich)")
+    import pty
+
+    path = tmp_path / "input.txt"
+    path.write_bytes(set_lines(0, 300_000))
+    # Standard error on a pseudo-terminal, as in an interactive shell.
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "triopipe", "pump", "--url", redis_url, str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, output
+    assert b"100%" in output
+    assert b"ETA" in output
+    assert b"300,000 commands" in output
+    assert b"acknowledged" in output

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import anyio
 
-__all__ = ["Progress", "choose_mode"]
+__all__ = ["BAR_INTERVAL", "LINE_INTERVAL", "Progress", "choose_mode"]
 
 #: Seconds between redraws of the bar, and between plain lines.
 BAR_INTERVAL = 0.2

@@ -39,7 +39,7 @@ from ._options import (
     run_on_backend,
     target_from_args,
 )
-from ._progress import Progress, choose_mode
+from ._progress import LINE_INTERVAL, Progress, choose_mode
 from ._refusals import CommandCheck
 
 __all__ = ["add_parser", "run"]
@@ -98,6 +98,7 @@ class _Run:
             self._fraction,
             mode=choose_mode(args.quiet),
             label="pump",
+            line_interval=args.progress_interval,
         )
         self.failure: str | None = None
         self.status: ExitStatus | None = None
@@ -129,12 +130,17 @@ class _Run:
         self.source.halted = True
 
     def _fraction(self) -> float | None:
+        """How much of the input is answered, by bytes (estimated from those read)."""
         if not self.size:
             return None
         source = self.source
-        taken = max(source.taken, 1)
-        # Bytes of the answered commands, estimated from those read so far.
-        return min(source.bytes_read * (self.accounting.settled / taken) / self.size, 1.0)
+        start = self.resumed.mark if self.resumed is not None else Mark(0, 0, 0)
+        taken = source.taken - start.commands
+        if taken <= 0:
+            return start.offset / self.size
+        read = source.bytes_read - start.offset
+        answered = start.offset + read * min(self.accounting.settled / taken, 1.0)
+        return min(answered / self.size, 1.0)
 
     async def pump(self) -> None:
         async with self.target.open() as client, background_task_group() as task_group:
@@ -328,6 +334,14 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="with --checkpoint, accept commands that are not idempotent (INCR, LPUSH...): "
         "a rerun may apply those of unknown outcome twice",
+    )
+    pump.add_argument(
+        "--progress-interval",
+        type=float,
+        default=LINE_INTERVAL,
+        metavar="SECONDS",
+        help="when standard error is not a terminal, print a progress line every SECONDS "
+        f"(default: {LINE_INTERVAL:g}); on a terminal a live bar is shown",
     )
     pump.add_argument(
         "--quiet", action="store_true", help="no progress and no summary (errors still shown)"
