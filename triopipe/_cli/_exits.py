@@ -32,6 +32,8 @@ class ExitStatus(enum.IntEnum):
     """The input file is missing or unreadable: nothing was sent."""
     REFUSED = 7
     """The input holds a command the options forbid (e.g. not idempotent, with a checkpoint)."""
+    UNCONFIRMED = 8
+    """Every command was acknowledged, but some windows were not confirmed durable."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
 

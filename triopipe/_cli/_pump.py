@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -26,10 +27,12 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
+from .._batch import Pending, outcome
 from .._exceptions import TriopipeError
 from .._tasks import background_task_group
 from ._accounting import Accounting, ErrorLog
 from ._checkpoint import Checkpoint, CheckpointFile, Recorder
+from ._durability import WINDOW, Durability, WindowLog
 from ._exits import CliError, ExitStatus
 from ._input import CommandSource, Mark
 from ._options import (
@@ -100,6 +103,15 @@ class _Run:
             label="pump",
             line_interval=args.progress_interval,
         )
+        self.windows: WindowLog | None = None
+        if args.wait_replicas is not None or args.wait_aof:
+            if target.kind != "server":
+                raise CliError(
+                    "--wait-replicas and --wait-aof work with --url (one server) only",
+                    ExitStatus.USAGE,
+                )
+            durability = Durability(args.wait_replicas or 0, args.wait_timeout, args.wait_aof)
+            self.windows = WindowLog(durability)
         self.failure: str | None = None
         self.status: ExitStatus | None = None
 
@@ -146,12 +158,33 @@ class _Run:
         async with self.target.open() as client, background_task_group() as task_group:
             task_group.start_soon(self.progress.run)
             try:
-                await client.pump(self.source, on_outcomes=self.accounting.add)
+                if self.windows is None:
+                    await client.pump(self.source, on_outcomes=self.accounting.add)
+                else:
+                    await self._pump_windows(client, self.windows)
             except (TriopipeError, TypeError, ValueError) as exc:
                 # Refused before its window was sent: what was in flight is unknown.
                 self.accounting.interrupted(self.source.taken)
                 self.failure = f"after {self.source.locate(self.source.taken - 1)}: {exc}"
                 self.status = ExitStatus.BAD_INPUT
+
+    async def _pump_windows(self, client: Any, windows: WindowLog) -> None:
+        """Run the input window by window, each in a batch ending with its wait."""
+        commands = iter(self.source)
+        wait = windows.durability.command()
+        done = self.accounting.start
+        while window := list(itertools.islice(commands, WINDOW)):
+            pendings: list[Pending[Any]] = []
+            waited: Pending[Any] | None = None
+            with contextlib.suppress(Exception):  # every pending holds its outcome
+                async with client.batch() as batch:
+                    pendings = [batch.execute(*command) for command in window]
+                    waited = batch.execute(*wait)
+            locate = self.source.locate
+            span = f"{locate(done)} to {locate(done + len(window) - 1)}"
+            self.accounting.add(done - self.accounting.start, [outcome(p) for p in pendings])
+            windows.add(span, RuntimeError("not sent") if waited is None else outcome(waited))
+            done += len(window)
 
     def finish(self, interrupted: bool) -> ExitStatus:
         accounting = self.accounting
@@ -166,6 +199,8 @@ class _Run:
             self.failure = f"stopped at {failure}; every command before it was answered"
         elif self.status is None:
             self.status = accounting.status()
+            if self.status is ExitStatus.OK and self.windows and self.windows.unconfirmed:
+                self.status = ExitStatus.UNCONFIRMED
             if self.status is ExitStatus.CONNECTION_LOST:
                 read = self.source.locate(self.source.taken - 1)
                 self.failure = f"a connection broke; the input was read up to {read}"
@@ -198,6 +233,8 @@ class _Run:
                 + ("" if resumed.closed else " at most (the last run was killed)")
             )
         lines.extend(self.accounting.summary())
+        if self.windows is not None:
+            lines.extend(self.windows.summary())
         if self.failure is not None:
             lines.append(f"  {self.failure}")
         if self.accounting.unknown:
@@ -225,6 +262,8 @@ class _Run:
             "resumed_after": None if self.resumed is None else self.resumed.answered,
             "may_apply_twice": None if self.resumed is None else self.resumed.may_apply_twice,
             "checkpoint_in_doubt": None if self.recorder is None else self._in_doubt(),
+            "windows": None if self.windows is None else self.windows.windows,
+            "unconfirmed_windows": None if self.windows is None else self.windows.unconfirmed,
         }
 
 
@@ -297,7 +336,8 @@ def add_parser(commands: Any) -> None:
         epilog=(
             "exit status: 0 all acknowledged; 1 error replies; 2 bad option or URL; 3 bad "
             "input (the summary names the line); 4 cannot connect; 5 connection lost midway; "
-            "6 input file unreadable; 7 refused command; 130 interrupted"
+            "6 input file unreadable; 7 refused command; 8 windows not confirmed durable; "
+            "130 interrupted"
         ),
     )
     pump.set_defaults(run=run)
@@ -334,6 +374,27 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="with --checkpoint, accept commands that are not idempotent (INCR, LPUSH...): "
         "a rerun may apply those of unknown outcome twice",
+    )
+    durability = pump.add_argument_group("durability (one server)")
+    durability.add_argument(
+        "--wait-replicas",
+        type=int,
+        metavar="N",
+        help=f"end every window of {WINDOW:,} commands with WAIT N: count windows not "
+        "acknowledged by N replicas before the timeout (default: no wait)",
+    )
+    durability.add_argument(
+        "--wait-timeout",
+        type=int,
+        default=1000,
+        metavar="MS",
+        help="milliseconds each wait may take (default: 1000)",
+    )
+    durability.add_argument(
+        "--wait-aof",
+        action="store_true",
+        help="end every window with WAITAOF 1 N (N from --wait-replicas, default 0): count "
+        "windows not yet in the append-only files (Redis 7.2+, Valkey)",
     )
     pump.add_argument(
         "--progress-interval",
