@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import hiredis
+import pytest
 from helpers import Control
 
-from triopipe.testing import RedisServerProcess
+import triopipe
+from triopipe._cli._options import PASSWORD_VARIABLES
+from triopipe.testing import RedisServerProcess, redis_server_process
 
 
 def _pump(*args: str, data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -86,3 +91,77 @@ def test_help() -> None:
     )
     assert result.returncode == 0
     assert b"--pipe" in result.stdout
+
+
+def test_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "triopipe", "--version"], capture_output=True, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.decode().strip() == f"triopipe {triopipe.__version__}"
+
+
+def test_every_option_has_help_text() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "triopipe", "pump", "--help"],
+        capture_output=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    options = re.findall(rb"^  (-[-\w]+(?:, --[-\w]+)?)(.*)$", result.stdout, re.MULTILINE)
+    assert len(options) > 10
+    for name, rest in options:
+        assert rest.strip(), f"{name.decode()} has no help text"
+    for documented in (b"exit status", b"--checkpoint", b"--errors", b"--wait-replicas"):
+        assert documented in result.stdout
+
+
+def test_missing_file_and_bad_url_are_one_line_errors(redis_url: str, tmp_path: Path) -> None:
+    missing = _pump("--url", redis_url, str(tmp_path / "nowhere.txt"))
+    assert missing.returncode == 6
+    assert missing.stderr.count(b"\n") == 1
+    assert b"nowhere.txt: No such file or directory" in missing.stderr
+    bad_url = _pump("--url", "redis://:secret@localhost:port", data=b"PING\n")
+    assert bad_url.returncode == 2
+    assert bad_url.stderr.count(b"\n") == 1
+    assert b"invalid Redis URL" in bad_url.stderr
+    assert b"secret" not in bad_url.stderr
+
+
+def test_a_file_after_shards_is_the_input(redis_shard_urls: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(b"".join(b"SET key:%d %d\n" % (i, i) for i in range(100)))
+    result = _pump("--shards", *redis_shard_urls, str(path))
+    assert result.returncode == 0, result.stderr
+    assert b"3 shards: redis://127.0.0.1:" in result.stderr
+    assert sum(int(Control(url).dbsize()) for url in redis_shard_urls) == 100  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("variable", ["REDISCLI_AUTH", "TRIOPIPE_PASSWORD"])
+def test_password_from_the_environment(variable: str, tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(b"SET k v\n")
+    with redis_server_process(requirepass="s3cret") as server:
+        command = [sys.executable, "-m", "triopipe", "pump", "--url", server.url, str(path)]
+        environment = {k: v for k, v in os.environ.items() if k not in PASSWORD_VARIABLES}
+        good = subprocess.run(
+            command, capture_output=True, env={**environment, variable: "s3cret"}, check=False
+        )
+        assert good.returncode == 0, good.stderr
+        assert b"acknowledged                 1" in good.stderr
+        wrong = subprocess.run(
+            command, capture_output=True, env={**environment, variable: "wrong"}, check=False
+        )
+        assert wrong.returncode == 4
+        assert b"cannot connect to redis://127.0.0.1:" in wrong.stderr
+        assert b"wrong" not in wrong.stderr.replace(b"WRONGPASS", b"")
+        # --askpass: read from the terminal, or standard input without one.
+        asked = subprocess.run(
+            [*command, "--askpass"],
+            input=b"s3cret\n",
+            capture_output=True,
+            env=environment,
+            start_new_session=True,
+            check=False,
+        )
+        assert asked.returncode == 0, asked.stderr
