@@ -197,3 +197,18 @@ def test_progress_bar_on_a_terminal(redis_url: str, tmp_path: Path) -> None:
     assert b"ETA" in output
     assert b"300,000 commands" in output
     assert b"acknowledged" in output
+
+
+@BACKENDS
+def test_cluster_stops_exactly_before_a_malformed_line(
+    redis_cluster_urls: list[str], backend: str
+) -> None:
+    data = set_lines(0, 70_000) + b"SET k 'open\n" + set_lines(70_001, 90_000)
+    result = pump("--cluster", *redis_cluster_urls, "--json", "--backend", backend, data=data)
+    assert result.returncode == 3, result.stderr
+    report = counts(result)
+    assert report["stopped_at"] == "line 70001"
+    assert report["acknowledged"] == 70_000
+    assert b"cluster at redis://" in result.stderr
+    keys = sum(int(Control(url).dbsize()) for url in redis_cluster_urls)  # type: ignore[call-overload]
+    assert keys == 70_000
