@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import hiredis
-import pytest
 from helpers import Control
 
 import triopipe
@@ -137,31 +136,32 @@ def test_a_file_after_shards_is_the_input(redis_shard_urls: list[str], tmp_path:
     assert sum(int(Control(url).dbsize()) for url in redis_shard_urls) == 100  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize("variable", ["REDISCLI_AUTH", "TRIOPIPE_PASSWORD"])
-def test_password_from_the_environment(variable: str, tmp_path: Path) -> None:
+def test_password_from_the_environment_or_a_prompt(tmp_path: Path) -> None:
     path = tmp_path / "input.txt"
     path.write_bytes(b"SET k v\n")
     with redis_server_process(requirepass="s3cret") as server:
         command = [sys.executable, "-m", "triopipe", "pump", "--url", server.url, str(path)]
         environment = {k: v for k, v in os.environ.items() if k not in PASSWORD_VARIABLES}
-        good = subprocess.run(
-            command, capture_output=True, env={**environment, variable: "s3cret"}, check=False
-        )
-        assert good.returncode == 0, good.stderr
-        assert b"acknowledged                 1" in good.stderr
-        wrong = subprocess.run(
-            command, capture_output=True, env={**environment, variable: "wrong"}, check=False
-        )
+
+        def run(*extra: str, **variables: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(
+                [*command, *extra],
+                input=b"s3cret\n",
+                capture_output=True,
+                env={**environment, **variables},
+                start_new_session=True,  # no terminal: --askpass reads standard input
+                check=False,
+            )
+
+        for variable in PASSWORD_VARIABLES:
+            good = run(**{variable: "s3cret"})
+            assert good.returncode == 0, good.stderr
+            assert b"acknowledged                 1" in good.stderr
+        # TRIOPIPE_PASSWORD comes first.
+        assert run(TRIOPIPE_PASSWORD="s3cret", REDISCLI_AUTH="wrong").returncode == 0
+        wrong = run(REDISCLI_AUTH="wrong")
         assert wrong.returncode == 4
         assert b"cannot connect to redis://127.0.0.1:" in wrong.stderr
         assert b"wrong" not in wrong.stderr.replace(b"WRONGPASS", b"")
-        # --askpass: read from the terminal, or standard input without one.
-        asked = subprocess.run(
-            [*command, "--askpass"],
-            input=b"s3cret\n",
-            capture_output=True,
-            env=environment,
-            start_new_session=True,
-            check=False,
-        )
+        asked = run("--askpass", REDISCLI_AUTH="wrong")
         assert asked.returncode == 0, asked.stderr

@@ -27,6 +27,8 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
+import anyio
+
 from .._batch import Pending, outcome
 from .._exceptions import TriopipeError
 from .._tasks import background_task_group
@@ -114,6 +116,7 @@ class _Run:
             self.windows = WindowLog(durability)
         self.failure: str | None = None
         self.status: ExitStatus | None = None
+        self.interrupted = False
 
     def _resume_point(self, stream: BinaryIO, size: int | None) -> Checkpoint | None:
         """The checkpoint to resume from (the stream put at its mark), or None: from the start."""
@@ -155,6 +158,22 @@ class _Run:
         return min(answered / self.size, 1.0)
 
     async def pump(self) -> None:
+        """The run; Ctrl-C or SIGTERM cancels it cleanly, leaving every count consistent."""
+        with anyio.CancelScope() as scope:
+            async with background_task_group() as tasks:
+                tasks.start_soon(self._stop_on_signal, scope)
+                await self._pump()
+
+    async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
+        # Taken as a message, not raised wherever the signal lands: outcomes
+        # are counted between two checkpoints of the event loop, never half.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.interrupted = True
+                scope.cancel()
+                return
+
+    async def _pump(self) -> None:
         async with self.target.open() as client, background_task_group() as task_group:
             task_group.start_soon(self.progress.run)
             try:
@@ -295,25 +314,17 @@ def _error_file(path: str | None) -> Iterator[IO[str] | None]:
         yield stream
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``triopipe pump`` with parsed arguments; returns the exit status."""
     try:
         target = target_from_args(args)
         with _opened_input(args.file) as (stream, size), _error_file(args.errors) as errors:
             state = _Run(args, target, stream, size, errors)
-            previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
                 run_on_backend(state.pump, args.backend)
-                interrupted = False
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                signal.signal(signal.SIGTERM, previous)
-            return state.finish(interrupted)
+            except KeyboardInterrupt:  # before the signals were taken over
+                state.interrupted = True
+            return state.finish(state.interrupted)
     except CliError as exc:
         print(f"triopipe pump: {exc}", file=sys.stderr)
         return exc.status
