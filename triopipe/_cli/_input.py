@@ -42,6 +42,7 @@ import dataclasses
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from typing import BinaryIO, Protocol
 
 import hiredis
@@ -270,7 +271,7 @@ class CommandSource:
             lines = block.split(b"\n")
             commands = None
             if _UNUSUAL.search(block) is None:
-                commands = [line.split() for line in lines]
+                commands = list(map(bytes.split, lines))
                 if not all(commands) or not self._allowed(commands):
                     commands = None
             if commands is not None:
@@ -342,8 +343,9 @@ class CommandSource:
     def _good_prefix(self, commands: list[list[bytes]]) -> int:
         """How many commands of a RESP block come before the first bad one (kept as failure)."""
         if (
-            all(type(command) is list and command for command in commands)
-            and {type(argument) for command in commands for argument in command} <= {bytes}
+            set(map(type, commands)) <= {list}
+            and all(commands)
+            and set(map(type, chain.from_iterable(commands))) <= {bytes}
             and self._allowed(commands)
         ):
             return len(commands)
