@@ -21,7 +21,7 @@ import dataclasses
 import functools
 import getpass
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -38,6 +38,7 @@ __all__ = [
     "Target",
     "add_backend_option",
     "add_target_options",
+    "make_target",
     "run_on_backend",
     "target_from_args",
 ]
@@ -150,22 +151,34 @@ def target_from_args(args: argparse.Namespace) -> Target:
         if file_option is not None and no_file and len(urls or ()) > 1 and "://" not in urls[-1]:
             setattr(args, file_option, urls.pop())
     if args.shards:
-        target = Target("shards", tuple(args.shards))
-    elif args.cluster:
-        target = Target("cluster", tuple(args.cluster))
-    else:
-        target = Target("server", (args.url or DEFAULT_URL,))
+        return make_target("shards", args.shards, askpass=args.askpass)
+    if args.cluster:
+        return make_target("cluster", args.cluster, askpass=args.askpass)
+    return make_target("server", [args.url or DEFAULT_URL], askpass=args.askpass)
+
+
+def make_target(
+    kind: str, urls: Sequence[str], *, askpass: bool = False, prompt: str = "Redis password: "
+) -> Target:
+    """A target of ``kind`` (``server``, ``shards``, ``cluster``), URLs checked, password found.
+
+    For subcommands with targets of their own (a copy's source and
+    destination): ``prompt`` tells which one ``--askpass`` asks for.
+
+    Raises:
+        CliError: a bad URL (:attr:`~ExitStatus.USAGE`).
+    """
     try:
-        for url in target.urls:
+        for url in urls:
             parse_url(url)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc), ExitStatus.USAGE) from None
-    return dataclasses.replace(target, password=_password(args.askpass))
+    return Target(kind, tuple(urls), password=_password(askpass, prompt))
 
 
-def _password(askpass: bool) -> str | None:
+def _password(askpass: bool, prompt: str) -> str | None:
     if askpass:
-        return getpass.getpass("Redis password: ")
+        return getpass.getpass(prompt)
     for variable in PASSWORD_VARIABLES:
         value = os.environ.get(variable)
         if value:
