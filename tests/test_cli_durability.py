@@ -80,7 +80,26 @@ def test_wait_aof(tmp_path: object) -> None:
         assert json.loads(result.stdout)["unconfirmed_windows"] == 3
 
 
-def test_durability_needs_one_server(redis_shard_urls: list[str]) -> None:
-    result = _pump("--shards", *redis_shard_urls, "--wait-replicas", "1")
-    assert result.returncode == 2
-    assert b"--url (one server) only" in result.stderr
+def test_waits_on_every_shard(redis_shard_urls: list[str]) -> None:
+    # The shards have no replicas: WAIT 0 confirms every window, WAIT 1 none.
+    confirmed = _pump("--shards", *redis_shard_urls, "--wait-replicas", "0")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert json.loads(confirmed.stdout)["windows"] == 3
+    assert b"3 of 3 windows confirmed" in confirmed.stderr
+    short = _pump("--shards", *redis_shard_urls, "--wait-replicas", "1", "--wait-timeout", "10")
+    assert short.returncode == 8, short.stderr
+    report = json.loads(short.stdout)
+    assert (report["acknowledged"], report["unconfirmed_windows"]) == (25_000, 3)
+    assert b"acknowledged by 0 of 1 replicas on redis://127.0.0.1:" in short.stderr
+    assert sum(int(Control(url).dbsize()) for url in redis_shard_urls) == 25_000  # type: ignore[call-overload]
+
+
+def test_waits_on_every_cluster_primary(redis_cluster_urls: list[str]) -> None:
+    result = _pump("--cluster", *redis_cluster_urls, "--wait-replicas", "0")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["acknowledged"], report["windows"], report["unconfirmed_windows"]) == (
+        25_000,
+        3,
+        0,
+    )

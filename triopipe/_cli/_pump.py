@@ -29,12 +29,11 @@ from typing import IO, Any, BinaryIO
 
 import anyio
 
-from .._batch import Pending, outcome
 from .._exceptions import TriopipeError
 from .._tasks import background_task_group
 from ._accounting import Accounting, ErrorLog
 from ._checkpoint import Checkpoint, CheckpointFile, Recorder
-from ._durability import WINDOW, Durability, WindowLog
+from ._durability import WINDOW, Durability, WindowLog, wait_on_each
 from ._exits import CliError, ExitStatus
 from ._input import CommandSource, Mark
 from ._options import (
@@ -107,11 +106,6 @@ class _Run:
         )
         self.windows: WindowLog | None = None
         if args.wait_replicas is not None or args.wait_aof:
-            if target.kind != "server":
-                raise CliError(
-                    "--wait-replicas and --wait-aof work with --url (one server) only",
-                    ExitStatus.USAGE,
-                )
             durability = Durability(args.wait_replicas or 0, args.wait_timeout, args.wait_aof)
             self.windows = WindowLog(durability)
         self.failure: str | None = None
@@ -174,7 +168,9 @@ class _Run:
                 return
 
     async def _pump(self) -> None:
-        async with self.target.open() as client, background_task_group() as task_group:
+        # With waits, one connection per server: a wait counts its connection's writes.
+        options = {} if self.windows is None else {"connections": 1}
+        async with self.target.open(**options) as client, background_task_group() as task_group:
             task_group.start_soon(self.progress.run)
             try:
                 if self.windows is None:
@@ -188,22 +184,33 @@ class _Run:
                 self.status = ExitStatus.BAD_INPUT
 
     async def _pump_windows(self, client: Any, windows: WindowLog) -> None:
-        """Run the input window by window, each in a batch ending with its wait."""
+        """Run the input window by window, each followed by its wait on every server."""
+        servers = self._servers(client)
         commands = iter(self.source)
         wait = windows.durability.command()
-        done = self.accounting.start
+        accounting = self.accounting
+        done = accounting.start
         while window := list(itertools.islice(commands, WINDOW)):
-            pendings: list[Pending[Any]] = []
-            waited: Pending[Any] | None = None
-            with contextlib.suppress(Exception):  # every pending holds its outcome
-                async with client.batch() as batch:
-                    pendings = [batch.execute(*command) for command in window]
-                    waited = batch.execute(*wait)
+            before = done - accounting.start
+
+            def add(first: int, outcomes: list[Any], before: int = before) -> None:
+                accounting.add(before + first, outcomes)
+
+            await client.pump(window, on_outcomes=add)
             locate = self.source.locate
             span = f"{locate(done)} to {locate(done + len(window) - 1)}"
-            self.accounting.add(done - self.accounting.start, [outcome(p) for p in pendings])
-            windows.add(span, RuntimeError("not sent") if waited is None else outcome(waited))
+            windows.add(span, await wait_on_each(servers, wait))
             done += len(window)
+            if self.source.halted:
+                return
+
+    def _servers(self, client: Any) -> dict[str, Any]:
+        """Each server's client by URL: the one server, the shards, or the cluster's primaries."""
+        if self.target.kind == "shards":
+            return dict(client.shards)
+        if self.target.kind == "cluster":
+            return dict(client.nodes)
+        return {self.target.describe(): client}
 
     def finish(self, interrupted: bool) -> ExitStatus:
         accounting = self.accounting
@@ -386,13 +393,14 @@ def add_parser(commands: Any) -> None:
         help="with --checkpoint, accept commands that are not idempotent (INCR, LPUSH...): "
         "a rerun may apply those of unknown outcome twice",
     )
-    durability = pump.add_argument_group("durability (one server)")
+    durability = pump.add_argument_group("durability")
     durability.add_argument(
         "--wait-replicas",
         type=int,
         metavar="N",
-        help=f"end every window of {WINDOW:,} commands with WAIT N: count windows not "
-        "acknowledged by N replicas before the timeout (default: no wait)",
+        help=f"after every window of {WINDOW:,} commands, run WAIT N on each server's "
+        "connection: count windows not acknowledged by N replicas of every server before "
+        "the timeout (default: no wait)",
     )
     durability.add_argument(
         "--wait-timeout",
@@ -404,8 +412,8 @@ def add_parser(commands: Any) -> None:
     durability.add_argument(
         "--wait-aof",
         action="store_true",
-        help="end every window with WAITAOF 1 N (N from --wait-replicas, default 0): count "
-        "windows not yet in the append-only files (Redis 7.2+, Valkey)",
+        help="after every window, run WAITAOF 1 N instead (N from --wait-replicas, default "
+        "0): count windows not yet in the append-only files (Redis 7.2+, Valkey)",
     )
     pump.add_argument(
         "--progress-interval",
