@@ -179,3 +179,20 @@ def test_sigterm_closes_the_checkpoint_with_an_exact_count(
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["may_apply_twice"] == state["in_doubt"]
     assert Control(redis_url).dbsize() == lines
+
+
+def test_unwritable_checkpoint_and_empty_input(redis_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "input.txt"
+    source.write_bytes(b"SET a 1\n")
+    unwritable = _pump(
+        "--url", redis_url, "--checkpoint", str(tmp_path / "no" / "cp"), str(source)
+    )
+    assert unwritable.returncode == 2
+    assert unwritable.stderr.count(b"\n") == 1
+    assert b"cannot write checkpoint" in unwritable.stderr
+    assert Control(redis_url).get("a") is None
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    result = _pump("--url", redis_url, "--json", "--checkpoint", str(tmp_path / "cp"), str(empty))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["read"] == 0

@@ -97,18 +97,28 @@ class CheckpointFile:
     def write(self, checkpoint: Checkpoint) -> None:
         """Replace the file with ``checkpoint``, atomically (readers see old or new, whole)."""
         directory = os.path.dirname(os.path.abspath(self.path))
-        fd, temporary = tempfile.mkstemp(prefix=".checkpoint-", dir=directory)
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=".checkpoint-", dir=directory)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 json.dump(dataclasses.asdict(checkpoint), stream)
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temporary, self.path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+            if isinstance(exc, OSError):
+                raise self._unwritable(exc) from None
             raise
         self._last_write = time.monotonic()
+
+    def _unwritable(self, error: OSError) -> CliError:
+        return CliError(
+            f"cannot write checkpoint {self.path}: {error.strerror or error}", ExitStatus.USAGE
+        )
 
     def due(self) -> bool:
         """Whether the last write is old enough for another one."""

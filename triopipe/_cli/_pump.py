@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -129,6 +130,12 @@ class _Run:
             )
         stream.seek(resumed.mark.offset)
         return resumed
+
+    def stopped_by(self, error: CliError) -> None:
+        """The run stopped midway for ``error`` (a checkpoint that cannot be written)."""
+        self.accounting.interrupted(self.source.taken)
+        self.failure = f"stopped: {error}"
+        self.status = error.status
 
     def _answered(self, answered: int) -> None:
         self.source.release(answered)
@@ -305,7 +312,7 @@ def _opened_input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}", ExitStatus.NO_INPUT) from None
     with stream:
         info = os.fstat(stream.fileno())
-        yield stream, info.st_size if info.st_size and os.path.isfile(path) else None
+        yield stream, info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 @contextlib.contextmanager
@@ -331,6 +338,10 @@ def run(args: argparse.Namespace) -> int:
                 run_on_backend(state.pump, args.backend)
             except KeyboardInterrupt:  # before the signals were taken over
                 state.interrupted = True
+            except CliError as exc:
+                if exc.status is ExitStatus.CANNOT_CONNECT:
+                    raise  # nothing was sent: one line says it all
+                state.stopped_by(exc)
             return state.finish(state.interrupted)
     except CliError as exc:
         print(f"triopipe pump: {exc}", file=sys.stderr)
