@@ -110,6 +110,11 @@ def test_pump_stores_what_redis_cli_stores(redis_url: str) -> None:
         [redis_cli, "-p", port, "-n", "1", "--pipe"], input=data, capture_output=True, timeout=30
     )
     assert by_cli.returncode == 0, by_cli.stdout + by_cli.stderr
+    # Without --pipe, redis-cli splits each line itself (the server does with --pipe).
+    by_cli_lines = subprocess.run(
+        [redis_cli, "-p", port, "-n", "3"], input=data, capture_output=True, timeout=30
+    )
+    assert by_cli_lines.returncode == 0, by_cli_lines.stdout + by_cli_lines.stderr
     by_pump = subprocess.run(
         [sys.executable, "-m", "triopipe", "pump", "--url", f"{redis_url}/2", "--quiet"],
         input=data,
@@ -120,3 +125,4 @@ def test_pump_stores_what_redis_cli_stores(redis_url: str) -> None:
     stored = _values(redis_url, 1, keys)
     assert None not in stored
     assert _values(redis_url, 2, keys) == stored
+    assert _values(redis_url, 3, keys) == stored
