@@ -34,9 +34,12 @@ def _bench_command(rest: Sequence[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(
         prog="triopipe", description="triopipe: pump data into Redis, pipelined."
     )
+    parser.add_argument("--version", action="version", version=f"triopipe {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in _SUBCOMMANDS:
         module.add_parser(commands)

@@ -1,202 +1,440 @@
-"""``triopipe pump``: mass insertion from a file or standard input.
+"""``triopipe pump``: mass insertion from a file or standard input, exactly accounted.
 
-It reads commands from a file or standard input and sends them
-through ``execute_many`` (pipelined, in bounded windows) to one server,
-several shards or a Redis Cluster, with a progress line on a terminal and a
-throughput summary at the end. Input is either text, one command per line
-(``SET key value``; quote arguments with spaces as in a shell), or the RESP
-that ``redis-cli --pipe`` takes; it is recognised by its first byte.
+Commands are read lazily (:mod:`._input`), run through the client's
+:meth:`~triopipe.Client.pump` (pipelined in bounded windows, no reply kept),
+and every outcome is counted in input order (:mod:`._accounting`). The rules:
+
+- a bad command (malformed line, truncated RESP, a command a pipeline may not
+  hold) ends the input *before* it: every command before it is still sent and
+  answered, then the run stops with :attr:`~ExitStatus.BAD_INPUT` naming it;
+- a broken connection stops the reading of more input; commands written and
+  unanswered are counted as of unknown outcome;
+- Ctrl-C or SIGTERM stops the run; commands in flight are counted as unknown.
+
+The summary goes to standard error, ``--json`` to standard output.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import itertools
-import shlex
+import json
+import os
+import signal
+import stat
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import IO, Any, BinaryIO
 
 import anyio
 
-from .._client import open_client
-from .._cluster import open_cluster_client
-from .._exceptions import ProtocolError, TriopipeError
-from .._resp import NEED_DATA, make_reader
-from .._sharded import open_sharded_client
+from .._exceptions import TriopipeError
 from .._tasks import background_task_group
+from ._accounting import Accounting, ErrorLog
+from ._checkpoint import Checkpoint, CheckpointFile, Recorder
+from ._durability import WINDOW, Durability, WindowLog, wait_on_each
+from ._exits import CliError, ExitStatus
+from ._input import CommandSource, Mark
+from ._options import (
+    Target,
+    add_backend_option,
+    add_target_options,
+    run_on_backend,
+    target_from_args,
+)
+from ._progress import LINE_INTERVAL, Progress, choose_mode
+from ._refusals import CommandCheck
 
-__all__ = ["add_parser", "read_commands", "run"]
-
-_READ_SIZE = 1024 * 1024
-# Commands per execute_many call: replies of one call are held until it
-# returns, so a call bounds the memory spent on them. Each call consumes its
-# share of the input lazily, window by window, so that reading and parsing
-# the next window overlaps the server's work on the last one.
-_CALL_SIZE = 1_000_000
-
-
-def _text_commands(source: Iterable[bytes]) -> Iterator[tuple[bytes, ...]]:
-    """Commands from text lines; blank lines and ``#`` comments are skipped."""
-    for raw in source:
-        line = raw.strip()
-        if not line or line.startswith(b"#"):
-            continue
-        if b'"' in line or b"'" in line or b"\\" in line:
-            yield tuple(part.encode() for part in shlex.split(line.decode()))
-        else:
-            yield tuple(line.split())
+__all__ = ["add_parser", "run"]
 
 
-def _resp_commands(source: BinaryIO, first: bytes) -> Iterator[tuple[bytes, ...]]:
-    """Commands from RESP arrays of bulk strings, as ``redis-cli --pipe`` reads them."""
-    reader = make_reader()
-    data = first
-    while data:
-        for command in reader.read_replies(data):
-            if not isinstance(command, list) or not command:
-                raise ProtocolError("RESP input must be arrays of bulk strings (commands)")
-            yield tuple(command)
-        data = source.read(_READ_SIZE)
-    if reader.next_reply() is not NEED_DATA or reader.has_partial():
-        raise ProtocolError("the RESP input ends in the middle of a command")
+class _Run:
+    """One pump run's state, kept outside the event loop so an interrupt still reports it."""
 
-
-def read_commands(source: BinaryIO, form: str = "auto") -> Iterator[tuple[bytes, ...]]:
-    """Commands from ``source``: ``text``, ``resp``, or ``auto`` (by the first byte)."""
-    if form == "text":
-        return _text_commands(source)
-    first = source.read(_READ_SIZE)
-    if form == "resp" or first[:1] == b"*":
-        return _resp_commands(source, first)
-    return _text_commands(_Prepended(first, source))
-
-
-class _Prepended:
-    """A binary source that yields ``head`` before the rest of ``source``, line by line."""
-
-    def __init__(self, head: bytes, source: BinaryIO) -> None:
-        self._head = head
-        self._source = source
-
-    def __iter__(self) -> Iterator[bytes]:
-        pending = self._head
-        while True:
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            yield from lines
-            more = self._source.read(_READ_SIZE)
-            if not more:
-                break
-            pending += more
-        if pending:
-            yield pending
-
-
-@contextlib.asynccontextmanager
-async def _open_target(args: argparse.Namespace) -> AsyncIterator[Any]:
-    if args.cluster:
-        async with open_cluster_client(args.cluster) as client:
-            yield client
-    elif args.shards:
-        async with open_sharded_client(args.shards) as client:
-            yield client
-    else:
-        async with open_client(args.url) as client:
-            yield client
-
-
-class _Progress:
-    """Counts sent commands; prints a progress line every second on a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.done = 0
-        self.errors = 0
-        self.started = time.perf_counter()
-
-    def line(self) -> str:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        return (
-            f"{self.done:,} commands in {elapsed:.2f} s, {self.done / elapsed:,.0f}/s, "
-            f"{self.errors:,} error replies"
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        target: Target,
+        stream: BinaryIO,
+        size: int | None,
+        errors: IO[str] | None,
+    ) -> None:
+        self.args = args
+        self.target = target
+        self.size = size
+        self.checkpoint_file = None if args.checkpoint is None else CheckpointFile(args.checkpoint)
+        self.resumed = self._resume_point(stream, size)
+        start = None if self.resumed is None else self.resumed.mark
+        skip = 0 if self.resumed is None else self.resumed.answered - self.resumed.mark.commands
+        self.source = CommandSource(
+            stream,
+            args.format,
+            start=start,
+            skip=skip,
+            check=CommandCheck(idempotent=args.checkpoint is not None and not args.at_least_once),
+            track_offsets=self.checkpoint_file is not None,
         )
+        self.recorder: Recorder | None = None
+        if self.checkpoint_file is not None:
+            self.recorder = Recorder(
+                self.checkpoint_file,
+                Checkpoint(
+                    input=os.path.abspath(args.file),
+                    size=size or 0,
+                    form=self.source.form,
+                    answered=start.commands + skip if start else 0,
+                    mark=start or Mark(0, 0, 0),
+                    lease=0,
+                ),
+                self.source.mark_before,
+            )
+            self.source.limit_taken(self.recorder.lease, self.recorder.extend_lease)
+        self.accounting = Accounting(
+            self.source.locate,
+            start=0 if self.resumed is None else self.resumed.answered,
+            error_log=None if errors is None else ErrorLog(errors),
+            on_broken=self._halt,
+            on_answered=self._answered,
+        )
+        self.progress = Progress(
+            lambda: self.accounting.settled,
+            self._fraction,
+            mode=choose_mode(args.quiet),
+            label="pump",
+            line_interval=args.progress_interval,
+        )
+        self.windows: WindowLog | None = None
+        if args.wait_replicas is not None or args.wait_aof:
+            durability = Durability(args.wait_replicas or 0, args.wait_timeout, args.wait_aof)
+            self.windows = WindowLog(durability)
+        self.failure: str | None = None
+        self.status: ExitStatus | None = None
+        self.interrupted = False
 
-    async def run(self) -> None:
-        while self.enabled:
-            await anyio.sleep(1)
-            print(f"\r{self.line()}", end="", file=sys.stderr, flush=True)
+    def _resume_point(self, stream: BinaryIO, size: int | None) -> Checkpoint | None:
+        """The checkpoint to resume from (the stream put at its mark), or None: from the start."""
+        if self.checkpoint_file is None:
+            return None
+        if self.args.file == "-" or size is None:
+            raise CliError("--checkpoint needs a regular input file, not a pipe", ExitStatus.USAGE)
+        resumed = self.checkpoint_file.load()
+        if resumed is None:
+            return None
+        if resumed.input != os.path.abspath(self.args.file) or resumed.size != size:
+            raise CliError(
+                f"checkpoint {self.checkpoint_file.path} is for {resumed.input} "
+                f"({resumed.size:,} bytes), not this input ({size:,} bytes)",
+                ExitStatus.USAGE,
+            )
+        stream.seek(resumed.mark.offset)
+        return resumed
+
+    def stopped_by(self, error: CliError) -> None:
+        """The run stopped midway for ``error`` (a checkpoint that cannot be written)."""
+        self.accounting.interrupted(self.source.taken)
+        self.failure = f"stopped: {error}"
+        self.status = error.status
+
+    def _answered(self, answered: int) -> None:
+        self.source.release(answered)
+        if self.recorder is not None:
+            self.recorder.answered_to(answered)
+
+    def _halt(self) -> None:
+        self.source.halted = True
+
+    def _fraction(self) -> float | None:
+        """How much of the input is answered, by bytes (estimated from those read)."""
+        if not self.size:
+            return None
+        source = self.source
+        start = self.resumed.mark if self.resumed is not None else Mark(0, 0, 0)
+        taken = source.taken - start.commands
+        if taken <= 0:
+            return start.offset / self.size
+        read = source.bytes_read - start.offset
+        answered = start.offset + read * min(self.accounting.settled / taken, 1.0)
+        return min(answered / self.size, 1.0)
+
+    async def pump(self) -> None:
+        """The run; Ctrl-C or SIGTERM cancels it cleanly, leaving every count consistent."""
+        with anyio.CancelScope() as scope:
+            async with background_task_group() as tasks:
+                tasks.start_soon(self._stop_on_signal, scope)
+                await self._pump()
+
+    async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
+        # Taken as a message, not raised wherever the signal lands: outcomes
+        # are counted between two checkpoints of the event loop, never half.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.interrupted = True
+                scope.cancel()
+                return
+
+    async def _pump(self) -> None:
+        # With waits, one connection per server: a wait counts its connection's writes.
+        options = {} if self.windows is None else {"connections": 1}
+        async with self.target.open(**options) as client, background_task_group() as task_group:
+            task_group.start_soon(self.progress.run)
+            try:
+                if self.windows is None:
+                    await client.pump(self.source, on_outcomes=self.accounting.add)
+                else:
+                    await self._pump_windows(client, self.windows)
+            except (TriopipeError, TypeError, ValueError) as exc:
+                # Refused before its window was sent: what was in flight is unknown.
+                self.accounting.interrupted(self.source.taken)
+                self.failure = f"after {self.source.locate(self.source.taken - 1)}: {exc}"
+                self.status = ExitStatus.BAD_INPUT
+
+    async def _pump_windows(self, client: Any, windows: WindowLog) -> None:
+        """Run the input window by window, each followed by its wait on every server."""
+        servers = self._servers(client)
+        commands = iter(self.source)
+        wait = windows.durability.command()
+        accounting = self.accounting
+        done = accounting.start
+        while window := list(itertools.islice(commands, WINDOW)):
+            before = done - accounting.start
+
+            def add(first: int, outcomes: list[Any], before: int = before) -> None:
+                accounting.add(before + first, outcomes)
+
+            await client.pump(window, on_outcomes=add)
+            locate = self.source.locate
+            span = f"{locate(done)} to {locate(done + len(window) - 1)}"
+            windows.add(span, await wait_on_each(servers, wait))
+            done += len(window)
+            if self.source.halted:
+                return
+
+    def _servers(self, client: Any) -> dict[str, Any]:
+        """Each server's client by URL: the one server, the shards, or the cluster's primaries."""
+        if self.target.kind == "shards":
+            return dict(client.shards)
+        if self.target.kind == "cluster":
+            return dict(client.nodes)
+        return {self.target.describe(): client}
+
+    def finish(self, interrupted: bool) -> ExitStatus:
+        accounting = self.accounting
+        accounting.finished = time.perf_counter()
+        self.progress.close()
+        failure = self.source.failure
+        if interrupted:
+            accounting.interrupted(self.source.taken)
+            self.status, self.failure = ExitStatus.INTERRUPTED, "interrupted"
+        elif failure is not None:
+            self.status = failure.status
+            self.failure = f"stopped at {failure}; every command before it was answered"
+        elif self.status is None:
+            self.status = accounting.status()
+            if self.status is ExitStatus.OK and self.windows and self.windows.unconfirmed:
+                self.status = ExitStatus.UNCONFIRMED
+            if self.status is ExitStatus.CONNECTION_LOST:
+                read = self.source.locate(self.source.taken - 1)
+                self.failure = f"a connection broke; the input was read up to {read}"
+        if self.recorder is not None:
+            finished = self.status in (ExitStatus.OK, ExitStatus.ERROR_REPLIES)
+            self.recorder.answered_to(accounting.answered_prefix)
+            self.recorder.close(in_doubt=self._in_doubt(), finished=finished)
+        if not self.args.quiet:
+            self._print_summary()
+        if self.args.json:
+            print(json.dumps(self._json()), flush=True)
+        return self.status
+
+    def _in_doubt(self) -> int:
+        """Commands past the answered prefix that may have been applied (a rerun repeats them)."""
+        accounting = self.accounting
+        return accounting.start + accounting.sent - accounting.answered_prefix
+
+    def _print_summary(self) -> None:
+        name = "standard input" if self.args.file == "-" else self.args.file
+        lines = [f"triopipe pump: {name} ({self.source.form}) -> {self.target.describe()}"]
+        resumed = self.resumed
+        if resumed is not None:
+            where = f"line {resumed.mark.line:,}, " if resumed.form == "text" else ""
+            lines.append(
+                f"  resumed from {self.args.checkpoint}: {resumed.answered:,} commands answered "
+                f"before ({where}byte {resumed.mark.offset:,} + {self.source.skipped:,} "
+                "commands); "
+                f"{resumed.may_apply_twice:,} commands may be applied twice"
+                + ("" if resumed.closed else " at most (the last run was killed)")
+            )
+        lines.extend(self.accounting.summary())
+        if self.windows is not None:
+            lines.extend(self.windows.summary())
+        if self.failure is not None:
+            lines.append(f"  {self.failure}")
+        if self.accounting.unknown:
+            lines.append(
+                f"  {self.accounting.unknown:,} commands may or may not have been applied"
+            )
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+    def _json(self) -> dict[str, Any]:
+        accounting = self.accounting
+        failure = self.source.failure
+        return {
+            "target": self.target.describe(),
+            "input": self.args.file,
+            "format": self.source.form,
+            **accounting.counts(),
+            "seconds": round(accounting.elapsed(), 3),
+            "rate": round(accounting.settled / accounting.elapsed()),
+            "stopped_at": None if failure is None else failure.where,
+            "stop_reason": None if failure is None else failure.reason,
+            "first_errors": [
+                {"at": where, "error": message} for where, message in accounting.first_errors
+            ],
+            "exit_status": int(self.status or 0),
+            "resumed_after": None if self.resumed is None else self.resumed.answered,
+            "may_apply_twice": None if self.resumed is None else self.resumed.may_apply_twice,
+            "checkpoint_in_doubt": None if self.recorder is None else self._in_doubt(),
+            "windows": None if self.windows is None else self.windows.windows,
+            "unconfirmed_windows": None if self.windows is None else self.windows.unconfirmed,
+        }
 
 
-async def _pump(args: argparse.Namespace, source: BinaryIO) -> int:
-    progress = _Progress(enabled=sys.stderr.isatty() and not args.quiet)
-    first_errors: list[str] = []
-    # The progress printer's task group lets errors of the body out as they
-    # are (a bad input raises ProtocolError, not an exception group).
-    async with _open_target(args) as client, background_task_group() as task_group:
-        task_group.start_soon(progress.run)
-        commands = read_commands(source, args.format)
-        while True:
-            share = itertools.islice(commands, _CALL_SIZE)
-            replies = await client.execute_many(share, raise_on_error=False)
-            progress.done += len(replies)
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    progress.errors += 1
-                    if len(first_errors) < 5:
-                        first_errors.append(str(reply))
-            if len(replies) < _CALL_SIZE:
-                break
-    if progress.enabled:
-        print(file=sys.stderr)
-    if not args.quiet:
-        print(f"pumped {progress.line()}", file=sys.stderr)
-        for error in first_errors:
-            print(f"  error reply: {error}", file=sys.stderr)
-    return 1 if progress.errors else 0
+@contextlib.contextmanager
+def _opened_input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
+    """The input stream and its size when known (a regular file)."""
+    if path == "-":
+        yield sys.stdin.buffer, None
+        return
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}", ExitStatus.NO_INPUT) from None
+    with stream:
+        info = os.fstat(stream.fileno())
+        yield stream, info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+@contextlib.contextmanager
+def _error_file(path: str | None) -> Iterator[IO[str] | None]:
+    if path is None:
+        yield None
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}", ExitStatus.USAGE) from None
+    with stream:
+        yield stream
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``triopipe pump`` with parsed arguments; returns the exit status."""
-    backend = args.backend
-    if backend == "trio":
-        try:
-            import trio  # noqa: F401
-        except ImportError:
-            backend = "asyncio"
-    with contextlib.ExitStack() as stack:
-        if args.file == "-":
-            source: BinaryIO = sys.stdin.buffer
-        else:
-            source = stack.enter_context(open(args.file, "rb"))
-        try:
-            return anyio.run(functools.partial(_pump, args, source), backend=backend)
-        except (TriopipeError, OSError, ValueError) as exc:
-            print(f"triopipe pump: {exc}", file=sys.stderr)
-            return 2
+    try:
+        target = target_from_args(args)
+        with _opened_input(args.file) as (stream, size), _error_file(args.errors) as errors:
+            state = _Run(args, target, stream, size, errors)
+            try:
+                run_on_backend(state.pump, args.backend)
+            except KeyboardInterrupt:  # before the signals were taken over
+                state.interrupted = True
+            except CliError as exc:
+                if exc.status is ExitStatus.CANNOT_CONNECT:
+                    raise  # nothing was sent: one line says it all
+                state.stopped_by(exc)
+            return state.finish(state.interrupted)
+    except CliError as exc:
+        print(f"triopipe pump: {exc}", file=sys.stderr)
+        return exc.status
 
 
 def add_parser(commands: Any) -> None:
     """Add ``pump`` and its options to the command line's subcommands."""
     pump = commands.add_parser(
         "pump",
-        help="send commands from a file or stdin, pipelined",
+        help="send commands from a file or stdin, pipelined, every outcome counted",
         description=(
-            "Send commands from FILE (or stdin) to Redis, pipelined in bounded windows. "
-            "Input: one command per line (shell-style quoting), or RESP as for "
-            "redis-cli --pipe (recognised by its first byte). Exit status 1 when the "
-            "server answered any command with an error."
+            "Send every command of FILE (or stdin) to Redis, pipelined in bounded windows, "
+            "like redis-cli --pipe. Input: one command per line in Redis's inline syntax "
+            "(as redis-cli splits it: \"double\" and 'single' quotes, \\xHH, \\n, ...; blank "
+            "lines and # comments skipped), or RESP (recognised by a first byte '*'). Every "
+            "command's outcome is counted: acknowledged, error reply (with its line), unknown "
+            "(written, unanswered when a link broke). A malformed command stops the run after "
+            "every command before it was answered."
+        ),
+        epilog=(
+            "exit status: 0 all acknowledged; 1 error replies; 2 bad option or URL; 3 bad "
+            "input (the summary names the line); 4 cannot connect; 5 connection lost midway; "
+            "6 input file unreadable; 7 refused command; 8 windows not confirmed durable; "
+            "130 interrupted"
         ),
     )
     pump.set_defaults(run=run)
-    pump.add_argument("file", nargs="?", default="-", help="input file (default: stdin)")
-    target = pump.add_mutually_exclusive_group()
-    target.add_argument("--url", default="redis://localhost:6379", help="one server's URL")
-    target.add_argument("--shards", nargs="+", metavar="URL", help="shard over these servers")
-    target.add_argument("--cluster", nargs="+", metavar="URL", help="a Redis Cluster's nodes")
-    pump.add_argument("--format", choices=["auto", "text", "resp"], default="auto")
-    pump.add_argument("--backend", choices=["trio", "asyncio"], default="asyncio")
-    pump.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    pump.add_argument(
+        "file", nargs="?", default="-", help="input file (default: -, standard input)"
+    )
+    add_target_options(pump)
+    pump.add_argument(
+        "--format",
+        choices=["auto", "text", "resp"],
+        default="auto",
+        help="input format (default: auto, RESP when the first byte is '*')",
+    )
+    pump.add_argument(
+        "--errors",
+        metavar="FILE",
+        help="write every error reply to FILE, one JSON object a line with its line or "
+        "command number (default: only the first 5, in the summary)",
+    )
+    pump.add_argument(
+        "--json",
+        action="store_true",
+        help="print the counts as one JSON object on standard output at the end",
+    )
+    pump.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="record in FILE, a few times a second, how far the input has been answered; "
+        "rerun with the same FILE to resume from there (needs an input file; refuses "
+        "commands that are not idempotent unless --at-least-once)",
+    )
+    pump.add_argument(
+        "--at-least-once",
+        action="store_true",
+        help="with --checkpoint, accept commands that are not idempotent (INCR, LPUSH...): "
+        "a rerun may apply those of unknown outcome twice",
+    )
+    durability = pump.add_argument_group("durability")
+    durability.add_argument(
+        "--wait-replicas",
+        type=int,
+        metavar="N",
+        help=f"after every window of {WINDOW:,} commands, run WAIT N on each server's "
+        "connection: count windows not acknowledged by N replicas of every server before "
+        "the timeout (default: no wait)",
+    )
+    durability.add_argument(
+        "--wait-timeout",
+        type=int,
+        default=1000,
+        metavar="MS",
+        help="milliseconds each wait may take (default: 1000)",
+    )
+    durability.add_argument(
+        "--wait-aof",
+        action="store_true",
+        help="after every window, run WAITAOF 1 N instead (N from --wait-replicas, default "
+        "0): count windows not yet in the append-only files (Redis 7.2+, Valkey)",
+    )
+    pump.add_argument(
+        "--progress-interval",
+        type=float,
+        default=LINE_INTERVAL,
+        metavar="SECONDS",
+        help="when standard error is not a terminal, print a progress line every SECONDS "
+        f"(default: {LINE_INTERVAL:g}); on a terminal a live bar is shown",
+    )
+    pump.add_argument(
+        "--quiet", action="store_true", help="no progress and no summary (errors still shown)"
+    )
+    add_backend_option(pump)

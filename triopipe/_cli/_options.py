@@ -1,0 +1,196 @@
+"""Options shared by the subcommands: where to send (target), the password, the event loop.
+
+Rules kept here:
+
+- A target is one server (``--url``), shards (``--shards``) or a cluster
+  (``--cluster``); every URL is checked before anything is sent, and a bad
+  one is a one-line error with :attr:`~ExitStatus.USAGE`.
+- The password never has to be on the command line (where ``ps`` shows it):
+  ``--askpass`` prompts for it, else ``TRIOPIPE_PASSWORD``, else
+  ``REDISCLI_AUTH`` (as ``redis-cli`` reads it), else the URL's own. It is
+  never printed: targets are described by their URLs without credentials.
+- ``--shards A B FILE``: a trailing value that is not a URL is the input
+  file, not a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import functools
+import getpass
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+
+from .._client import open_client
+from .._cluster import open_cluster_client
+from .._config import parse_url
+from .._exceptions import ResponseError, TransportError
+from .._sharded import open_sharded_client
+from ._exits import CliError, ExitStatus
+
+__all__ = [
+    "PASSWORD_VARIABLES",
+    "Target",
+    "add_backend_option",
+    "add_target_options",
+    "make_target",
+    "run_on_backend",
+    "target_from_args",
+]
+
+T = TypeVar("T")
+
+DEFAULT_URL = "redis://localhost:6379"
+#: Environment variables holding the password, in the order they are read.
+PASSWORD_VARIABLES = ("TRIOPIPE_PASSWORD", "REDISCLI_AUTH")
+
+
+def add_target_options(
+    parser: argparse.ArgumentParser, *, file_option: str | None = "file"
+) -> None:
+    """Add ``--url``/``--shards``/``--cluster`` and ``--askpass`` to ``parser``.
+
+    ``file_option`` names the positional input argument that a trailing
+    non-URL value of ``--shards`` or ``--cluster`` belongs to.
+    """
+    group = parser.add_argument_group("target (one of)")
+    exclusive = group.add_mutually_exclusive_group()
+    exclusive.add_argument(
+        "--url",
+        default=None,
+        metavar="URL",
+        help=f"one server: redis://[[user]:password@]host[:port][/db], rediss://... or "
+        f"unix:///path (default: {DEFAULT_URL})",
+    )
+    exclusive.add_argument(
+        "--shards",
+        nargs="+",
+        metavar="URL",
+        help="several servers, keys spread over them by slot as triopipe's sharded client does",
+    )
+    exclusive.add_argument(
+        "--cluster", nargs="+", metavar="URL", help="a Redis Cluster: one or more of its nodes"
+    )
+    group.add_argument(
+        "--askpass",
+        action="store_true",
+        help="prompt for the password (otherwise from TRIOPIPE_PASSWORD, then REDISCLI_AUTH, "
+        "then the URL)",
+    )
+    parser.set_defaults(_file_option=file_option)
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--backend``: the event loop to run on."""
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="event loop to run on (default: asyncio; trio when installed and asked for)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where commands go: ``kind`` is ``server``, ``shards`` or ``cluster``."""
+
+    kind: str
+    urls: tuple[str, ...]
+    password: str | None = dataclasses.field(default=None, repr=False)
+
+    def describe(self) -> str:
+        """The target for people: its URLs without credentials, and its kind."""
+        shown = ", ".join(parse_url(url).url for url in self.urls)
+        if self.kind == "server":
+            return f"{shown} (one server)"
+        if self.kind == "shards":
+            return f"{len(self.urls)} shards: {shown}"
+        return f"cluster at {shown}"
+
+    @contextlib.asynccontextmanager
+    async def open(self, **options: Any) -> AsyncIterator[Any]:
+        """A client for the target, connected.
+
+        Raises:
+            CliError: the target cannot be reached or refused the credentials
+                (:attr:`~ExitStatus.CANNOT_CONNECT`).
+        """
+        if self.password is not None:
+            options["password"] = self.password
+        if self.kind == "server":
+            opener: Any = open_client(self.urls[0], **options)
+        elif self.kind == "shards":
+            opener = open_sharded_client(list(self.urls), **options)
+        else:
+            opener = open_cluster_client(list(self.urls), **options)
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(opener)
+            except (TransportError, ResponseError, OSError) as exc:
+                raise CliError(
+                    f"cannot connect to {self.describe()}: {exc}", ExitStatus.CANNOT_CONNECT
+                ) from None
+            yield client
+
+
+def target_from_args(args: argparse.Namespace) -> Target:
+    """The target the options name, every URL checked, the password found.
+
+    Raises:
+        CliError: a bad URL (:attr:`~ExitStatus.USAGE`).
+    """
+    file_option = getattr(args, "_file_option", None)
+    for kind in ("shards", "cluster"):
+        urls = getattr(args, kind)
+        no_file = file_option is not None and getattr(args, file_option) in (None, "-")
+        if file_option is not None and no_file and len(urls or ()) > 1 and "://" not in urls[-1]:
+            setattr(args, file_option, urls.pop())
+    if args.shards:
+        return make_target("shards", args.shards, askpass=args.askpass)
+    if args.cluster:
+        return make_target("cluster", args.cluster, askpass=args.askpass)
+    return make_target("server", [args.url or DEFAULT_URL], askpass=args.askpass)
+
+
+def make_target(
+    kind: str, urls: Sequence[str], *, askpass: bool = False, prompt: str = "Redis password: "
+) -> Target:
+    """A target of ``kind`` (``server``, ``shards``, ``cluster``), URLs checked, password found.
+
+    For subcommands with targets of their own (a copy's source and
+    destination): ``prompt`` tells which one ``--askpass`` asks for.
+
+    Raises:
+        CliError: a bad URL (:attr:`~ExitStatus.USAGE`).
+    """
+    try:
+        for url in urls:
+            parse_url(url)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc), ExitStatus.USAGE) from None
+    return Target(kind, tuple(urls), password=_password(askpass, prompt))
+
+
+def _password(askpass: bool, prompt: str) -> str | None:
+    if askpass:
+        return getpass.getpass(prompt)
+    for variable in PASSWORD_VARIABLES:
+        value = os.environ.get(variable)
+        if value:
+            return value
+    return None
+
+
+def run_on_backend(function: Callable[[], Awaitable[T]], backend: str) -> T:
+    """Run ``function`` on the event loop ``backend`` (asyncio when trio is not installed)."""
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            backend = "asyncio"
+    return anyio.run(functools.partial(function), backend=backend)
