@@ -212,3 +212,10 @@ def test_cluster_stops_exactly_before_a_malformed_line(
     assert b"cluster at redis://" in result.stderr
     keys = sum(int(Control(url).dbsize()) for url in redis_cluster_urls)  # type: ignore[call-overload]
     assert keys == 70_000
+
+
+def test_quiet_still_says_why_the_run_stopped(redis_url: str) -> None:
+    result = pump("--url", redis_url, "--quiet", data=b"SET a 1\nSET b 'open\n")
+    assert result.returncode == 3
+    assert result.stderr.count(b"\n") == 1
+    assert b"stopped at line 2: unbalanced quotes" in result.stderr

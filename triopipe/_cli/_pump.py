@@ -243,6 +243,8 @@ class _Run:
             self.recorder.close(in_doubt=self._in_doubt(), finished=finished)
         if not self.args.quiet:
             self._print_summary()
+        elif self.failure is not None:  # quiet, but why the run stopped is still said
+            print(f"triopipe pump: {self.failure}", file=sys.stderr, flush=True)
         if self.args.json:
             print(json.dumps(self._json()), flush=True)
         return self.status
