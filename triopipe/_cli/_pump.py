@@ -347,6 +347,8 @@ def run(args: argparse.Namespace) -> int:
             return state.finish(state.interrupted)
     except CliError as exc:
         print(f"triopipe pump: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # scripts get an object whatever happened
+            print(json.dumps({"error": str(exc), "exit_status": int(exc.status)}), flush=True)
         return exc.status
 
 
