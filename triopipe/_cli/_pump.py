@@ -259,13 +259,11 @@ class _Run:
         lines = [f"triopipe pump: {name} ({self.source.form}) -> {self.target.describe()}"]
         resumed = self.resumed
         if resumed is not None:
-            where = f"line {resumed.mark.line:,}, " if resumed.form == "text" else ""
+            how = "exactly" if resumed.closed else "at most: the last run was killed"
             lines.append(
-                f"  resumed from {self.args.checkpoint}: {resumed.answered:,} commands answered "
-                f"before ({where}byte {resumed.mark.offset:,} + {self.source.skipped:,} "
-                "commands); "
-                f"{resumed.may_apply_twice:,} commands may be applied twice"
-                + ("" if resumed.closed else " at most (the last run was killed)")
+                f"  resumed from {self.args.checkpoint}: the first {resumed.answered:,} commands "
+                f"were answered before; {resumed.may_apply_twice:,} commands may be applied "
+                f"twice ({how})"
             )
         lines.extend(self.accounting.summary())
         if self.windows is not None:
