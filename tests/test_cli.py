@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -73,6 +74,9 @@ def test_pump_truncated_resp_and_unreachable_server(redis_url: str) -> None:
     assert result.returncode == 4
     assert b"cannot connect" in result.stderr
     assert b"secret" not in result.stderr
+    result = _pump("--url", "redis://127.0.0.1:1", "--json", data=b"PING\n")
+    assert result.returncode == 4
+    assert json.loads(result.stdout)["exit_status"] == 4
 
 
 def test_pump_over_shards(redis_shard_urls: list[str]) -> None:

@@ -30,7 +30,7 @@ def _pump(*args: str) -> subprocess.CompletedProcess[bytes]:
 @pytest.fixture(scope="module")
 def primary_with_replica() -> Iterator[RedisServerProcess]:
     with (
-        redis_server_process() as primary,
+        redis_server_process(repl_diskless_sync_delay=0) as primary,  # sync at once
         redis_server_process(replicaof=f"127.0.0.1 {primary.port}") as replica,
     ):
         Control(primary.url).execute_command("SET", "probe", "1")

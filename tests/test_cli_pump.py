@@ -181,17 +181,7 @@ def test_progress_bar_on_a_terminal(redis_url: str, tmp_path: Path) -> None:
         stderr=follower,
         env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
     )
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closes with the process
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(leader)
+    output = _terminal_output(leader, follower)
     assert process.wait(timeout=60) == 0, output
     assert b"100%" in output
     assert b"ETA" in output
@@ -212,3 +202,48 @@ def test_cluster_stops_exactly_before_a_malformed_line(
     assert b"cluster at redis://" in result.stderr
     keys = sum(int(Control(url).dbsize()) for url in redis_cluster_urls)  # type: ignore[call-overload]
     assert keys == 70_000
+
+
+def test_quiet_still_says_why_the_run_stopped(redis_url: str) -> None:
+    result = pump("--url", redis_url, "--quiet", data=b"SET a 1\nSET b 'open\n")
+    assert result.returncode == 3
+    assert result.stderr.count(b"\n") == 1
+    assert b"stopped at line 2: unbalanced quotes" in result.stderr
+
+
+def test_a_terminal_without_rich_gets_plain_lines(redis_url: str, tmp_path: Path) -> None:
+    import pty
+
+    path = tmp_path / "input.txt"
+    path.write_bytes(set_lines(0, 100_000))
+    # As after `pip install triopipe` without the cli extra: rich cannot be imported.
+    without_rich = "import sys; sys.modules['rich'] = None; from triopipe._cli import main; "
+    without_rich += "sys.exit(main())"
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", without_rich, "pump", "--url", redis_url,
+         "--progress-interval", "0.02", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )  # fmt: skip
+    output = _terminal_output(leader, follower)
+    assert process.wait(timeout=60) == 0, output
+    assert b"pump: " in output
+    assert b"acknowledged           100,000" in output
+
+
+def _terminal_output(leader: int, follower: int) -> bytes:
+    """Everything written to a pseudo-terminal until the process holding it exits."""
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    return output

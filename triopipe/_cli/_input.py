@@ -43,14 +43,14 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import hiredis
 
 from ._exits import ExitStatus
 from ._inline import InlineSyntaxError, split_inline
 
-__all__ = ["CommandSource", "InputFailure", "Mark", "resp_size"]
+__all__ = ["Command", "CommandSource", "InputFailure", "Mark", "resp_size"]
 
 _READ_SIZE = 64 * 1024
 # A block holding none of these splits like bytes.split(), line by line, and
@@ -58,13 +58,16 @@ _READ_SIZE = 64 * 1024
 _UNUSUAL = re.compile(rb"[\"'\x0b\x0c\x00#]")
 _UNSEEN = ("", ExitStatus.OK)
 
+#: A command as the pump takes it: a tuple, which the encoder packs in one C call.
+Command = tuple[bytes, ...]
+
 
 class Check(Protocol):
     """What refuses commands (see ``_refusals.CommandCheck``)."""
 
     by_name: dict[bytes, tuple[str, ExitStatus] | None]
 
-    def __call__(self, command: list[bytes]) -> tuple[str, ExitStatus] | None: ...
+    def __call__(self, command: Command) -> tuple[str, ExitStatus] | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +91,7 @@ class InputFailure:
         return f"{self.where}: {self.reason}"
 
 
-def resp_size(command: list[bytes]) -> int:
+def resp_size(command: Command) -> int:
     """The bytes of ``command`` encoded as a RESP array of bulk strings."""
     size = 3 + len(str(len(command)))
     for argument in command:
@@ -131,7 +134,7 @@ class CommandSource:
         # Commands handed over, counting a whole block at once; the block's
         # iterator says how many of it are still to be taken.
         self._handed = self._start.commands
-        self._block: Iterator[list[bytes]] | None = None
+        self._block: Iterator[Command] | None = None
         #: Bytes of the input read so far (for the progress display).
         self.bytes_read = self._start.offset + len(first)
         #: Why the input stopped before its end, if it did.
@@ -163,7 +166,7 @@ class CommandSource:
         self._limit = limit
         self._extend = extend
 
-    def __iter__(self) -> Iterator[list[bytes]]:
+    def __iter__(self) -> Iterator[Command]:
         commands = self._text() if self.form == "text" else self._resp()
         if self._skip:
             for _ in commands:
@@ -206,7 +209,7 @@ class CommandSource:
 
     # -- handing commands over ----------------------------------------------
 
-    def _hand_over(self, commands: list[list[bytes]]) -> Iterator[list[bytes]]:
+    def _hand_over(self, commands: list[Command]) -> Iterator[Command]:
         """Yield a block of commands, the lease extended first when it would pass it."""
         end = self._handed + len(commands)
         if end > self._limit and self._extend is not None:
@@ -216,7 +219,7 @@ class CommandSource:
         yield from block
         self._block = None
 
-    def _allowed(self, commands: list[list[bytes]]) -> bool:
+    def _allowed(self, commands: list[Command]) -> bool:
         """Whether every command of a block is allowed by its name alone (known and allowed)."""
         check = self._check
         if check is None:
@@ -224,7 +227,7 @@ class CommandSource:
         by_name = check.by_name
         return all(by_name.get(name, _UNSEEN) is None for name in {c[0] for c in commands})
 
-    def _verdict(self, command: list[bytes], where: str) -> bool:
+    def _verdict(self, command: Command, where: str) -> bool:
         """Check one command; on a refusal keep it as the failure and return False."""
         check = self._check
         if check is None:
@@ -259,7 +262,7 @@ class CommandSource:
             data = stream.read(_READ_SIZE)
             self.bytes_read += len(data)
 
-    def _text(self) -> Iterator[list[bytes]]:
+    def _text(self) -> Iterator[Command]:
         """Commands of text lines; blank lines and ``#`` comments are skipped."""
         offset = self._start.offset
         number = self._start.line  # lines consumed
@@ -271,7 +274,7 @@ class CommandSource:
             lines = block.split(b"\n")
             commands = None
             if _UNUSUAL.search(block) is None:
-                commands = list(map(bytes.split, lines))
+                commands = list(map(tuple, map(bytes.split, lines)))
                 if not all(commands) or not self._allowed(commands):
                     commands = None
             if commands is not None:
@@ -284,7 +287,7 @@ class CommandSource:
                 for line in lines:
                     number += 1
                     try:
-                        command = split_inline(line)
+                        command = tuple(split_inline(line))
                     except InlineSyntaxError as exc:
                         self.failure = InputFailure(f"line {number}", str(exc))
                         return
@@ -299,7 +302,7 @@ class CommandSource:
             offset += consumed
             marks.append(Mark(self._handed, offset, number))
 
-    def _resp(self) -> Iterator[list[bytes]]:
+    def _resp(self) -> Iterator[Command]:
         """Commands of RESP input: arrays of bulk strings, as ``redis-cli --pipe`` reads."""
         stream = self._stream
         # hiredis itself, one command at a time: a command before bad bytes
@@ -313,7 +316,7 @@ class CommandSource:
             if self.halted:
                 return
             reader.feed(data)
-            commands: list[list[bytes]] = []
+            commands: list[Any] = []  # hiredis's lists, checked before they are taken
             append = commands.append
             bad_bytes = None
             try:
@@ -323,9 +326,10 @@ class CommandSource:
                 bad_bytes = f"not RESP: {exc}"
             good = self._good_prefix(commands)
             if good:
+                taken: list[Command] = list(map(tuple, commands[:good]))
                 if self._track:
-                    offset += sum(map(resp_size, commands[:good]))
-                yield from self._hand_over(commands if good == len(commands) else commands[:good])
+                    offset += sum(map(resp_size, taken))
+                yield from self._hand_over(taken)
             if self.failure is not None:
                 return
             if bad_bytes is not None:
@@ -340,7 +344,7 @@ class CommandSource:
                 f"command {self._handed + 1}", "the input ends in the middle of this command"
             )
 
-    def _good_prefix(self, commands: list[list[bytes]]) -> int:
+    def _good_prefix(self, commands: list[Any]) -> int:
         """How many commands of a RESP block come before the first bad one (kept as failure)."""
         if (
             set(map(type, commands)) <= {list}
@@ -354,7 +358,7 @@ class CommandSource:
             if type(command) is not list or not command or not _all_bytes(command):
                 self.failure = InputFailure(where, "RESP input must be arrays of bulk strings")
                 return index
-            if not self._verdict(command, where):
+            if not self._verdict(tuple(command), where):
                 return index
         return len(commands)
 

@@ -243,6 +243,8 @@ class _Run:
             self.recorder.close(in_doubt=self._in_doubt(), finished=finished)
         if not self.args.quiet:
             self._print_summary()
+        elif self.failure is not None:  # quiet, but why the run stopped is still said
+            print(f"triopipe pump: {self.failure}", file=sys.stderr, flush=True)
         if self.args.json:
             print(json.dumps(self._json()), flush=True)
         return self.status
@@ -257,13 +259,11 @@ class _Run:
         lines = [f"triopipe pump: {name} ({self.source.form}) -> {self.target.describe()}"]
         resumed = self.resumed
         if resumed is not None:
-            where = f"line {resumed.mark.line:,}, " if resumed.form == "text" else ""
+            how = "exactly" if resumed.closed else "at most: the last run was killed"
             lines.append(
-                f"  resumed from {self.args.checkpoint}: {resumed.answered:,} commands answered "
-                f"before ({where}byte {resumed.mark.offset:,} + {self.source.skipped:,} "
-                "commands); "
-                f"{resumed.may_apply_twice:,} commands may be applied twice"
-                + ("" if resumed.closed else " at most (the last run was killed)")
+                f"  resumed from {self.args.checkpoint}: the first {resumed.answered:,} commands "
+                f"were answered before; {resumed.may_apply_twice:,} commands may be applied "
+                f"twice ({how})"
             )
         lines.extend(self.accounting.summary())
         if self.windows is not None:
@@ -345,6 +345,8 @@ def run(args: argparse.Namespace) -> int:
             return state.finish(state.interrupted)
     except CliError as exc:
         print(f"triopipe pump: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # scripts get an object whatever happened
+            print(json.dumps({"error": str(exc), "exit_status": int(exc.status)}), flush=True)
         return exc.status
 
 

@@ -19,6 +19,8 @@ when the name alone decides, so the reader pays one dict look-up per command
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .._routing import CommandClass, command_class
 from ._exits import ExitStatus
 
@@ -57,7 +59,7 @@ class CommandCheck:
         #: Verdicts decided by the name alone, by its spelling (b"set", b"SET").
         self.by_name: dict[bytes, Verdict] = {}
 
-    def __call__(self, command: list[bytes]) -> Verdict:
+    def __call__(self, command: Sequence[bytes]) -> Verdict:
         name = command[0]
         verdict = self.by_name.get(name, ())
         if verdict != ():
@@ -73,7 +75,7 @@ class CommandCheck:
             self.by_name[name] = verdict
         return verdict
 
-    def _judge(self, command: list[bytes], kind: CommandClass) -> Verdict:
+    def _judge(self, command: Sequence[bytes], kind: CommandClass) -> Verdict:
         refusal = _REFUSED_IN_PIPELINES.get(kind)
         name = command[0].decode("utf-8", "replace")[:40]
         if refusal is not None:
@@ -87,7 +89,7 @@ class CommandCheck:
         return None
 
 
-def _idempotent(command: list[bytes]) -> bool:
+def _idempotent(command: Sequence[bytes]) -> bool:
     name = command[0].upper()
     if name == b"ZADD":
         return not any(argument.upper() == b"INCR" for argument in command[2:])
