@@ -1,0 +1,246 @@
+"""``--workers N``: one run split over processes, with one progress line and one summary.
+
+Theory of operation: every worker reads the whole input (so gzip and quoted
+CSV newlines need no splitting) and sends only its *share*:
+
+* to shards or a cluster, the commands whose first key's slot falls in the
+  worker's slot range: all commands on one key go through one worker, in
+  input order (commands without a key go through worker 0);
+* to one server, whole blocks of :data:`BLOCK` records, dealt round-robin:
+  commands on one key may then run in another order than the input's, which
+  the help says.
+
+``copy`` always splits keys by slot range. Each worker counts what it sends;
+records are counted by their block's owner (by worker 0 when splitting by
+slot), so the tallies add up to the run's. A bad record stops every worker
+(each sees it), so nothing after it is sent by any. Workers publish their
+acknowledged count and how far they have read into shared memory; the parent
+prints the sum. Their ``--errors`` files are joined in worker order at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from .._exceptions import TriopipeError
+from .._routing import key_positions, key_slot
+from .._routing._keys import SLOTS
+from ._tally import Progress, Tally
+
+__all__ = ["BLOCK", "Counters", "Share", "add_worker_option", "backend_of", "run_workers"]
+
+#: Records per block dealt to the workers of an import into one server.
+BLOCK = 10_000
+
+Work = Callable[[argparse.Namespace, "Share", "Counters | None"], Tally]
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+    """Which part of the work one process does (the whole of it by default)."""
+
+    index: int = 0
+    count: int = 1
+    by_slot: bool = False
+
+    def owns_record(self, number: int) -> bool:
+        """Whether this worker renders and sends record ``number`` (from 1)."""
+        return self.count == 1 or self.by_slot or (number - 1) // BLOCK % self.count == self.index
+
+    def counts_record(self, number: int) -> bool:
+        """Whether this worker counts record ``number`` (exactly one worker does)."""
+        if self.by_slot:
+            return self.index == 0
+        return self.owns_record(number)
+
+    def owns_slot(self, slot: int) -> bool:
+        """Whether keys of ``slot`` are this worker's."""
+        return self.count == 1 or slot * self.count // SLOTS == self.index
+
+    def sends(self, command: Sequence[Any]) -> bool:
+        """Whether this worker sends ``command`` (its record being its to send)."""
+        if self.count == 1 or not self.by_slot:
+            return True
+        try:
+            positions = key_positions(command)
+        except TriopipeError:
+            positions = []
+        if not positions:
+            return self.index == 0
+        return self.owns_slot(key_slot(command[positions[0]]))
+
+    def file_name(self, path: str) -> str:
+        """This worker's own file for what the run writes to ``path``."""
+        return path if self.count == 1 else f"{path}.worker{self.index}"
+
+
+class Counters:
+    """Each worker's acknowledged count and read fraction, in shared memory."""
+
+    def __init__(self, workers: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self._values = context.RawArray("d", 2 * workers)
+        self._workers = workers
+
+    async def publish(
+        self, share: Share, tally: Tally, fraction: Callable[[], float | None]
+    ) -> None:
+        """Keep this worker's figures current until cancelled."""
+        while True:
+            self._values[2 * share.index] = tally.acknowledged
+            self._values[2 * share.index + 1] = fraction() or 0.0
+            await anyio.sleep(0.2)
+
+    def acknowledged(self) -> int:
+        """The sum over workers."""
+        return int(sum(self._values[0::2]))
+
+    def fraction(self) -> float | None:
+        """How far the slowest worker has read, or None when nobody knows."""
+        fractions = list(self._values[1::2])
+        return min(fractions) or None
+
+
+def _child(
+    work: Work, args: argparse.Namespace, share: Share, counters: Counters, results: Any
+) -> None:
+    try:
+        tally = work(args, share, counters)
+        tally.errors_file = None
+        results.put((share.index, tally, None))
+    except KeyboardInterrupt:
+        results.put((share.index, None, "interrupted"))
+    except BaseException as exc:  # handed to the parent, which reports it
+        try:
+            results.put((share.index, None, exc))
+        except Exception:
+            results.put((share.index, None, TriopipeError(str(exc))))
+
+
+def run_workers(
+    args: argparse.Namespace, work: Work, *, unit: str, by_slot: bool = False
+) -> Tally:
+    """Run ``work`` in ``args.workers`` processes (or here, for one) and add up their tallies.
+
+    Raises:
+        KeyboardInterrupt: a worker was interrupted.
+        Exception: the first failure a worker raised (after every worker ended).
+    """
+    if args.workers <= 1:
+        return work(args, Share(), None)
+    by_slot = by_slot or bool(getattr(args, "shards", None) or getattr(args, "cluster", None))
+    context = multiprocessing.get_context("fork")
+    counters = Counters(args.workers)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=_child,
+            args=(work, args, Share(index, args.workers, by_slot), counters, results),
+            daemon=True,
+        )
+        for index in range(args.workers)
+    ]
+    for process in processes:
+        process.start()
+    progress = Progress(
+        counters.acknowledged,
+        lambda: None,
+        unit,
+        quiet=args.quiet or args.json,
+        fraction=counters.fraction,
+    )
+    outcomes: dict[int, tuple[Tally | None, Any]] = {}
+    try:
+        while len(outcomes) < len(processes):
+            deadline = time.monotonic() + progress.period
+            while len(outcomes) < len(processes) and time.monotonic() < deadline:
+                try:
+                    index, tally, failure = results.get(timeout=0.05)
+                except Exception:  # queue.Empty: nothing yet
+                    if _lost(processes, outcomes):
+                        raise TriopipeError("a worker process died without a result") from None
+                    continue
+                outcomes[index] = (tally, failure)
+            progress.tick()
+    finally:
+        for process in processes:
+            process.join(timeout=1)
+            if process.is_alive():
+                process.kill()
+        progress.finish()
+    return _combined(args, outcomes)
+
+
+def _lost(processes: list[Any], outcomes: dict[int, Any]) -> bool:
+    return any(
+        not process.is_alive() and process.exitcode != 0 and index not in outcomes
+        for index, process in enumerate(processes)
+    )
+
+
+def _combined(args: argparse.Namespace, outcomes: dict[int, tuple[Tally | None, Any]]) -> Tally:
+    if getattr(args, "errors", None):
+        with open(args.errors, "w", encoding="utf-8") as joined:
+            for index in sorted(outcomes):
+                part = Share(index, args.workers).file_name(args.errors)
+                if os.path.exists(part):
+                    with open(part, encoding="utf-8") as piece:
+                        joined.write(piece.read())
+                    os.remove(part)
+    total = Tally()
+    for index in sorted(outcomes):
+        tally, failure = outcomes[index]
+        if failure == "interrupted":
+            raise KeyboardInterrupt
+        if failure is not None:
+            raise failure
+        assert tally is not None
+        total.merge(tally)
+    return total
+
+
+def backend_of(args: argparse.Namespace) -> str:
+    """The event loop to run on: ``--backend``, asyncio when trio is not installed."""
+    backend: str = args.backend
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            print("triopipe: trio is not installed; running on asyncio", file=sys.stderr)
+            backend = "asyncio"
+    return backend
+
+
+def add_worker_option(parser: argparse.ArgumentParser, single_server_split: str) -> None:
+    """Add ``--workers`` (and ``--backend``) to a subcommand."""
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="split the work over N processes: by slot for shards and clusters (each key's "
+        f"commands keep their order); by {single_server_split}, where commands on one key "
+        "may be reordered (default: 1)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["trio", "asyncio"],
+        default="asyncio",
+        help="event loop (default: %(default)s)",
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
