@@ -30,12 +30,19 @@ from ._records import (
     CommandTemplate,
     Record,
     RecordError,
-    TemplateError,
     csv_records,
     jsonl_records,
     parse_templates,
 )
-from ._tally import EXIT_BAD_INPUT, EXIT_CONNECTION, EXIT_INTERRUPTED, Progress, Tally
+from ._tally import (
+    EXIT_BAD_INPUT,
+    EXIT_CONNECTION,
+    EXIT_INTERRUPTED,
+    INPUT_ERRORS,
+    Progress,
+    Tally,
+    input_problem,
+)
 from ._targets import Target, open_target
 from ._workers import Counters, Share, add_worker_option, backend_of, run_workers
 
@@ -80,6 +87,8 @@ class _Input:
         return min(position / self.size, 1.0)
 
     def close(self) -> None:
+        # Detached, the text layer leaves stdin open when it is collected.
+        self.text.detach()
         self._stack.close()
 
 
@@ -199,9 +208,13 @@ def _check_first(args: argparse.Namespace) -> None:
     _target(args)
     if args.workers > 1 and args.file == "-":
         raise ValueError("--workers needs a file: each worker reads the whole input")
+    if args.file == "-":
+        if args.format == "auto":
+            _form_of(args.file)  # refuses: stdin has no name to tell its format by
+        return  # read once, by the run itself
     source = _Input(args.file, args.format, args.encoding)
     try:
-        if source.form != "jsonl" and args.file != "-":
+        if source.form != "jsonl":
             _records(source, templates, args.delimiter)  # the header against the templates
     finally:
         source.close()
@@ -222,8 +235,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``triopipe import`` with parsed arguments; returns the exit status."""
     try:
         _check_first(args)
-    except (TemplateError, RecordError, ValueError, OSError) as exc:
-        print(f"triopipe import: {exc}", file=sys.stderr)
+    except INPUT_ERRORS as exc:  # TemplateError and RecordError included
+        print(f"triopipe import: {input_problem(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     started = time.perf_counter()
     try:
@@ -237,7 +250,10 @@ def run(args: argparse.Namespace) -> int:
     except CommandNotAllowedError as exc:
         print(f"triopipe import: a template's command cannot be pumped: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (TriopipeError, OSError) as exc:
+    except INPUT_ERRORS as exc:  # the input, unreadable midway
+        print(f"triopipe import: {input_problem(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TriopipeError as exc:
         print(f"triopipe import: {exc}", file=sys.stderr)
         return EXIT_CONNECTION
     elapsed = time.perf_counter() - started

@@ -275,6 +275,8 @@ def _parse_argument(text: str, position: int, fields: list[str]) -> tuple[list[_
 
 
 def _parse_field(reference: str, fields: list[str]) -> _Field:
+    if "{" in reference:
+        raise TemplateError("a '{' is not closed (write '{{' for a literal brace)")
     name, _, kind = reference.partition(":")
     name = name.strip()
     kind = kind.strip() or "str"

@@ -36,8 +36,10 @@ __all__ = [
     "EXIT_ERROR_REPLIES",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "INPUT_ERRORS",
     "Progress",
     "Tally",
+    "input_problem",
 ]
 
 EXIT_OK = 0
@@ -147,6 +149,21 @@ class Tally:
         for text in self.quoted:
             if text != self.stopped_at:
                 print(f"  {text}", file=sys.stderr)
+
+
+#: What reading or using the input may raise (EOFError: a cut gzip stream).
+INPUT_ERRORS = (OSError, ValueError, EOFError)
+
+
+def input_problem(exc: OSError | ValueError | EOFError) -> str:
+    """A one-line message for input that cannot be read or used."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"cannot read {exc.filename}: {exc.strerror}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the input is not valid {exc.encoding} (say --encoding): {exc.reason}"
+    if isinstance(exc, EOFError):
+        return f"the compressed input is cut short: {exc}"
+    return str(exc)
 
 
 class Progress:
