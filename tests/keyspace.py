@@ -80,3 +80,12 @@ def keyspace(urls: Sequence[str], match: str = "*") -> dict[bytes, tuple[bytes, 
         finally:
             link.close()
     return found
+
+
+def run_commands(url: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send ``commands`` to one server as one pipeline; their replies (errors as objects)."""
+    link = _Link(url)
+    try:
+        return link.run(commands)
+    finally:
+        link.close()

@@ -12,6 +12,7 @@ Rules that live here:
 * Exit statuses, first match wins: :data:`EXIT_CONNECTION` when a link
   failed (unknown or unsent commands, or no connection at all),
   :data:`EXIT_BAD_INPUT` for input that stopped the run,
+  :data:`EXIT_DIFFERENT` when ``copy --verify`` found differences,
   :data:`EXIT_ERROR_REPLIES` for error replies, else :data:`EXIT_OK`;
   :data:`EXIT_INTERRUPTED` for Ctrl-C.
 * Tallies of several workers add up field by field.
@@ -33,6 +34,7 @@ from .._exceptions import ConnectionLostError, ResponseError, TransportError
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_CONNECTION",
+    "EXIT_DIFFERENT",
     "EXIT_ERROR_REPLIES",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -50,6 +52,8 @@ EXIT_ERROR_REPLIES = 1
 EXIT_BAD_INPUT = 2
 #: A server could not be reached, or a link broke mid-run.
 EXIT_CONNECTION = 3
+#: copy --verify found differences between source and target.
+EXIT_DIFFERENT = 4
 #: Interrupted (Ctrl-C), as shells report SIGINT.
 EXIT_INTERRUPTED = 130
 
@@ -72,6 +76,11 @@ class Tally:
     not_sent: int = 0
     #: copy without --replace: keys already at the target (kept as they were).
     busy: int = 0
+    #: copy: keys the source could not read (an error reply to DUMP or PTTL).
+    source_errors: int = 0
+    #: copy --verify: sampled keys compared, and differences found.
+    checked: int = 0
+    different: int = 0
     #: The bad record that stopped the run (import), if one did.
     stopped_at: str | None = None
     quoted: list[str] = dataclasses.field(default_factory=list)
@@ -114,8 +123,8 @@ class Tally:
         """Add another worker's counts to these."""
         for field in ("items", "skipped", "commands", "acknowledged", "errors", "unknown"):
             setattr(self, field, getattr(self, field) + getattr(other, field))
-        self.not_sent += other.not_sent
-        self.busy += other.busy
+        for field in ("not_sent", "busy", "source_errors", "checked", "different"):
+            setattr(self, field, getattr(self, field) + getattr(other, field))
         self.stopped_at = self.stopped_at or other.stopped_at
         self.quoted = (self.quoted + other.quoted)[:_QUOTED]
 
@@ -125,7 +134,9 @@ class Tally:
             return EXIT_CONNECTION
         if self.stopped_at is not None:
             return EXIT_BAD_INPUT
-        return EXIT_ERROR_REPLIES if self.errors else EXIT_OK
+        if self.different:
+            return EXIT_DIFFERENT
+        return EXIT_ERROR_REPLIES if self.errors or self.source_errors else EXIT_OK
 
     def as_dict(self, names: dict[str, str], target: str, elapsed: float) -> dict[str, Any]:
         """The counts for ``--json``, each under its name in ``names`` (fields left out are 0)."""

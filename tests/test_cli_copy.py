@@ -1,0 +1,134 @@
+"""``triopipe copy`` against real servers: every key copied, counted and verified.
+
+The command line runs in a subprocess, on each event loop (``--backend``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from helpers import Control
+from keyspace import keyspace, run_commands
+
+from triopipe.testing import RedisServer
+
+BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
+
+
+def triopipe(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "triopipe", *args], capture_output=True, timeout=120, check=False
+    )
+
+
+def report(result: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
+    assert result.stdout, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def fill(url: str, count: int) -> None:
+    """Keys of every common type, some with a time to live, and a big set and hash."""
+    commands: list[tuple[Any, ...]] = []
+    for i in range(count):
+        commands.append(("SET", f"str:{i}", f"value {i}"))
+        if i % 10 == 0:
+            commands.append(("HSET", f"hash:{i}", "a", i, "b", "x" * (i % 50)))
+            commands.append(("PEXPIRE", f"hash:{i}", 600_000))
+            commands.append(("RPUSH", f"list:{i % 7}", i))
+            commands.append(("ZADD", "zset", i, f"m{i}"))
+            commands.append(("XADD", "stream", f"{i + 1}-0", "n", i))
+    # Big enough for hash tables: their DUMP order differs between servers.
+    commands.append(("SADD", "big-set", *range(2000)))
+    commands.append(("HSET", "big-hash", *[part for i in range(900) for part in (f"f{i}", i)]))
+    replies = run_commands(url, commands)
+    assert not [reply for reply in replies if isinstance(reply, Exception)]
+
+
+@BACKENDS
+def test_copy_from_a_server_to_a_cluster_and_back_keeps_every_key(
+    redis_url: str,
+    redis_cluster_urls: list[str],
+    redis_server: RedisServer,
+    backend: str,
+) -> None:
+    fill(redis_url, 12_000)
+    original = keyspace([redis_url])
+    assert len(original) == 12_000 + 1_200 + 7 + 4
+    there = triopipe(
+        "copy", redis_url, ",".join(redis_cluster_urls), "--target-cluster", "--verify",
+        "--json", "--backend", backend,
+    )  # fmt: skip
+    assert there.returncode == 0, there.stderr
+    counts = report(there)
+    assert counts["keys"] == counts["restores"] == counts["restored"] == len(original)
+    assert (counts["verified_sample"], counts["different"]) == (1000, 0)
+    assert keyspace(redis_cluster_urls) == original
+    assert all(Control(url).dbsize() for url in redis_cluster_urls)
+
+    back_url = redis_server.url
+    back = triopipe(
+        "copy", redis_cluster_urls[0], back_url, "--source-cluster", "--verify",
+        "--backend", backend,
+    )  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    assert f"copied {len(original):,} keys matching '*' from cluster".encode() in back.stderr
+    assert keyspace([back_url]) == original
+
+
+@BACKENDS
+def test_existing_keys_are_kept_and_counted_unless_replaced(
+    redis_shard_urls: list[str], backend: str
+) -> None:
+    source, target = redis_shard_urls[0], redis_shard_urls[1]
+    run_commands(source, [("SET", f"user:{i}", i) for i in range(500)] + [("SET", "other", 1)])
+    run_commands(target, [("SET", "user:7", "old"), ("SET", "user:8", "old")])
+    args = ("copy", source, target, "--match", "user:*", "--json", "--backend", backend)
+    kept = triopipe(*args, "--verify", "--verify-sample", "600")
+    # Both sides have 500 user keys, but two of the target's differ.
+    assert kept.returncode == 4, kept.stderr
+    counts = report(kept)
+    assert (counts["keys"], counts["restored"], counts["kept_existing"]) == (500, 498, 2)
+    assert (counts["verified_sample"], counts["different"]) == (500, 2)
+    assert Control(target).get("user:7") == b"old"
+    assert Control(target).get("other") is None
+
+    replaced = triopipe(*args, "--replace", "--verify")
+    assert replaced.returncode == 0, replaced.stderr
+    assert report(replaced)["restored"] == 500
+    assert keyspace([target]) == keyspace([source], match="user:*")
+
+
+@BACKENDS
+def test_copy_with_workers_by_slot_between_shards_and_a_server(
+    redis_url: str, redis_shard_urls: list[str], backend: str
+) -> None:
+    fill(redis_url, 6_000)
+    original = keyspace([redis_url])
+    shards = ",".join(redis_shard_urls)
+    result = triopipe(
+        "copy", redis_url, shards, "--target-shards", "--workers", "2", "--verify", "--json",
+        "--backend", backend,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    counts = report(result)
+    assert counts["keys"] == counts["restored"] == len(original)
+    assert counts["different"] == 0
+    assert keyspace(redis_shard_urls) == original
+
+
+def test_copy_refuses_bad_urls_and_unreachable_servers(redis_url: str) -> None:
+    bad = triopipe("copy", redis_url, "http://nowhere")
+    assert bad.returncode == 2
+    assert b"unsupported URL scheme" in bad.stderr
+    several = triopipe("copy", redis_url, f"{redis_url},{redis_url}")
+    assert several.returncode == 2
+    assert b"several URLs for one server" in several.stderr
+    unreachable = triopipe("copy", "redis://:hunter2@127.0.0.1:1", redis_url)
+    assert unreachable.returncode == 3
+    assert b"cannot connect" in unreachable.stderr
+    assert b"hunter2" not in unreachable.stderr

@@ -1,0 +1,369 @@
+"""``triopipe copy``: a snapshot of keys from one deployment to another.
+
+Theory of operation: each source server (the one server, every shard, every
+cluster primary) is walked by its own task with ``SCAN MATCH``; keys are
+gathered into batches, and each batch is read with one pipeline of ``DUMP``
+and ``PTTL`` per key, then written by ``pump`` as ``RESTORE key ttl payload``
+(``REPLACE`` under ``--replace``) to the target, which routes each key. The
+next batch is read while the last is written (a channel of two batches), so
+memory stays bounded. A key gone between ``SCAN`` and ``DUMP`` is counted as
+gone, not as a failure; without ``--replace`` a key already at the target
+answers ``BUSYKEY`` and is counted as kept.
+
+As with ``SCAN`` itself, keys written to the source during the copy may or
+may not be copied: it is a snapshot only of a source at rest.
+``--verify`` then counts the matching keys on both sides and compares a
+sample of copied keys: their ``DUMP`` payloads, or, when those differ (a big
+set or hash is serialised in its own table's order on each server), their
+whole values read by type, and whether both have a time to live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+
+from .._client import Client
+from .._exceptions import ConnectError, TriopipeError
+from .._routing import key_slot
+from ._tally import EXIT_BAD_INPUT, EXIT_CONNECTION, EXIT_INTERRUPTED, Progress, Tally
+from ._targets import Kind, Target, open_target
+from ._workers import Counters, Share, add_worker_option, backend_of, run_workers
+
+__all__ = ["add_parser", "run"]
+
+# Keys read (DUMP + PTTL) in one pipeline, and written in one pump call.
+_BATCH = 5_000
+_SUMMARY_NAMES = {
+    "items": "keys",
+    "skipped": "gone",
+    "commands": "restores",
+    "acknowledged": "restored",
+    "busy": "kept_existing",
+    "errors": "error_replies",
+    "unknown": "unknown_outcome",
+    "not_sent": "not_sent",
+    "source_errors": "unreadable",
+    "checked": "verified_sample",
+    "different": "different",
+}
+
+
+def _source_servers(client: Any, kind: Kind) -> list[Client]:
+    if kind == "cluster":
+        return list(client.nodes.values())
+    if kind == "shards":
+        return list(client.shards.values())
+    return [client]
+
+
+def _name(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")
+
+
+class _Copier:
+    """One process's copy: its share of every source server's keys."""
+
+    def __init__(self, args: argparse.Namespace, share: Share, tally: Tally) -> None:
+        self._args = args
+        self._share = share
+        self._tally = tally
+        self._restore_tail: tuple[str, ...] = ("REPLACE",) if args.replace else ()
+        # A uniform sample of the copied keys (reservoir sampling), for --verify.
+        self.sample: list[tuple[int, bytes]] = []  # (source server, key)
+        self._sample_size = args.verify_sample if args.verify else 0
+        self._offered = 0
+
+    async def copy_server(self, server: int, source: Client, target: Any) -> None:
+        """Copy the matching keys of source server number ``server``."""
+        send, receive = anyio.create_memory_object_stream[list[tuple[Any, ...]]](2)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._write, target, receive)
+            async with send:
+                batch: list[bytes] = []
+                async for key in source.scan_iter(match=self._args.match, count=1000):
+                    if self._share.owns_slot(key_slot(key)):
+                        batch.append(key)
+                    if len(batch) >= _BATCH:
+                        await send.send(await self._read(server, source, batch))
+                        batch = []
+                if batch:
+                    await send.send(await self._read(server, source, batch))
+
+    async def _read(self, server: int, source: Client, keys: list[bytes]) -> list[tuple[Any, ...]]:
+        tally = self._tally
+        tally.items += len(keys)
+        reads = [command for key in keys for command in (("DUMP", key), ("PTTL", key))]
+        replies = await source.execute_many(reads, raise_on_error=False)
+        restores = []
+        for key, payload, ttl in zip(keys, replies[0::2], replies[1::2], strict=True):
+            failure = next((r for r in (payload, ttl) if isinstance(r, Exception)), None)
+            if failure is not None:
+                tally.source_errors += 1
+                tally.failure(f"key {_name(key)}: cannot read it from the source: {failure}")
+            elif payload is None or ttl == -2:
+                tally.skipped += 1  # expired or deleted since SCAN saw it
+            else:
+                restores.append(("RESTORE", key, max(ttl, 0), payload, *self._restore_tail))
+                self._keep_in_sample(server, key)
+        return restores
+
+    def _keep_in_sample(self, server: int, key: bytes) -> None:
+        self._offered += 1
+        if len(self.sample) < self._sample_size:
+            self.sample.append((server, key))
+        elif self._sample_size and random.random() * self._offered < self._sample_size:
+            self.sample[random.randrange(self._sample_size)] = (server, key)
+
+    async def _write(
+        self, target: Any, batches: ObjectReceiveStream[list[tuple[Any, ...]]]
+    ) -> None:
+        tally = self._tally
+        async with batches:
+            async for restores in batches:
+
+                def where(index: int, restores: list[tuple[Any, ...]] = restores) -> str:
+                    return f"key {_name(restores[index][1])}"
+
+                def counted(first: int, outcomes: list[Any]) -> None:
+                    tally.outcomes(first, outcomes, where)
+
+                await target.pump(restores, on_outcomes=counted)
+
+    async def verify(self, sources: Sequence[Client], target: Any) -> None:
+        """Compare key counts and the sample of copied keys; count what differs."""
+        tally = self._tally
+        match = self._args.match
+        source_count = 0
+        for source in sources:
+            async for key in source.scan_iter(match=match, count=1000):
+                source_count += self._share.owns_slot(key_slot(key))
+        target_count = 0
+        async for key in target.scan_iter(match=match, count=1000):
+            target_count += self._share.owns_slot(key_slot(key))
+        if source_count != target_count:
+            tally.different += 1
+            tally.failure(
+                f"verify: {source_count:,} keys match {match!r} on the source, "
+                f"{target_count:,} on the target"
+            )
+        by_server: dict[int, list[bytes]] = {}
+        for server, key in self.sample:
+            by_server.setdefault(server, []).append(key)
+        for server, keys in by_server.items():
+            source = sources[server]
+            theirs = await _snapshot(source, keys)
+            ours = await _snapshot(target, keys)
+            for key, mine, copied in zip(keys, theirs, ours, strict=True):
+                tally.checked += 1
+                if mine != copied and (await _value(source, key)) != (await _value(target, key)):
+                    tally.different += 1
+                    tally.failure(f"verify: key {_name(key)} differs on the target")
+
+
+async def _snapshot(client: Any, keys: list[bytes]) -> list[tuple[Any, bool]]:
+    """Each key's DUMP payload and whether it has a time to live."""
+    reads = [command for key in keys for command in (("DUMP", key), ("PTTL", key))]
+    replies = await client.execute_many(reads, raise_on_error=False)
+    return [
+        (payload, isinstance(ttl, int) and ttl > 0)
+        for payload, ttl in zip(replies[0::2], replies[1::2], strict=True)
+    ]
+
+
+_READERS: dict[bytes, tuple[Any, ...]] = {
+    b"string": ("GET",),
+    b"hash": ("HGETALL",),
+    b"list": ("LRANGE", 0, -1),
+    b"set": ("SMEMBERS",),
+    b"zset": ("ZRANGE", 0, -1, "WITHSCORES"),
+    b"stream": ("XRANGE", "-", "+"),
+}
+
+
+async def _value(client: Any, key: bytes) -> Any:
+    """A key's type, whole value (order-free where the type has no order) and TTL presence."""
+    kind = await client.execute("TYPE", key)
+    kind = kind.encode() if isinstance(kind, str) else kind
+    reader = _READERS.get(kind)
+    if reader is None:
+        return (kind, None)
+    value = await client.execute(reader[0], key, *reader[1:])
+    if kind == b"set":
+        value = frozenset(value)
+    elif kind == b"hash":
+        value = (
+            frozenset(value.items())
+            if isinstance(value, dict)
+            else frozenset(zip(value[0::2], value[1::2], strict=True))
+        )
+    has_ttl = (await client.execute("PTTL", key)) > 0
+    return (kind, repr(value) if kind == b"stream" else value, has_ttl)
+
+
+async def _copy(
+    args: argparse.Namespace, share: Share, counters: Counters | None, tally: Tally
+) -> None:
+    source_target, target_target = _targets(args)
+    copier = _Copier(args, share, tally)
+    async with open_target(source_target) as source, open_target(target_target) as target:
+        sources = _source_servers(source, source_target.kind)
+        total: float | None = None
+        if args.match == "*":
+            sizes = [await server.execute("DBSIZE") for server in sources]
+            total = sum(sizes) * _owned_fraction(share)
+        progress = Progress(
+            lambda: tally.acknowledged + tally.busy,
+            lambda: total,
+            "keys restored",
+            quiet=args.quiet or args.json or counters is not None,
+        )
+        async with anyio.create_task_group() as group:
+            if counters is not None:
+                group.start_soon(counters.publish, share, tally, lambda: _fraction(tally, total))
+            group.start_soon(progress.run)
+            async with anyio.create_task_group() as copies:
+                for index, server in enumerate(sources):
+                    copies.start_soon(copier.copy_server, index, server, target)
+            group.cancel_scope.cancel()
+        progress.finish()
+        if args.verify:
+            await copier.verify(sources, target)
+
+
+def _owned_fraction(share: Share) -> float:
+    return 1.0 / share.count
+
+
+def _fraction(tally: Tally, total: float | None) -> float | None:
+    if not total:
+        return None
+    return min((tally.acknowledged + tally.busy) / total, 1.0)
+
+
+def _targets(args: argparse.Namespace) -> tuple[Target, Target]:
+    source_kind: Kind = (
+        "cluster" if args.source_cluster else "shards" if args.source_shards else "server"
+    )
+    target_kind: Kind = (
+        "cluster" if args.target_cluster else "shards" if args.target_shards else "server"
+    )
+    return Target.parse(source_kind, [args.source]), Target.parse(target_kind, [args.target])
+
+
+def _work(args: argparse.Namespace, share: Share, counters: Counters | None) -> Tally:
+    """One process's copy (the whole of it, or one worker's slots)."""
+    tally = Tally()
+    with contextlib.ExitStack() as stack:
+        if args.errors:
+            path = share.file_name(args.errors)
+            tally.errors_file = stack.enter_context(open(path, "w", encoding="utf-8"))
+        anyio.run(_copy, args, share, counters, tally, backend=backend_of(args))
+    return tally
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``triopipe copy`` with parsed arguments; returns the exit status."""
+    try:
+        source, target = _targets(args)
+    except ValueError as exc:
+        print(f"triopipe copy: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    started = time.perf_counter()
+    try:
+        tally = run_workers(args, _work, unit="keys restored", by_slot=True)
+    except KeyboardInterrupt:
+        print("triopipe copy: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConnectError as exc:
+        print(f"triopipe copy: cannot connect: {exc}", file=sys.stderr)
+        return EXIT_CONNECTION
+    except (TriopipeError, OSError) as exc:
+        print(f"triopipe copy: {exc}", file=sys.stderr)
+        return EXIT_CONNECTION
+    elapsed = time.perf_counter() - started
+    names = f"{source.describe()} to {target.describe()}"
+    rate = (tally.acknowledged + tally.busy) / max(elapsed, 1e-9)
+    lines = [
+        f"copied {tally.items:,} keys matching {args.match!r} from {names} in {elapsed:.2f} s "
+        f"({rate:,.0f} keys/s): {tally.acknowledged:,} restored, {tally.busy:,} already at "
+        f"the target (kept{'' if args.replace else '; --replace overwrites them'}), "
+        f"{tally.skipped:,} gone before DUMP, {tally.source_errors:,} unreadable, "
+        f"{tally.errors:,} error replies, {tally.unknown:,} of unknown outcome, "
+        f"{tally.not_sent:,} not sent"
+    ]
+    if args.verify:
+        lines.append(
+            f"verified: key counts and {tally.checked:,} sampled keys, "
+            f"{tally.different:,} differences"
+        )
+    tally.print_summary(
+        [] if args.quiet else lines,
+        tally.as_dict(_SUMMARY_NAMES, names, elapsed) if args.json else None,
+    )
+    return tally.exit_status()
+
+
+_DESCRIPTION = """Copy the keys matching a pattern from SOURCE to TARGET: SCAN, then pipelined
+DUMP and PTTL on the source and RESTORE (pumped, keeping no reply) on the
+target, with their time to live. SOURCE and TARGET are a server's URL, or
+comma-separated URLs with --source-shards/--target-shards (shards) or
+--source-cluster/--target-cluster (a cluster's seed nodes). Passwords may
+come from REDISCLI_AUTH or TRIOPIPE_PASSWORD. A snapshot of a source at
+rest: keys written meanwhile may or may not be copied.
+
+Exit status: 0 every key restored (or kept); 1 error replies; 2 bad usage;
+3 cannot connect or a link broke; 4 --verify found differences;
+130 interrupted.
+"""
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``copy`` and its options to the command line's subcommands."""
+    parser = commands.add_parser(
+        "copy",
+        help="copy keys between servers, shards or clusters (DUMP/RESTORE)",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(run=run)
+    parser.add_argument("source", help="the source's URL (or URLs, comma-separated)")
+    parser.add_argument("target", help="the target's URL (or URLs, comma-separated)")
+    side = parser.add_mutually_exclusive_group()
+    side.add_argument("--source-shards", action="store_true", help="SOURCE is shards")
+    side.add_argument("--source-cluster", action="store_true", help="SOURCE is a cluster")
+    side = parser.add_mutually_exclusive_group()
+    side.add_argument("--target-shards", action="store_true", help="TARGET is shards")
+    side.add_argument("--target-cluster", action="store_true", help="TARGET is a cluster")
+    parser.add_argument(
+        "--match", default="*", help="copy the keys matching this SCAN pattern (default: *)"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite keys that exist at the target (default: keep them, counted)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="afterwards, compare key counts and a sample of copied keys on both sides",
+    )
+    parser.add_argument(
+        "--verify-sample",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="keys compared by --verify (default: %(default)s)",
+    )
+    parser.add_argument("--errors", metavar="FILE", help="write every failure to FILE")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    add_worker_option(parser, "slot range as well")
