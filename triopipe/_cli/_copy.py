@@ -21,7 +21,6 @@ whole values read by type, and whether both have a time to live.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import sys
 import time
@@ -32,11 +31,10 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from .._client import Client
-from .._exceptions import ConnectError, TriopipeError
 from .._routing import key_slot
-from ._tally import EXIT_BAD_INPUT, EXIT_CONNECTION, EXIT_INTERRUPTED, Progress, Tally
+from ._tally import EXIT_BAD_INPUT, Progress, Tally
 from ._targets import Kind, Target, open_target
-from ._workers import Counters, Share, add_worker_option, backend_of, run_workers
+from ._workers import Counters, Share, add_run_options, run_reported
 
 __all__ = ["add_parser", "run"]
 
@@ -259,17 +257,6 @@ def _targets(args: argparse.Namespace) -> tuple[Target, Target]:
     return Target.parse(source_kind, [args.source]), Target.parse(target_kind, [args.target])
 
 
-def _work(args: argparse.Namespace, share: Share, counters: Counters | None) -> Tally:
-    """One process's copy (the whole of it, or one worker's slots)."""
-    tally = Tally()
-    with contextlib.ExitStack() as stack:
-        if args.errors:
-            path = share.file_name(args.errors)
-            tally.errors_file = stack.enter_context(open(path, "w", encoding="utf-8"))
-        anyio.run(_copy, args, share, counters, tally, backend=backend_of(args))
-    return tally
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``triopipe copy`` with parsed arguments; returns the exit status."""
     try:
@@ -278,17 +265,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"triopipe copy: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     started = time.perf_counter()
-    try:
-        tally = run_workers(args, _work, unit="keys restored", by_slot=True)
-    except KeyboardInterrupt:
-        print("triopipe copy: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except ConnectError as exc:
-        print(f"triopipe copy: cannot connect: {exc}", file=sys.stderr)
-        return EXIT_CONNECTION
-    except (TriopipeError, OSError) as exc:
-        print(f"triopipe copy: {exc}", file=sys.stderr)
-        return EXIT_CONNECTION
+    tally = run_reported("copy", args, _copy, unit="keys restored", by_slot=True)
+    if isinstance(tally, int):
+        return tally
     elapsed = time.perf_counter() - started
     names = f"{source.describe()} to {target.describe()}"
     rate = (tally.acknowledged + tally.busy) / max(elapsed, 1e-9)
@@ -363,7 +342,4 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         help="keys compared by --verify (default: %(default)s)",
     )
-    parser.add_argument("--errors", metavar="FILE", help="write every failure to FILE")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress and no summary")
-    add_worker_option(parser, "slot range as well")
+    add_run_options(parser, "slot range as well")

@@ -24,7 +24,6 @@ from typing import Any, BinaryIO
 
 import anyio
 
-from .._exceptions import CommandNotAllowedError, ConnectError, TriopipeError
 from ._records import (
     BadRecord,
     CommandTemplate,
@@ -36,15 +35,13 @@ from ._records import (
 )
 from ._tally import (
     EXIT_BAD_INPUT,
-    EXIT_CONNECTION,
-    EXIT_INTERRUPTED,
     INPUT_ERRORS,
     Progress,
     Tally,
     input_problem,
 )
 from ._targets import Target, open_target
-from ._workers import Counters, Share, add_worker_option, backend_of, run_workers
+from ._workers import Counters, Share, add_run_options, run_reported
 
 __all__ = ["add_parser", "run"]
 
@@ -220,17 +217,6 @@ def _check_first(args: argparse.Namespace) -> None:
         source.close()
 
 
-def _work(args: argparse.Namespace, share: Share, counters: Counters | None) -> Tally:
-    """One process's run (the whole import, or one worker's share)."""
-    tally = Tally()
-    with contextlib.ExitStack() as stack:
-        if args.errors:
-            path = share.file_name(args.errors)
-            tally.errors_file = stack.enter_context(open(path, "w", encoding="utf-8"))
-        anyio.run(_import, args, share, counters, tally, backend=backend_of(args))
-    return tally
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``triopipe import`` with parsed arguments; returns the exit status."""
     try:
@@ -239,23 +225,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"triopipe import: {input_problem(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     started = time.perf_counter()
-    try:
-        tally = run_workers(args, _work, unit="commands acknowledged")
-    except KeyboardInterrupt:
-        print("triopipe import: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except ConnectError as exc:
-        print(f"triopipe import: cannot connect: {exc}", file=sys.stderr)
-        return EXIT_CONNECTION
-    except CommandNotAllowedError as exc:
-        print(f"triopipe import: a template's command cannot be pumped: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except INPUT_ERRORS as exc:  # the input, unreadable midway
-        print(f"triopipe import: {input_problem(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except TriopipeError as exc:
-        print(f"triopipe import: {exc}", file=sys.stderr)
-        return EXIT_CONNECTION
+    tally = run_reported("import", args, _import, unit="commands acknowledged")
+    if isinstance(tally, int):
+        return tally
     elapsed = time.perf_counter() - started
     target = _target(args).describe()
     rate = tally.acknowledged / max(elapsed, 1e-9)
@@ -336,7 +308,4 @@ def add_parser(commands: Any) -> None:
     target.add_argument(
         "--cluster", action="append", metavar="URL,URL", help="a Redis Cluster's seed nodes"
     )
-    parser.add_argument("--errors", metavar="FILE", help="write every failure to FILE")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress and no summary")
-    add_worker_option(parser, "records in blocks of 10,000 (one server)")
+    add_run_options(parser, "records in blocks of 10,000 (one server)")

@@ -21,27 +21,46 @@ prints the sum. Their ``--errors`` files are joined in worker order at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
 
-from .._exceptions import TriopipeError
+from .._exceptions import CommandNotAllowedError, ConnectError, TriopipeError
 from .._routing import key_positions, key_slot
 from .._routing._keys import SLOTS
-from ._tally import Progress, Tally
+from ._tally import (
+    EXIT_BAD_INPUT,
+    EXIT_CONNECTION,
+    EXIT_INTERRUPTED,
+    INPUT_ERRORS,
+    Progress,
+    Tally,
+    input_problem,
+)
 
-__all__ = ["BLOCK", "Counters", "Share", "add_worker_option", "backend_of", "run_workers"]
+__all__ = [
+    "BLOCK",
+    "Counters",
+    "Main",
+    "Share",
+    "add_run_options",
+    "backend_of",
+    "run_reported",
+    "run_workers",
+]
 
 #: Records per block dealt to the workers of an import into one server.
 BLOCK = 10_000
 
-Work = Callable[[argparse.Namespace, "Share", "Counters | None"], Tally]
+#: One process's run: ``main(args, share, counters, tally)``, counting into ``tally``.
+Main = Callable[[argparse.Namespace, "Share", "Counters | None", Tally], Awaitable[None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +129,24 @@ class Counters:
         return min(fractions) or None
 
 
+def _run_share(
+    main: Main, args: argparse.Namespace, share: Share, counters: Counters | None
+) -> Tally:
+    """Run ``main`` for one share in this process, with its own ``--errors`` file."""
+    tally = Tally()
+    with contextlib.ExitStack() as stack:
+        if args.errors:
+            path = share.file_name(args.errors)
+            tally.errors_file = stack.enter_context(open(path, "w", encoding="utf-8"))
+        anyio.run(main, args, share, counters, tally, backend=backend_of(args))
+    return tally
+
+
 def _child(
-    work: Work, args: argparse.Namespace, share: Share, counters: Counters, results: Any
+    main: Main, args: argparse.Namespace, share: Share, counters: Counters, results: Any
 ) -> None:
     try:
-        tally = work(args, share, counters)
+        tally = _run_share(main, args, share, counters)
         tally.errors_file = None
         results.put((share.index, tally, None))
     except KeyboardInterrupt:
@@ -126,17 +158,37 @@ def _child(
             results.put((share.index, None, TriopipeError(str(exc))))
 
 
+def run_reported(
+    name: str, args: argparse.Namespace, main: Main, *, unit: str, by_slot: bool = False
+) -> Tally | int:
+    """The tally of :func:`run_workers`, or the exit status of a failure, said in one line."""
+    try:
+        return run_workers(args, main, unit=unit, by_slot=by_slot)
+    except KeyboardInterrupt:
+        problem, status = "interrupted", EXIT_INTERRUPTED
+    except ConnectError as exc:
+        problem, status = f"cannot connect: {exc}", EXIT_CONNECTION
+    except CommandNotAllowedError as exc:
+        problem, status = f"a command that cannot be pumped: {exc}", EXIT_BAD_INPUT
+    except INPUT_ERRORS as exc:  # the input, unreadable midway
+        problem, status = input_problem(exc), EXIT_BAD_INPUT
+    except TriopipeError as exc:
+        problem, status = str(exc), EXIT_CONNECTION
+    print(f"triopipe {name}: {problem}", file=sys.stderr)
+    return status
+
+
 def run_workers(
-    args: argparse.Namespace, work: Work, *, unit: str, by_slot: bool = False
+    args: argparse.Namespace, main: Main, *, unit: str, by_slot: bool = False
 ) -> Tally:
-    """Run ``work`` in ``args.workers`` processes (or here, for one) and add up their tallies.
+    """Run ``main`` in ``args.workers`` processes (or here, for one) and add up their tallies.
 
     Raises:
         KeyboardInterrupt: a worker was interrupted.
         Exception: the first failure a worker raised (after every worker ended).
     """
     if args.workers <= 1:
-        return work(args, Share(), None)
+        return _run_share(main, args, Share(), None)
     by_slot = by_slot or bool(getattr(args, "shards", None) or getattr(args, "cluster", None))
     context = multiprocessing.get_context("fork")
     counters = Counters(args.workers)
@@ -144,7 +196,7 @@ def run_workers(
     processes = [
         context.Process(
             target=_child,
-            args=(work, args, Share(index, args.workers, by_slot), counters, results),
+            args=(main, args, Share(index, args.workers, by_slot), counters, results),
             daemon=True,
         )
         for index in range(args.workers)
@@ -220,8 +272,11 @@ def backend_of(args: argparse.Namespace) -> str:
     return backend
 
 
-def add_worker_option(parser: argparse.ArgumentParser, single_server_split: str) -> None:
-    """Add ``--workers`` (and ``--backend``) to a subcommand."""
+def add_run_options(parser: argparse.ArgumentParser, single_server_split: str) -> None:
+    """Add the options of how a run goes and reports (``--workers``, ``--json``, ...)."""
+    parser.add_argument("--errors", metavar="FILE", help="write every failure to FILE")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no summary")
     parser.add_argument(
         "--workers",
         type=_positive,
