@@ -24,11 +24,11 @@ import argparse
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from .._client import Client
 from .._routing import key_slot
@@ -40,6 +40,8 @@ __all__ = ["add_parser", "run"]
 
 # Keys read (DUMP + PTTL) in one pipeline, and written in one pump call.
 _BATCH = 5_000
+# SCAN's COUNT hint: big, so that few round trips go to walking the keys.
+_SCAN_COUNT = 5_000
 _SUMMARY_NAMES = {
     "items": "keys",
     "skipped": "gone",
@@ -70,8 +72,11 @@ def _name(key: bytes) -> str:
 class _Copier:
     """One process's copy: its share of every source server's keys."""
 
-    def __init__(self, args: argparse.Namespace, share: Share, tally: Tally) -> None:
+    def __init__(
+        self, args: argparse.Namespace, share: Share, tally: Tally, target_kind: Kind
+    ) -> None:
         self._args = args
+        self._target_kind = target_kind
         self._share = share
         self._tally = tally
         self._restore_tail: tuple[str, ...] = ("REPLACE",) if args.replace else ()
@@ -80,21 +85,51 @@ class _Copier:
         self._sample_size = args.verify_sample if args.verify else 0
         self._offered = 0
 
+    async def scan(self, source: Client) -> AsyncIterator[list[bytes]]:
+        """The matching keys of this share on ``source``, as SCAN returns them."""
+        cursor: Any = 0
+        share = self._share
+        while True:
+            cursor, keys = await source.execute(
+                "SCAN", cursor, "MATCH", self._args.match, "COUNT", _SCAN_COUNT
+            )
+            if share.count > 1:
+                keys = [key for key in keys if share.owns_slot(key_slot(key))]
+            yield keys
+            if int(cursor) == 0:
+                return
+
     async def copy_server(self, server: int, source: Client, target: Any) -> None:
-        """Copy the matching keys of source server number ``server``."""
-        send, receive = anyio.create_memory_object_stream[list[tuple[Any, ...]]](2)
+        """Copy the matching keys of source server number ``server``.
+
+        Three tasks: this one scans, one reads batches of keys (DUMP, PTTL),
+        one writes them (RESTORE), each a batch ahead of the next at most.
+        """
+        keys_in, keys_out = anyio.create_memory_object_stream[list[bytes]](1)
+        restores_in, restores_out = anyio.create_memory_object_stream[list[tuple[Any, ...]]](1)
         async with anyio.create_task_group() as group:
-            group.start_soon(self._write, target, receive)
-            async with send:
+            group.start_soon(self._write, target, restores_out)
+            group.start_soon(self._read_all, server, source, keys_out, restores_in)
+            async with keys_in:
                 batch: list[bytes] = []
-                async for key in source.scan_iter(match=self._args.match, count=1000):
-                    if self._share.owns_slot(key_slot(key)):
-                        batch.append(key)
+                async for keys in self.scan(source):
+                    batch += keys
                     if len(batch) >= _BATCH:
-                        await send.send(await self._read(server, source, batch))
+                        await keys_in.send(batch)
                         batch = []
                 if batch:
-                    await send.send(await self._read(server, source, batch))
+                    await keys_in.send(batch)
+
+    async def _read_all(
+        self,
+        server: int,
+        source: Client,
+        batches: ObjectReceiveStream[list[bytes]],
+        restores: ObjectSendStream[list[tuple[Any, ...]]],
+    ) -> None:
+        async with batches, restores:
+            async for keys in batches:
+                await restores.send(await self._read(server, source, keys))
 
     async def _read(self, server: int, source: Client, keys: list[bytes]) -> list[tuple[Any, ...]]:
         tally = self._tally
@@ -140,13 +175,13 @@ class _Copier:
         """Compare key counts and the sample of copied keys; count what differs."""
         tally = self._tally
         match = self._args.match
-        source_count = 0
+        source_count = target_count = 0
         for source in sources:
-            async for key in source.scan_iter(match=match, count=1000):
-                source_count += self._share.owns_slot(key_slot(key))
-        target_count = 0
-        async for key in target.scan_iter(match=match, count=1000):
-            target_count += self._share.owns_slot(key_slot(key))
+            async for keys in self.scan(source):
+                source_count += len(keys)
+        for node in _source_servers(target, self._target_kind):
+            async for keys in self.scan(node):
+                target_count += len(keys)
         if source_count != target_count:
             tally.different += 1
             tally.failure(
@@ -211,7 +246,7 @@ async def _copy(
     args: argparse.Namespace, share: Share, counters: Counters | None, tally: Tally
 ) -> None:
     source_target, target_target = _targets(args)
-    copier = _Copier(args, share, tally)
+    copier = _Copier(args, share, tally, target_target.kind)
     async with open_target(source_target) as source, open_target(target_target) as target:
         sources = _source_servers(source, source_target.kind)
         total: float | None = None
