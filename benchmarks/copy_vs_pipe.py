@@ -80,7 +80,7 @@ def _restore_file(url: str, path: Path) -> int:
 
 
 def _timed(argv: list[str], stdin: Path | None = None) -> float:
-    with (stdin.open("rb") if stdin else open("/dev/null", "rb")) as source:
+    with stdin.open("rb") if stdin else open("/dev/null", "rb") as source:
         start = time.perf_counter()
         result = subprocess.run(argv, stdin=source, capture_output=True, check=False)
         seconds = time.perf_counter() - start

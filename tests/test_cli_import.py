@@ -13,9 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from helpers import Control
 from keyspace import keyspace
+
+from triopipe.testing import tcp_proxy
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
 
@@ -261,3 +264,28 @@ def test_workers_split_by_slot_over_shards_and_by_block_on_one_server(
         # By slot, each key's commands keep the input's order.
         assert spread[b"order:%d" % n][1] == tuple(b"%d" % i for i in range(n, 25_000, 100))
         assert sorted(single[b"order:%d" % n][1], key=int) == list(spread[b"order:%d" % n][1])
+
+
+async def test_a_broken_link_leaves_acknowledged_le_keys_le_acknowledged_plus_unknown(
+    redis_url: str, tmp_path: Path
+) -> None:
+    count = 200_000
+    source = write_csv(tmp_path / "many.csv", [{"id": i} for i in range(count)])
+    host, port = redis_url.removeprefix("redis://").rstrip("/").split(":")
+    control = Control(redis_url)
+    async with tcp_proxy(host, int(port)) as proxy:
+        argv = [sys.executable, "-m", "triopipe", "import", str(source), "-c", "SET k:{id} {id}"]
+        async with await anyio.open_process([*argv, "--url", proxy.url, "--json"]) as process:
+            while int(await anyio.to_thread.run_sync(control.dbsize)) < count // 4:
+                await anyio.sleep(0.01)
+            proxy.reset()  # every link through the proxy breaks, mid-pipeline
+            assert process.stdout is not None
+            output = b"".join([chunk async for chunk in process.stdout])
+            await process.wait()
+    report = json.loads(output)
+    stored = int(control.dbsize())  # type: ignore[call-overload]
+    assert report["records"] == report["commands"] == count
+    assert report["unknown_outcome"] > 0
+    assert report["acknowledged"] + report["unknown_outcome"] + report["not_sent"] == count
+    assert report["acknowledged"] <= stored <= report["acknowledged"] + report["unknown_outcome"]
+    assert process.returncode == report["exit_status"] == 3
