@@ -278,7 +278,10 @@ async def test_a_broken_link_leaves_acknowledged_le_keys_le_acknowledged_plus_un
         async with await anyio.open_process([*argv, "--url", proxy.url, "--json"]) as process:
             while int(await anyio.to_thread.run_sync(control.dbsize)) < count // 4:
                 await anyio.sleep(0.01)
-            proxy.reset()  # every link through the proxy breaks, mid-pipeline
+            # What the client writes now stays unanswered, then every link breaks.
+            proxy.stall()
+            await anyio.sleep(0.2)
+            proxy.reset()
             assert process.stdout is not None
             output = b"".join([chunk async for chunk in process.stdout])
             await process.wait()
