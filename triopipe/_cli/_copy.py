@@ -2,13 +2,15 @@
 
 Theory of operation: each source server (the one server, every shard, every
 cluster primary) is walked by its own task with ``SCAN MATCH``; keys are
-gathered into batches, and each batch is read with one pipeline of ``DUMP``
-and ``PTTL`` per key, then written by ``pump`` as ``RESTORE key ttl payload``
-(``REPLACE`` under ``--replace``) to the target, which routes each key. The
-next batch is read while the last is written (a channel of two batches), so
-memory stays bounded. A key gone between ``SCAN`` and ``DUMP`` is counted as
-gone, not as a failure; without ``--replace`` a key already at the target
-answers ``BUSYKEY`` and is counted as kept.
+gathered into batches (``--batch``), and each batch is read in one round
+trip by a read-only script that returns every key's ``DUMP`` and ``PTTL``
+(or, where scripts are refused, a pipeline of both commands per key), then
+written by ``pump`` as ``RESTORE key ttl payload`` (``REPLACE`` under
+``--replace``) to the target, which routes each key. Scanning, reading and
+writing run as three tasks, a batch apart at most, so memory stays bounded.
+A key gone between ``SCAN`` and ``DUMP`` is counted as gone, not as a
+failure; without ``--replace`` a key already at the target answers
+``BUSYKEY`` and is counted as kept.
 
 As with ``SCAN`` itself, keys written to the source during the copy may or
 may not be copied: it is a snapshot only of a source at rest.
@@ -31,6 +33,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from .._client import Client
+from .._exceptions import ResponseError
 from .._routing import key_slot
 from ._tally import EXIT_BAD_INPUT, Progress, Tally
 from ._targets import Kind, Target, open_target
@@ -38,8 +41,17 @@ from ._workers import Counters, Share, add_run_options, run_reported
 
 __all__ = ["add_parser", "run"]
 
-# Keys read (DUMP + PTTL) in one pipeline, and written in one pump call.
-_BATCH = 5_000
+# One round trip reads a whole batch, run by the server: far less work for
+# the client than a DUMP and a PTTL command per key. Read-only (so it runs on
+# a server out of memory too); a cluster node's keys span many slots.
+_READ_SCRIPT = """#!lua flags=no-writes,allow-cross-slot-keys
+local replies = {}
+for index, key in ipairs(KEYS) do
+  replies[2 * index - 1] = redis.call('DUMP', key)
+  replies[2 * index] = redis.call('PTTL', key)
+end
+return replies
+"""
 # SCAN's COUNT hint: big, so that few round trips go to walking the keys.
 _SCAN_COUNT = 5_000
 _SUMMARY_NAMES = {
@@ -84,6 +96,7 @@ class _Copier:
         self.sample: list[tuple[int, bytes]] = []  # (source server, key)
         self._sample_size = args.verify_sample if args.verify else 0
         self._offered = 0
+        self._unscripted: set[int] = set()  # source servers that refused _READ_SCRIPT
 
     async def scan(self, source: Client) -> AsyncIterator[list[bytes]]:
         """The matching keys of this share on ``source``, as SCAN returns them."""
@@ -114,7 +127,7 @@ class _Copier:
                 batch: list[bytes] = []
                 async for keys in self.scan(source):
                     batch += keys
-                    if len(batch) >= _BATCH:
+                    if len(batch) >= self._args.batch:
                         await keys_in.send(batch)
                         batch = []
                 if batch:
@@ -134,8 +147,7 @@ class _Copier:
     async def _read(self, server: int, source: Client, keys: list[bytes]) -> list[tuple[Any, ...]]:
         tally = self._tally
         tally.items += len(keys)
-        reads = [command for key in keys for command in (("DUMP", key), ("PTTL", key))]
-        replies = await source.execute_many(reads, raise_on_error=False)
+        replies = await self._dump(server, source, keys)
         restores = []
         for key, payload, ttl in zip(keys, replies[0::2], replies[1::2], strict=True):
             failure = next((r for r in (payload, ttl) if isinstance(r, Exception)), None)
@@ -148,6 +160,19 @@ class _Copier:
                 restores.append(("RESTORE", key, max(ttl, 0), payload, *self._restore_tail))
                 self._keep_in_sample(server, key)
         return restores
+
+    async def _dump(self, server: int, source: Client, keys: list[bytes]) -> list[Any]:
+        """DUMP and PTTL replies of every key, in order: by the script, or pipelined."""
+        if server not in self._unscripted:
+            try:
+                replies: list[Any] = await source.execute("EVAL", _READ_SCRIPT, len(keys), *keys)
+            except ResponseError:
+                # Scripts refused (an ACL, a server before 7.0): pipelines from now on.
+                self._unscripted.add(server)
+            else:
+                return replies
+        reads = [command for key in keys for command in (("DUMP", key), ("PTTL", key))]
+        return await source.execute_many(reads, raise_on_error=False)
 
     def _keep_in_sample(self, server: int, key: bytes) -> None:
         self._offered += 1
@@ -364,6 +389,14 @@ def add_parser(commands: Any) -> None:
         "--replace",
         action="store_true",
         help="overwrite keys that exist at the target (default: keep them, counted)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="keys read and written together; the source holds a batch's values at once, "
+        "so lower it for keys of many megabytes (default: %(default)s)",
     )
     parser.add_argument(
         "--verify",
