@@ -132,20 +132,3 @@ def test_copy_refuses_bad_urls_and_unreachable_servers(redis_url: str) -> None:
     assert unreachable.returncode == 3
     assert b"cannot connect" in unreachable.stderr
     assert b"hunter2" not in unreachable.stderr
-
-
-def test_a_source_that_refuses_scripts_is_read_by_pipelines(
-    redis_server: RedisServer, redis_url: str
-) -> None:
-    source = redis_server.url
-    fill(source, 3_000)
-    original = keyspace([source])
-    run_commands(source, [("ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@all", "-eval")])
-    reader = source.replace("redis://", "redis://reader:pw@")
-    result = triopipe("copy", reader, redis_url, "--batch", "700", "--json")
-    assert result.returncode == 0, result.stderr
-    assert report(result)["restored"] == len(original)
-    assert keyspace([redis_url]) == original
-    # The script was tried, refused once, and never again.
-    denied = run_commands(source, [("ACL", "LOG")])[0]
-    assert [dict(zip(e[0::2], e[1::2], strict=True))[b"object"] for e in denied] == [b"eval"]

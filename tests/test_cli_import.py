@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from helpers import Control
 from keyspace import keyspace
 
-from triopipe.testing import tcp_proxy
+from triopipe.testing import RedisServer, tcp_proxy
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
 
@@ -292,3 +293,34 @@ async def test_a_broken_link_leaves_acknowledged_le_keys_le_acknowledged_plus_un
     assert report["acknowledged"] + report["unknown_outcome"] + report["not_sent"] == count
     assert report["acknowledged"] <= stored <= report["acknowledged"] + report["unknown_outcome"]
     assert process.returncode == report["exit_status"] == 3
+
+
+def test_the_password_comes_from_the_environment(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    url = redis_server.url
+    Control(url).execute_command("ACL", "SETUSER", "importer", "on", ">s3cret", "~*", "+@all")
+    source = write_csv(tmp_path / "users.csv", users(20))
+    # A user name without a password: the password comes from REDISCLI_AUTH.
+    as_importer = url.replace("redis://", "redis://importer:@")
+    argv = [sys.executable, "-m", "triopipe", "import", str(source), "-c", "SADD users {id}"]
+    for variable in ("REDISCLI_AUTH", "TRIOPIPE_PASSWORD"):
+        Control(url).execute_command("DEL", "users")
+        result = subprocess.run(
+            [*argv, "--url", as_importer],
+            env={**os.environ, variable: "s3cret"},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert Control(url).execute_command("SCARD", "users") == 20
+    refused = subprocess.run(
+        [*argv, "--url", as_importer],
+        env={**os.environ, "REDISCLI_AUTH": "wrong"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 3
+    assert b"wrong" not in refused.stderr

@@ -2,11 +2,10 @@
 
 Theory of operation: each source server (the one server, every shard, every
 cluster primary) is walked by its own task with ``SCAN MATCH``; keys are
-gathered into batches (``--batch``), and each batch is read in one round
-trip by a read-only script that returns every key's ``DUMP`` and ``PTTL``
-(or, where scripts are refused, a pipeline of both commands per key), then
-written by ``pump`` as ``RESTORE key ttl payload`` (``REPLACE`` under
-``--replace``) to the target, which routes each key. Scanning, reading and
+gathered into batches (``--batch``), and each batch is read with one
+pipeline of ``DUMP`` and ``PTTL`` per key, then written by ``pump`` as
+``RESTORE key ttl payload`` (``REPLACE`` under ``--replace``) to the
+target, which routes each key. Scanning, reading and
 writing run as three tasks, a batch apart at most, so memory stays bounded.
 A key gone between ``SCAN`` and ``DUMP`` is counted as gone, not as a
 failure; without ``--replace`` a key already at the target answers
@@ -33,7 +32,6 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from .._client import Client
-from .._exceptions import ResponseError
 from .._routing import key_slot
 from ._tally import EXIT_BAD_INPUT, Progress, Tally
 from ._targets import Kind, Target, open_target
@@ -41,17 +39,6 @@ from ._workers import Counters, Share, add_run_options, run_reported
 
 __all__ = ["add_parser", "run"]
 
-# One round trip reads a whole batch, run by the server: far less work for
-# the client than a DUMP and a PTTL command per key. Read-only (so it runs on
-# a server out of memory too); a cluster node's keys span many slots.
-_READ_SCRIPT = """#!lua flags=no-writes,allow-cross-slot-keys
-local replies = {}
-for index, key in ipairs(KEYS) do
-  replies[2 * index - 1] = redis.call('DUMP', key)
-  replies[2 * index] = redis.call('PTTL', key)
-end
-return replies
-"""
 # SCAN's COUNT hint: big, so that few round trips go to walking the keys.
 _SCAN_COUNT = 5_000
 _SUMMARY_NAMES = {
@@ -96,7 +83,6 @@ class _Copier:
         self.sample: list[tuple[int, bytes]] = []  # (source server, key)
         self._sample_size = args.verify_sample if args.verify else 0
         self._offered = 0
-        self._unscripted: set[int] = set()  # source servers that refused _READ_SCRIPT
 
     async def scan(self, source: Client) -> AsyncIterator[list[bytes]]:
         """The matching keys of this share on ``source``, as SCAN returns them."""
@@ -147,7 +133,7 @@ class _Copier:
     async def _read(self, server: int, source: Client, keys: list[bytes]) -> list[tuple[Any, ...]]:
         tally = self._tally
         tally.items += len(keys)
-        replies = await self._dump(server, source, keys)
+        replies = await self._dump(source, keys)
         restores = []
         for key, payload, ttl in zip(keys, replies[0::2], replies[1::2], strict=True):
             failure = next((r for r in (payload, ttl) if isinstance(r, Exception)), None)
@@ -161,16 +147,13 @@ class _Copier:
                 self._keep_in_sample(server, key)
         return restores
 
-    async def _dump(self, server: int, source: Client, keys: list[bytes]) -> list[Any]:
-        """DUMP and PTTL replies of every key, in order: by the script, or pipelined."""
-        if server not in self._unscripted:
-            try:
-                replies: list[Any] = await source.execute("EVAL", _READ_SCRIPT, len(keys), *keys)
-            except ResponseError:
-                # Scripts refused (an ACL, a server before 7.0): pipelines from now on.
-                self._unscripted.add(server)
-            else:
-                return replies
+    async def _dump(self, source: Client, keys: list[bytes]) -> list[Any]:
+        """DUMP and PTTL replies of every key, in order, pipelined.
+
+        (A script doing both for a whole batch saves the client work, but
+        costs the source server twice the time per key: the source is often
+        a server in use.)
+        """
         reads = [command for key in keys for command in (("DUMP", key), ("PTTL", key))]
         return await source.execute_many(reads, raise_on_error=False)
 
