@@ -43,7 +43,7 @@ def fill(url: str, count: int) -> None:
             commands.append(("ZADD", "zset", i, f"m{i}"))
             commands.append(("XADD", "stream", f"{i + 1}-0", "n", i))
     # Big enough for hash tables: their DUMP order differs between servers.
-    commands.append(("SADD", "big-set", *range(2000)))
+    commands.append(("SADD", "big-set", *[f"m{i}" for i in range(2000)]))
     commands.append(("HSET", "big-hash", *[part for i in range(900) for part in (f"f{i}", i)]))
     replies = run_commands(url, commands)
     assert not [reply for reply in replies if isinstance(reply, Exception)]
@@ -132,3 +132,18 @@ def test_copy_refuses_bad_urls_and_unreachable_servers(redis_url: str) -> None:
     assert unreachable.returncode == 3
     assert b"cannot connect" in unreachable.stderr
     assert b"hunter2" not in unreachable.stderr
+
+
+def test_verify_compares_values_when_dump_payloads_differ(
+    redis_url: str, redis_shard_urls: list[str]
+) -> None:
+    fill(redis_url, 10)
+    target = redis_shard_urls[0]
+    result = triopipe("copy", redis_url, target, "--match", "big-*", "--verify", "--json")
+    assert result.returncode == 0, result.stderr
+    counts = report(result)
+    assert (counts["restored"], counts["verified_sample"], counts["different"]) == (2, 2, 0)
+    # Hash tables are serialised in their own order on each server.
+    dumps = [run_commands(url, [("DUMP", "big-set")])[0] for url in (redis_url, target)]
+    assert dumps[0] != dumps[1]
+    assert keyspace([target]) == keyspace([redis_url], match="big-*")

@@ -81,7 +81,8 @@ class _Copier:
         self._restore_tail: tuple[str, ...] = ("REPLACE",) if args.replace else ()
         # A uniform sample of the copied keys (reservoir sampling), for --verify.
         self.sample: list[tuple[int, bytes]] = []  # (source server, key)
-        self._sample_size = args.verify_sample if args.verify else 0
+        # Each worker samples its share of the keys.
+        self._sample_size = -(-args.verify_sample // share.count) if args.verify else 0
         self._offered = 0
 
     async def scan(self, source: Client) -> AsyncIterator[list[bytes]]:
@@ -133,29 +134,24 @@ class _Copier:
     async def _read(self, server: int, source: Client, keys: list[bytes]) -> list[tuple[Any, ...]]:
         tally = self._tally
         tally.items += len(keys)
-        replies = await self._dump(source, keys)
-        restores = []
+        replies = await _dump_and_ttl(source, keys)
+        restores: list[tuple[Any, ...]] = []
+        keep = restores.append
+        tail = self._restore_tail
+        sampling = self._sample_size > 0
         for key, payload, ttl in zip(keys, replies[0::2], replies[1::2], strict=True):
-            failure = next((r for r in (payload, ttl) if isinstance(r, Exception)), None)
-            if failure is not None:
+            # The common case first, cheaply: a payload, and a TTL (-1: none).
+            if payload.__class__ is bytes and ttl.__class__ is int and ttl != -2:
+                keep(("RESTORE", key, ttl if ttl > 0 else 0, payload, *tail))
+                if sampling:
+                    self._keep_in_sample(server, key)
+            elif isinstance(payload, Exception) or isinstance(ttl, Exception):
+                failure = payload if isinstance(payload, Exception) else ttl
                 tally.source_errors += 1
                 tally.failure(f"key {_name(key)}: cannot read it from the source: {failure}")
-            elif payload is None or ttl == -2:
-                tally.skipped += 1  # expired or deleted since SCAN saw it
             else:
-                restores.append(("RESTORE", key, max(ttl, 0), payload, *self._restore_tail))
-                self._keep_in_sample(server, key)
+                tally.skipped += 1  # expired or deleted since SCAN saw it
         return restores
-
-    async def _dump(self, source: Client, keys: list[bytes]) -> list[Any]:
-        """DUMP and PTTL replies of every key, in order, pipelined.
-
-        (A script doing both for a whole batch saves the client work, but
-        costs the source server twice the time per key: the source is often
-        a server in use.)
-        """
-        reads = [command for key in keys for command in (("DUMP", key), ("PTTL", key))]
-        return await source.execute_many(reads, raise_on_error=False)
 
     def _keep_in_sample(self, server: int, key: bytes) -> None:
         self._offered += 1
@@ -205,15 +201,28 @@ class _Copier:
             ours = await _snapshot(target, keys)
             for key, mine, copied in zip(keys, theirs, ours, strict=True):
                 tally.checked += 1
-                if mine != copied and (await _value(source, key)) != (await _value(target, key)):
+                if mine != copied and not await _same_value(source, target, key):
                     tally.different += 1
                     tally.failure(f"verify: key {_name(key)} differs on the target")
 
 
+async def _dump_and_ttl(client: Any, keys: list[bytes]) -> list[Any]:
+    """DUMP and PTTL replies of every key, in order, in one pipeline.
+
+    (A script doing both for a whole batch would save the client work, but
+    costs the server twice the time per key, and the source is often a
+    server in use.)
+    """
+    reads: list[Any] = [None] * (2 * len(keys))
+    reads[0::2] = [("DUMP", key) for key in keys]
+    reads[1::2] = [("PTTL", key) for key in keys]
+    replies: list[Any] = await client.execute_many(reads, raise_on_error=False)
+    return replies
+
+
 async def _snapshot(client: Any, keys: list[bytes]) -> list[tuple[Any, bool]]:
     """Each key's DUMP payload and whether it has a time to live."""
-    reads = [command for key in keys for command in (("DUMP", key), ("PTTL", key))]
-    replies = await client.execute_many(reads, raise_on_error=False)
+    replies = await _dump_and_ttl(client, keys)
     return [
         (payload, isinstance(ttl, int) and ttl > 0)
         for payload, ttl in zip(replies[0::2], replies[1::2], strict=True)
@@ -230,24 +239,28 @@ _READERS: dict[bytes, tuple[Any, ...]] = {
 }
 
 
-async def _value(client: Any, key: bytes) -> Any:
-    """A key's type, whole value (order-free where the type has no order) and TTL presence."""
-    kind = await client.execute("TYPE", key)
-    kind = kind.encode() if isinstance(kind, str) else kind
-    reader = _READERS.get(kind)
-    if reader is None:
-        return (kind, None)
-    value = await client.execute(reader[0], key, *reader[1:])
-    if kind == b"set":
-        value = frozenset(value)
-    elif kind == b"hash":
-        value = (
-            frozenset(value.items())
-            if isinstance(value, dict)
-            else frozenset(zip(value[0::2], value[1::2], strict=True))
-        )
-    has_ttl = (await client.execute("PTTL", key)) > 0
-    return (kind, repr(value) if kind == b"stream" else value, has_ttl)
+async def _same_value(source: Any, target: Any, key: bytes) -> bool:
+    """Whether ``key`` holds the same value on both sides, read whole by type.
+
+    Sets and hashes compare as unordered; a type without a reader here (a
+    module's) cannot be compared and counts as different.
+    """
+    values = []
+    for client in (source, target):
+        kind = await client.execute("TYPE", key)
+        reader = _READERS.get(kind.encode() if isinstance(kind, str) else kind)
+        if reader is None:
+            return False
+        value = await client.execute(reader[0], key, *reader[1:])
+        if isinstance(value, dict):
+            value = frozenset(value.items())
+        elif reader[0] == "HGETALL":
+            value = frozenset(zip(value[0::2], value[1::2], strict=True))
+        elif reader[0] == "SMEMBERS":
+            value = frozenset(value)
+        has_ttl = (await client.execute("PTTL", key)) > 0
+        values.append((kind, value, has_ttl))
+    return values[0] == values[1]
 
 
 async def _copy(
