@@ -12,7 +12,6 @@ sends its share (see :mod:`._workers`).
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import gzip
 import io
@@ -124,11 +123,36 @@ class _Feed:
         self._share = share
         self._tally = tally
         self._skip_bad = skip_bad
-        # The record number of each command taken by pump and not yet answered.
-        self._in_flight: collections.deque[int] = collections.deque()
+        # The record number of each command taken by pump and not yet
+        # answered; the first is command number self._first.
+        self._numbers: list[int] = []
+        self._first = 0
 
     def commands(self, records: Iterator[Record | BadRecord]) -> Iterator[tuple[str, ...]]:
-        share, tally, in_flight = self._share, self._tally, self._in_flight
+        """The commands of the records, up to the first bad one unless bad ones are skipped."""
+        if self._share.count == 1:
+            return self._every_command(records)
+        return self._shared_commands(records)
+
+    def _every_command(self, records: Iterator[Record | BadRecord]) -> Iterator[tuple[str, ...]]:
+        # One process: the common case, kept lean (a million records pass here).
+        render, numbers, tally = self._templates.render, self._numbers, self._tally
+        for record in records:
+            tally.items += 1
+            if isinstance(record, Record):
+                try:
+                    commands = render(record.values)
+                except RecordError as exc:
+                    if self._bad(record, str(exc), counted=True):
+                        return
+                    continue
+                numbers.extend([record.number] * len(commands))
+                yield from commands
+            elif self._bad(record, record.reason, counted=True):
+                return
+
+    def _shared_commands(self, records: Iterator[Record | BadRecord]) -> Iterator[tuple[str, ...]]:
+        share, tally, numbers = self._share, self._tally, self._numbers
         for record in records:
             counted = share.counts_record(record.number)
             if counted:
@@ -144,24 +168,31 @@ class _Feed:
                 else:
                     for command in commands:
                         if share.sends(command):
-                            in_flight.append(record.number)
+                            numbers.append(record.number)
                             yield command
             elif not self._skip_bad:
                 # Another worker sends it, but every worker must stop at it.
                 problem = self._templates.problem(record.values)
-            if problem is None:
-                continue
-            bad = str(BadRecord(record.number, record.line, problem))
-            if counted:
-                tally.skipped += 1
-                tally.failure(bad)
-            if not self._skip_bad:
-                tally.stopped_at = bad
+            if problem is not None and self._bad(record, problem, counted):
                 return
 
+    def _bad(self, record: Record | BadRecord, problem: str, counted: bool) -> bool:
+        """Report a bad record; whether the run stops at it."""
+        bad = str(BadRecord(record.number, record.line, problem))
+        if counted:
+            self._tally.skipped += 1
+            self._tally.failure(bad)
+        if self._skip_bad:
+            return False
+        self._tally.stopped_at = bad
+        return True
+
     def outcomes(self, first: int, outcomes: list[Any]) -> None:
-        numbers = [self._in_flight.popleft() for _ in outcomes]
-        self._tally.outcomes(first, outcomes, lambda index: f"record {numbers[index - first]}")
+        """Count the outcomes of pump's commands ``first``, ... (in order, each once)."""
+        numbers, base = self._numbers, self._first
+        self._tally.outcomes(first, outcomes, lambda index: f"record {numbers[index - base]}")
+        self._first = first + len(outcomes)
+        del numbers[: self._first - base]
 
 
 async def _import(
