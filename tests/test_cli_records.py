@@ -58,7 +58,7 @@ def test_literal_text_cannot_escape_into_the_generated_renderer() -> None:
         (
             "SET {id:bool} v",
             "unknown type 'bool' for field 'id' (types: str, int, float, nonempty)",
-        ),  # noqa: E501
+        ),
         ('SET "a', "a double quote is not closed"),
         ('SET "a"b', "a closing quote must be followed by a space"),
     ],
