@@ -174,6 +174,15 @@ def test_a_bad_record_stops_after_everything_before_it_is_applied(
     assert Control(redis_url).get("n:21233") == b"21233"
     assert errors.read_text().splitlines() == [report["stopped_at"]]
 
+    # Split over two workers (blocks of records), both stop at the bad record.
+    Control(redis_url).flushall()
+    split = triopipe(*args, "--workers", "2", "--errors", str(errors), "--backend", backend)
+    assert split.returncode == 2
+    assert summary(split)["stopped_at"] == report["stopped_at"]
+    assert summary(split)["acknowledged"] == 21_233
+    assert Control(redis_url).dbsize() == 21_233
+    assert errors.read_text().splitlines() == [report["stopped_at"]]
+
     skipping = triopipe(*args, "--skip-bad", "--backend", backend)
     assert skipping.returncode == 0, skipping.stderr
     assert summary(skipping)["bad_records"] == 1
@@ -236,6 +245,13 @@ def test_an_unreachable_server_is_exit_3_without_its_password(tmp_path: Path) ->
     assert result.returncode == 3
     assert b"cannot connect" in result.stderr
     assert b"secret" not in result.stderr
+    split = triopipe(
+        "import", str(source), "-c", "SADD users {id}", "--shards", "redis://127.0.0.1:1",
+        "--workers", "2",
+    )  # fmt: skip
+    assert split.returncode == 3
+    assert split.stderr.startswith(b"triopipe import: cannot connect")
+    assert split.stderr.count(b"\n") == 1
     bad_url = triopipe("import", str(source), "-c", "SADD users {id}", "--url", "http://x")
     assert bad_url.returncode == 2
     assert b"unsupported URL scheme" in bad_url.stderr

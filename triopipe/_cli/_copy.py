@@ -39,6 +39,8 @@ from ._workers import Counters, Share, add_run_options, run_reported
 
 __all__ = ["add_parser", "run"]
 
+# Batches read, and batches written, at once for each source server.
+_IN_FLIGHT = 2
 # SCAN's COUNT hint: big, so that few round trips go to walking the keys.
 _SCAN_COUNT = 5_000
 _SUMMARY_NAMES = {
@@ -102,14 +104,19 @@ class _Copier:
     async def copy_server(self, server: int, source: Client, target: Any) -> None:
         """Copy the matching keys of source server number ``server``.
 
-        Three tasks: this one scans, one reads batches of keys (DUMP, PTTL),
-        one writes them (RESTORE), each a batch ahead of the next at most.
+        This task scans; reader tasks turn batches of keys into RESTORE
+        commands (DUMP, PTTL); writer tasks pump them to the target.
         """
         keys_in, keys_out = anyio.create_memory_object_stream[list[bytes]](1)
         restores_in, restores_out = anyio.create_memory_object_stream[list[tuple[Any, ...]]](1)
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._write, target, restores_out)
-            group.start_soon(self._read_all, server, source, keys_out, restores_in)
+        async with anyio.create_task_group() as group, keys_out, restores_in, restores_out:
+            # Several batches in flight each way: a round trip waits on two
+            # servers and the scheduler, and the order of keys does not matter.
+            for _ in range(_IN_FLIGHT):
+                group.start_soon(self._write, target, restores_out.clone())
+                group.start_soon(
+                    self._read_all, server, source, keys_out.clone(), restores_in.clone()
+                )
             async with keys_in:
                 batch: list[bytes] = []
                 async for keys in self.scan(source):

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import queue
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +51,7 @@ __all__ = [
     "Counters",
     "Main",
     "Share",
+    "WorkerFailure",
     "add_run_options",
     "backend_of",
     "run_reported",
@@ -142,20 +144,45 @@ def _run_share(
     return tally
 
 
+class WorkerFailure(TriopipeError):
+    """A worker's failure, as it said it: its message and its exit status."""
+
+    def __init__(self, problem: str, status: int) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.status = status
+
+
+def _described(exc: BaseException) -> tuple[str, int] | None:
+    """A failure of a run as one line and an exit status (None: a bug, left to raise)."""
+    if isinstance(exc, WorkerFailure):
+        return exc.problem, exc.status
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, ConnectError):
+        return f"cannot connect: {exc}", EXIT_CONNECTION
+    if isinstance(exc, CommandNotAllowedError):
+        return f"a command that cannot be pumped: {exc}", EXIT_BAD_INPUT
+    if isinstance(exc, INPUT_ERRORS):  # the input, unreadable midway
+        return input_problem(exc), EXIT_BAD_INPUT
+    if isinstance(exc, TriopipeError):
+        return str(exc), EXIT_CONNECTION
+    return None
+
+
 def _child(
     main: Main, args: argparse.Namespace, share: Share, counters: Counters, results: Any
 ) -> None:
+    # Only plain data crosses to the parent: a tally, or a failure described
+    # (an exception might not survive pickling).
     try:
         tally = _run_share(main, args, share, counters)
+    except BaseException as exc:
+        described = _described(exc) or (f"{type(exc).__name__}: {exc}", EXIT_CONNECTION)
+        results.put((share.index, None, described))
+    else:
         tally.errors_file = None
         results.put((share.index, tally, None))
-    except KeyboardInterrupt:
-        results.put((share.index, None, "interrupted"))
-    except BaseException as exc:  # handed to the parent, which reports it
-        try:
-            results.put((share.index, None, exc))
-        except Exception:
-            results.put((share.index, None, TriopipeError(str(exc))))
 
 
 def run_reported(
@@ -164,16 +191,11 @@ def run_reported(
     """The tally of :func:`run_workers`, or the exit status of a failure, said in one line."""
     try:
         return run_workers(args, main, unit=unit, by_slot=by_slot)
-    except KeyboardInterrupt:
-        problem, status = "interrupted", EXIT_INTERRUPTED
-    except ConnectError as exc:
-        problem, status = f"cannot connect: {exc}", EXIT_CONNECTION
-    except CommandNotAllowedError as exc:
-        problem, status = f"a command that cannot be pumped: {exc}", EXIT_BAD_INPUT
-    except INPUT_ERRORS as exc:  # the input, unreadable midway
-        problem, status = input_problem(exc), EXIT_BAD_INPUT
-    except TriopipeError as exc:
-        problem, status = str(exc), EXIT_CONNECTION
+    except BaseException as exc:
+        described = _described(exc)
+        if described is None:
+            raise
+    problem, status = described
     print(f"triopipe {name}: {problem}", file=sys.stderr)
     return status
 
@@ -217,12 +239,13 @@ def run_workers(
             while len(outcomes) < len(processes) and time.monotonic() < deadline:
                 try:
                     index, tally, failure = results.get(timeout=0.05)
-                except Exception:  # queue.Empty: nothing yet
+                except queue.Empty:
                     if _lost(processes, outcomes):
                         raise TriopipeError("a worker process died without a result") from None
                     continue
                 outcomes[index] = (tally, failure)
-            progress.tick()
+            if len(outcomes) < len(processes):
+                progress.tick()
     finally:
         for process in processes:
             process.join(timeout=1)
@@ -251,10 +274,8 @@ def _combined(args: argparse.Namespace, outcomes: dict[int, tuple[Tally | None, 
     total = Tally()
     for index in sorted(outcomes):
         tally, failure = outcomes[index]
-        if failure == "interrupted":
-            raise KeyboardInterrupt
         if failure is not None:
-            raise failure
+            raise WorkerFailure(*failure)
         assert tally is not None
         total.merge(tally)
     return total
