@@ -13,6 +13,8 @@ targets, then times, on the same machine and in the same run:
 * with ``--workers``, the copy again with that many worker processes.
 
 Prints the best of the rounds for each, keys per second and the ratio.
+``--import-too`` adds ``triopipe import`` of a CSV file of N records
+(``SET key:{id} {value}``), against ``redis-cli --pipe`` fed the same SETs.
 """
 
 from __future__ import annotations
@@ -89,11 +91,41 @@ def _timed(argv: list[str], stdin: Path | None = None) -> float:
     return seconds
 
 
+def _compare_import(args: argparse.Namespace, target: Any, redis_cli: str, tmp: Path) -> None:
+    table, sets = tmp / "records.csv", tmp / "sets.resp"
+    with table.open("w") as csv_file, sets.open("wb") as resp_file:
+        csv_file.write("id,value\n")
+        for i in range(args.keys):
+            csv_file.write(f"{i},value-{i:08d}\n")
+            resp_file.write(hiredis.pack_command(("SET", f"key:{i}", f"value-{i:08d}")))
+    host, port = target.url.removeprefix("redis://").split(":")
+    argv = [sys.executable, "-m", "triopipe", "import", str(table), "--url", target.url]
+    runs: dict[str, list[float]] = {"triopipe import (CSV)": [], "redis-cli --pipe (SET)": []}
+    for _ in range(args.rounds):
+        target.flush()
+        runs["triopipe import (CSV)"].append(
+            _timed([*argv, "-c", "SET key:{id} {value}", "--quiet"])
+        )
+        target.flush()
+        runs["redis-cli --pipe (SET)"].append(
+            _timed([redis_cli, "-h", host, "-p", port, "--pipe"], sets)
+        )
+    reference = min(runs["redis-cli --pipe (SET)"])
+    print(f"{args.keys:,} records, best of {args.rounds} rounds")
+    for name, times in runs.items():
+        best = min(times)
+        print(
+            f"  {name:<28} {best:6.2f} s  {args.keys / best:>10,.0f} records/s  "
+            f"{reference / best:4.2f}x redis-cli --pipe"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--import-too", action="store_true")
     args = parser.parse_args()
     redis_cli = shutil.which("redis-cli")
     if redis_cli is None:
@@ -119,6 +151,8 @@ def main() -> None:
                 stored = _Link(target.url).run([("DBSIZE",)])[0]
                 if stored != count:
                     raise RuntimeError(f"{name}: {stored} keys at the target, not {count}")
+        if args.import_too:
+            _compare_import(args, target, redis_cli, Path(tmp))
         reference = min(runs["redis-cli --pipe"])
         print(f"{count:,} keys, best of {args.rounds} rounds")
         for name, times in runs.items():
