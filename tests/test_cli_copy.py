@@ -105,7 +105,7 @@ def test_existing_keys_are_kept_and_counted_unless_replaced(
 
 @BACKENDS
 def test_copy_with_workers_by_slot_between_shards_and_a_server(
-    redis_url: str, redis_shard_urls: list[str], backend: str
+    redis_url: str, redis_shard_urls: list[str], redis_server: RedisServer, backend: str
 ) -> None:
     fill(redis_url, 6_000)
     original = keyspace([redis_url])
@@ -119,6 +119,13 @@ def test_copy_with_workers_by_slot_between_shards_and_a_server(
     assert counts["keys"] == counts["restored"] == len(original)
     assert counts["different"] == 0
     assert keyspace(redis_shard_urls) == original
+
+    back = triopipe(
+        "copy", shards, redis_server.url, "--source-shards", "--json", "--backend", backend
+    )  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    assert report(back)["target"] == f"shards {', '.join(redis_shard_urls)} to {redis_server.url}"
+    assert keyspace([redis_server.url]) == original
 
 
 def test_copy_refuses_bad_urls_and_unreachable_servers(redis_url: str) -> None:

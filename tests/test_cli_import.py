@@ -147,6 +147,12 @@ def test_templates_are_checked_before_anything_is_sent(redis_url: str, tmp_path:
         missing.stderr
     )
     assert missing.stderr.count(b"\n") == 1
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfid,name\r\n1,x\r\n")
+    from_excel = triopipe("import", str(bom), "-c", "SET k:{id} {name}", "--url", redis_url)
+    assert from_excel.returncode == 0, from_excel.stderr
+    assert Control(redis_url).get("k:1") == b"x"
+    Control(redis_url).flushall()
     (tmp_path / "users.txt").write_text("id\n1\n")
     unnamed = triopipe("import", str(tmp_path / "users.txt"), "-c", "SET a b")
     assert unnamed.returncode == 2

@@ -12,6 +12,7 @@ sends its share (see :mod:`._workers`).
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import gzip
 import io
@@ -73,6 +74,8 @@ class _Input:
         if raw.peek(2)[:2] == _GZIP_MAGIC:
             binary = self._stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         self.form = form if form != "auto" else _form_of(path)
+        if codecs.lookup(encoding).name == "utf-8":
+            encoding = "utf-8-sig"  # a byte-order mark (spreadsheets write one) is not data
         self.text = io.TextIOWrapper(binary, encoding=encoding, newline="")
 
     def fraction(self) -> float | None:
@@ -317,9 +320,13 @@ def add_parser(commands: Any) -> None:
         help="input format (default: auto, from the file name's extension)",
     )
     parser.add_argument(
-        "--delimiter", help="CSV field separator (default: ',' for csv, TAB for tsv)"
+        "--delimiter",
+        type=_one_character,
+        help="CSV field separator (default: ',' for csv, TAB for tsv)",
     )
-    parser.add_argument("--encoding", default="utf-8", help="the input's text encoding")
+    parser.add_argument(
+        "--encoding", type=_encoding, default="utf-8", help="the input's text encoding"
+    )
     parser.add_argument(
         "--skip-bad",
         action="store_true",
@@ -340,3 +347,17 @@ def add_parser(commands: Any) -> None:
         "--cluster", action="append", metavar="URL,URL", help="a Redis Cluster's seed nodes"
     )
     add_run_options(parser, "records in blocks of 10,000 (one server)")
+
+
+def _encoding(name: str) -> str:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown text encoding {name!r}") from None
+    return name
+
+
+def _one_character(text: str) -> str:
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"must be one character, not {text!r}")
+    return text
