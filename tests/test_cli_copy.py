@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 import pytest
+from cli_runner import triopipe
 from helpers import Control
 from keyspace import keyspace, run_commands
 
 from triopipe.testing import RedisServer
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
-
-
-def triopipe(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "triopipe", *args], capture_output=True, timeout=120, check=False
-    )
+# Slower tests run on one event loop each, both loops being covered.
+ON_TRIO = pytest.mark.parametrize("backend", ["trio"])
+ON_ASYNCIO = pytest.mark.parametrize("backend", ["asyncio"])
 
 
 def report(result: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
@@ -80,7 +77,7 @@ def test_copy_from_a_server_to_a_cluster_and_back_keeps_every_key(
     assert keyspace([back_url]) == original
 
 
-@BACKENDS
+@ON_TRIO
 def test_existing_keys_are_kept_and_counted_unless_replaced(
     redis_shard_urls: list[str], backend: str
 ) -> None:
@@ -103,7 +100,7 @@ def test_existing_keys_are_kept_and_counted_unless_replaced(
     assert keyspace([target]) == keyspace([source], match="user:*")
 
 
-@BACKENDS
+@ON_ASYNCIO
 def test_copy_with_workers_by_slot_between_shards_and_a_server(
     redis_url: str, redis_shard_urls: list[str], redis_server: RedisServer, backend: str
 ) -> None:
@@ -112,7 +109,7 @@ def test_copy_with_workers_by_slot_between_shards_and_a_server(
     shards = ",".join(redis_shard_urls)
     result = triopipe(
         "copy", redis_url, shards, "--target-shards", "--workers", "2", "--verify", "--json",
-        "--backend", backend,
+        "--backend", backend, subprocess_=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     counts = report(result)

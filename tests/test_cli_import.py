@@ -16,12 +16,16 @@ from typing import Any
 
 import anyio
 import pytest
+from cli_runner import triopipe
 from helpers import Control
 from keyspace import keyspace
 
 from triopipe.testing import RedisServer, tcp_proxy
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
+# Slower tests run on one event loop each, both loops being covered.
+ON_TRIO = pytest.mark.parametrize("backend", ["trio"])
+ON_ASYNCIO = pytest.mark.parametrize("backend", ["asyncio"])
 
 USER_TEMPLATES = (
     "-c",
@@ -33,16 +37,6 @@ USER_TEMPLATES = (
     "-c",
     "ZADD by-age {age:int} {id}",
 )
-
-
-def triopipe(*args: str, data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "triopipe", *args],
-        input=data,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def summary(result: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
@@ -160,7 +154,7 @@ def test_templates_are_checked_before_anything_is_sent(redis_url: str, tmp_path:
     assert Control(redis_url).dbsize() == 0
 
 
-@BACKENDS
+@ON_TRIO
 def test_a_bad_record_stops_after_everything_before_it_is_applied(
     redis_url: str, tmp_path: Path, backend: str
 ) -> None:
@@ -182,7 +176,9 @@ def test_a_bad_record_stops_after_everything_before_it_is_applied(
 
     # Split over two workers (blocks of records), both stop at the bad record.
     Control(redis_url).flushall()
-    split = triopipe(*args, "--workers", "2", "--errors", str(errors), "--backend", backend)
+    split = triopipe(
+        *args, "--workers", "2", "--errors", str(errors), "--backend", backend, subprocess_=True
+    )
     assert split.returncode == 2
     assert summary(split)["stopped_at"] == report["stopped_at"]
     assert summary(split)["acknowledged"] == 21_233
@@ -218,7 +214,7 @@ def test_bad_jsonl_lines_are_named_and_skipped(redis_url: str, tmp_path: Path) -
     assert Control(redis_url).get("j:6") == b'[1,{"x":2}]'
 
 
-@BACKENDS
+@ON_ASYNCIO
 def test_error_replies_are_reported_with_their_records(
     redis_url: str, tmp_path: Path, backend: str
 ) -> None:
@@ -253,7 +249,7 @@ def test_an_unreachable_server_is_exit_3_without_its_password(tmp_path: Path) ->
     assert b"secret" not in result.stderr
     split = triopipe(
         "import", str(source), "-c", "SADD users {id}", "--shards", "redis://127.0.0.1:1",
-        "--workers", "2",
+        "--workers", "2", subprocess_=True,
     )  # fmt: skip
     assert split.returncode == 3
     assert split.stderr.startswith(b"triopipe import: cannot connect")
@@ -263,7 +259,7 @@ def test_an_unreachable_server_is_exit_3_without_its_password(tmp_path: Path) ->
     assert b"unsupported URL scheme" in bad_url.stderr
 
 
-@BACKENDS
+@ON_TRIO
 def test_workers_split_by_slot_over_shards_and_by_block_on_one_server(
     redis_url: str, redis_shard_urls: list[str], tmp_path: Path, backend: str
 ) -> None:
@@ -274,7 +270,7 @@ def test_workers_split_by_slot_over_shards_and_by_block_on_one_server(
     for target in (["--url", redis_url], ["--shards", shards]):
         result = triopipe(
             "import", str(source), *templates, *target, "--workers", "2", "--json",
-            "--backend", backend,
+            "--backend", backend, subprocess_=True,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         report = summary(result)

@@ -62,6 +62,7 @@ class _Input:
     """The input file opened as text, and how far into it reading has got."""
 
     def __init__(self, path: str, form: str, encoding: str) -> None:
+        self.form = form if form != "auto" else _form_of(path)
         self._stack = contextlib.ExitStack()
         if path == "-":
             raw: Any = sys.stdin.buffer
@@ -73,7 +74,6 @@ class _Input:
         binary: BinaryIO | gzip.GzipFile = raw
         if raw.peek(2)[:2] == _GZIP_MAGIC:
             binary = self._stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-        self.form = form if form != "auto" else _form_of(path)
         if codecs.lookup(encoding).name == "utf-8":
             encoding = "utf-8-sig"  # a byte-order mark (spreadsheets write one) is not data
         self.text = io.TextIOWrapper(binary, encoding=encoding, newline="")
