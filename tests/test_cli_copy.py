@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from typing import Any
 
+import anyio
 import pytest
 from cli_runner import triopipe
 from helpers import Control
 from keyspace import keyspace, run_commands
 
-from triopipe.testing import RedisServer
+from triopipe.testing import RedisServer, tcp_proxy
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
 # Slower tests run on one event loop each, both loops being covered.
@@ -151,3 +153,32 @@ def test_verify_compares_values_when_dump_payloads_differ(
     dumps = [run_commands(url, [("DUMP", "big-set")])[0] for url in (redis_url, target)]
     assert dumps[0] != dumps[1]
     assert keyspace([target]) == keyspace([redis_url], match="big-*")
+
+
+async def test_a_source_link_broken_mid_copy_is_counted_and_exit_3(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    source = redis_server.url
+    await anyio.to_thread.run_sync(fill, source, 150_000)
+    host, port = source.removeprefix("redis://").rstrip("/").split(":")
+    target = Control(redis_url)
+    async with tcp_proxy(host, int(port)) as proxy:
+        argv = [sys.executable, "-m", "triopipe", "copy", proxy.url, redis_url, "--json"]
+        async with await anyio.open_process([*argv, "--batch", "500"]) as process:
+            while int(await anyio.to_thread.run_sync(target.dbsize)) < 10_000:
+                await anyio.sleep(0.01)
+            proxy.stall()
+            await anyio.sleep(0.2)
+            proxy.reset()
+            assert process.stdout is not None
+            output = b"".join([chunk async for chunk in process.stdout])
+            await process.wait()
+    counts = json.loads(output)
+    # The reads in flight failed; the scan too if it was waiting on the link.
+    assert counts["unreadable"] == counts["unreadable_link_broken"] > 0
+    assert counts["broken_scans"] in (0, 1)
+    assert process.returncode == counts["exit_status"] == 3
+    # Every key found was either restored, or counted as unreadable.
+    assert counts["keys"] == counts["restored"] + counts["unreadable"] + counts["gone"]
+    assert counts["keys"] <= 150_000 + 15_000 + 7 + 4
+    assert int(target.dbsize()) == counts["restored"]  # type: ignore[call-overload]

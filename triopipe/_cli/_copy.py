@@ -32,6 +32,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from .._client import Client
+from .._exceptions import TransportError
 from .._routing import key_slot
 from ._tally import EXIT_BAD_INPUT, Progress, Tally
 from ._targets import Kind, Target, open_target
@@ -53,6 +54,8 @@ _SUMMARY_NAMES = {
     "unknown": "unknown_outcome",
     "not_sent": "not_sent",
     "source_errors": "unreadable",
+    "source_link_errors": "unreadable_link_broken",
+    "broken_scans": "broken_scans",
     "checked": "verified_sample",
     "different": "different",
 }
@@ -119,11 +122,16 @@ class _Copier:
                 )
             async with keys_in:
                 batch: list[bytes] = []
-                async for keys in self.scan(source):
-                    batch += keys
-                    if len(batch) >= self._args.batch:
-                        await keys_in.send(batch)
-                        batch = []
+                try:
+                    async for keys in self.scan(source):
+                        batch += keys
+                        if len(batch) >= self._args.batch:
+                            await keys_in.send(batch)
+                            batch = []
+                except TransportError as exc:
+                    # What was found is still copied and counted; the rest is not.
+                    self._tally.broken_scans += 1
+                    self._tally.failure(f"source {source.config.url}: SCAN broke off: {exc}")
                 if batch:
                     await keys_in.send(batch)
 
@@ -155,6 +163,8 @@ class _Copier:
             elif isinstance(payload, Exception) or isinstance(ttl, Exception):
                 failure = payload if isinstance(payload, Exception) else ttl
                 tally.source_errors += 1
+                if isinstance(failure, TransportError):
+                    tally.source_link_errors += 1
                 tally.failure(f"key {_name(key)}: cannot read it from the source: {failure}")
             else:
                 tally.skipped += 1  # expired or deleted since SCAN saw it
@@ -341,6 +351,11 @@ def run(args: argparse.Namespace) -> int:
         f"{tally.skipped:,} gone before DUMP, {tally.source_errors:,} unreadable, "
         f"{tally.errors:,} error replies, {tally.unknown:,} of unknown outcome, "
         f"{tally.not_sent:,} not sent"
+        + (
+            f", {tally.broken_scans:,} source servers not walked to the end"
+            if tally.broken_scans
+            else ""
+        )
     ]
     if args.verify:
         lines.append(

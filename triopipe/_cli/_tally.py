@@ -10,7 +10,8 @@ Rules that live here:
   key) and kept in full only in the ``--errors`` file; the summary shows the
   first few.
 * Exit statuses, first match wins: :data:`EXIT_CONNECTION` when a link
-  failed (unknown or unsent commands, or no connection at all),
+  failed (unknown or unsent commands, a source read or scan broken off, or
+  no connection at all),
   :data:`EXIT_BAD_INPUT` for input that stopped the run,
   :data:`EXIT_DIFFERENT` when ``copy --verify`` found differences,
   :data:`EXIT_ERROR_REPLIES` for error replies, else :data:`EXIT_OK`;
@@ -78,6 +79,10 @@ class Tally:
     busy: int = 0
     #: copy: keys the source could not read (an error reply to DUMP or PTTL).
     source_errors: int = 0
+    #: copy: of those, keys unread because the source's link broke.
+    source_link_errors: int = 0
+    #: copy: source servers whose SCAN broke off (their other keys not copied).
+    broken_scans: int = 0
     #: copy --verify: sampled keys compared, and differences found.
     checked: int = 0
     different: int = 0
@@ -121,16 +126,16 @@ class Tally:
 
     def merge(self, other: Tally) -> None:
         """Add another worker's counts to these."""
-        for field in ("items", "skipped", "commands", "acknowledged", "errors", "unknown"):
-            setattr(self, field, getattr(self, field) + getattr(other, field))
-        for field in ("not_sent", "busy", "source_errors", "checked", "different"):
-            setattr(self, field, getattr(self, field) + getattr(other, field))
+        for field in dataclasses.fields(self):
+            if field.type == "int":  # every count
+                name = field.name
+                setattr(self, name, getattr(self, name) + getattr(other, name))
         self.stopped_at = self.stopped_at or other.stopped_at
         self.quoted = (self.quoted + other.quoted)[:_QUOTED]
 
     def exit_status(self) -> int:
         """The run's exit status (see the module's rules)."""
-        if self.unknown or self.not_sent:
+        if self.unknown or self.not_sent or self.broken_scans or self.source_link_errors:
             return EXIT_CONNECTION
         if self.stopped_at is not None:
             return EXIT_BAD_INPUT
