@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from cli_runner import triopipe
+from cli_runner import run_breaking_links, triopipe
 from helpers import Control
 from keyspace import keyspace
 
-from triopipe.testing import RedisServer, tcp_proxy
+from triopipe.testing import RedisServer
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
 # Slower tests run on one event loop each, both loops being covered.
@@ -290,27 +289,15 @@ async def test_a_broken_link_leaves_acknowledged_le_keys_le_acknowledged_plus_un
 ) -> None:
     count = 200_000
     source = write_csv(tmp_path / "many.csv", [{"id": i} for i in range(count)])
-    host, port = redis_url.removeprefix("redis://").rstrip("/").split(":")
+    args = ["import", str(source), "-c", "SET k:{id} {id}", "--url", "{proxy}"]
+    status, report = await run_breaking_links(args, redis_url, redis_url, count // 4)
     control = Control(redis_url)
-    async with tcp_proxy(host, int(port)) as proxy:
-        argv = [sys.executable, "-m", "triopipe", "import", str(source), "-c", "SET k:{id} {id}"]
-        async with await anyio.open_process([*argv, "--url", proxy.url, "--json"]) as process:
-            while int(await anyio.to_thread.run_sync(control.dbsize)) < count // 4:
-                await anyio.sleep(0.01)
-            # What the client writes now stays unanswered, then every link breaks.
-            proxy.stall()
-            await anyio.sleep(0.2)
-            proxy.reset()
-            assert process.stdout is not None
-            output = b"".join([chunk async for chunk in process.stdout])
-            await process.wait()
-    report = json.loads(output)
     stored = int(control.dbsize())  # type: ignore[call-overload]
     assert report["records"] == report["commands"] == count
     assert report["unknown_outcome"] > 0
     assert report["acknowledged"] + report["unknown_outcome"] + report["not_sent"] == count
     assert report["acknowledged"] <= stored <= report["acknowledged"] + report["unknown_outcome"]
-    assert process.returncode == report["exit_status"] == 3
+    assert status == report["exit_status"] == 3
 
 
 def test_the_password_comes_from_the_environment(
