@@ -36,7 +36,7 @@ from .._exceptions import TransportError
 from .._routing import key_slot
 from ._tally import EXIT_BAD_INPUT, Progress, Tally
 from ._targets import Kind, Target, open_target
-from ._workers import Counters, Share, add_run_options, run_reported
+from ._workers import Counters, Share, add_run_options, positive, run_reported
 
 __all__ = ["add_parser", "run"]
 
@@ -410,7 +410,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--batch",
-        type=int,
+        type=positive,
         default=5000,
         metavar="N",
         help="keys read and written together; the source holds a batch's values at once, "
@@ -423,9 +423,9 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--verify-sample",
-        type=int,
+        type=positive,
         default=1000,
         metavar="N",
         help="keys compared by --verify (default: %(default)s)",
     )
-    add_run_options(parser, "slot range as well")
+    add_run_options(parser, "each takes a range of slots and copies the keys in it")

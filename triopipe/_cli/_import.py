@@ -346,7 +346,11 @@ def add_parser(commands: Any) -> None:
     target.add_argument(
         "--cluster", action="append", metavar="URL,URL", help="a Redis Cluster's seed nodes"
     )
-    add_run_options(parser, "records in blocks of 10,000 (one server)")
+    add_run_options(
+        parser,
+        "to shards or a cluster, by slot (each key's commands keep their order); to one "
+        "server, by blocks of 10,000 records (commands on one key may be reordered)",
+    )
 
 
 def _encoding(name: str) -> str:

@@ -54,6 +54,7 @@ __all__ = [
     "WorkerFailure",
     "add_run_options",
     "backend_of",
+    "positive",
     "run_reported",
     "run_workers",
 ]
@@ -293,19 +294,17 @@ def backend_of(args: argparse.Namespace) -> str:
     return backend
 
 
-def add_run_options(parser: argparse.ArgumentParser, single_server_split: str) -> None:
+def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
     """Add the options of how a run goes and reports (``--workers``, ``--json``, ...)."""
     parser.add_argument("--errors", metavar="FILE", help="write every failure to FILE")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress and no summary")
     parser.add_argument(
         "--workers",
-        type=_positive,
+        type=positive,
         default=1,
         metavar="N",
-        help="split the work over N processes: by slot for shards and clusters (each key's "
-        f"commands keep their order); by {single_server_split}, where commands on one key "
-        "may be reordered (default: 1)",
+        help=f"split the work over N processes: {workers_help} (default: 1)",
     )
     parser.add_argument(
         "--backend",
@@ -315,8 +314,12 @@ def add_run_options(parser: argparse.ArgumentParser, single_server_split: str) -
     )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def positive(text: str) -> int:
+    """An option's whole number, at least 1 (for argparse)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
