@@ -9,11 +9,13 @@ import csv
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from cli_runner import run_breaking_links, triopipe
 from helpers import Control
@@ -329,3 +331,21 @@ def test_the_password_comes_from_the_environment(
     )
     assert refused.returncode == 3
     assert b"wrong" not in refused.stderr
+
+
+async def test_ctrl_c_still_prints_what_was_acknowledged(redis_url: str, tmp_path: Path) -> None:
+    count = 300_000
+    source = write_csv(tmp_path / "many.csv", [{"id": i} for i in range(count)])
+    control = Control(redis_url)
+    argv = [sys.executable, "-m", "triopipe", "import", str(source), "-c", "SET k:{id} {id}"]
+    async with await anyio.open_process([*argv, "--url", redis_url, "--json"]) as process:
+        while int(await anyio.to_thread.run_sync(control.dbsize)) < count // 10:
+            await anyio.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        assert process.stdout is not None
+        output = b"".join([chunk async for chunk in process.stdout])
+        status = await process.wait()
+    report = json.loads(output)
+    assert status == report["exit_status"] == 130
+    assert report["interrupted"] is True
+    assert 0 < report["acknowledged"] <= int(control.dbsize()) < count  # type: ignore[call-overload]

@@ -9,13 +9,14 @@ Rules that live here:
 * Each failure is described by the caller (``where``: a record number, a
   key) and kept in full only in the ``--errors`` file; the summary shows the
   first few.
-* Exit statuses, first match wins: :data:`EXIT_CONNECTION` when a link
+* Exit statuses, first match wins: :data:`EXIT_INTERRUPTED` for Ctrl-C
+  (the summary then counts what was answered before it; commands in flight
+  may or may not have been applied), :data:`EXIT_CONNECTION` when a link
   failed (unknown or unsent commands, a source read or scan broken off, or
   no connection at all),
   :data:`EXIT_BAD_INPUT` for input that stopped the run,
   :data:`EXIT_DIFFERENT` when ``copy --verify`` found differences,
-  :data:`EXIT_ERROR_REPLIES` for error replies, else :data:`EXIT_OK`;
-  :data:`EXIT_INTERRUPTED` for Ctrl-C.
+  :data:`EXIT_ERROR_REPLIES` for error replies, else :data:`EXIT_OK`.
 * Tallies of several workers add up field by field.
 """
 
@@ -86,6 +87,8 @@ class Tally:
     #: copy --verify: sampled keys compared, and differences found.
     checked: int = 0
     different: int = 0
+    #: Ctrl-C stopped the run (commands in flight then are not counted).
+    interrupted: bool = False
     #: The bad record that stopped the run (import), if one did.
     stopped_at: str | None = None
     quoted: list[str] = dataclasses.field(default_factory=list)
@@ -135,6 +138,8 @@ class Tally:
 
     def exit_status(self) -> int:
         """The run's exit status (see the module's rules)."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.unknown or self.not_sent or self.broken_scans or self.source_link_errors:
             return EXIT_CONNECTION
         if self.stopped_at is not None:
@@ -149,6 +154,8 @@ class Tally:
         for field, name in names.items():
             result[name] = getattr(self, field)
         result["exit_status"] = self.exit_status()
+        if self.interrupted:
+            result["interrupted"] = True
         if self.stopped_at is not None:
             result["stopped_at"] = self.stopped_at
         return result
@@ -158,6 +165,11 @@ class Tally:
         if json_form is not None:
             print(json.dumps(json_form), flush=True)
             return
+        if self.interrupted and lines:
+            print(
+                "interrupted (Ctrl-C): commands in flight may or may not be applied",
+                file=sys.stderr,
+            )
         for line in lines:
             print(line, file=sys.stderr)
         if self.stopped_at is not None:

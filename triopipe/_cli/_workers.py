@@ -141,8 +141,34 @@ def _run_share(
         if args.errors:
             path = share.file_name(args.errors)
             tally.errors_file = stack.enter_context(open(path, "w", encoding="utf-8"))
-        anyio.run(main, args, share, counters, tally, backend=backend_of(args))
+        try:
+            anyio.run(main, args, share, counters, tally, backend=backend_of(args))
+        except BaseException as exc:
+            if counters is not None or not _interrupted(exc):
+                raise  # (a worker's Ctrl-C: the parent says it once)
+            # What was answered before Ctrl-C is still worth a summary.
+            tally.interrupted = True
     return tally
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C, alone or among a task group's exceptions.
+
+    (trio raises it in whichever task runs, so it may come out of a group.)
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    inner: Sequence[BaseException] = getattr(exc, "exceptions", ())
+    return any(_interrupted(each) for each in inner)
+
+
+def _alone(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) groups of one, or ``exc`` itself."""
+    inner = getattr(exc, "exceptions", None)
+    while inner is not None and len(inner) == 1:
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
 
 
 class WorkerFailure(TriopipeError):
@@ -156,10 +182,11 @@ class WorkerFailure(TriopipeError):
 
 def _described(exc: BaseException) -> tuple[str, int] | None:
     """A failure of a run as one line and an exit status (None: a bug, left to raise)."""
+    if _interrupted(exc):
+        return "interrupted", EXIT_INTERRUPTED
+    exc = _alone(exc)
     if isinstance(exc, WorkerFailure):
         return exc.problem, exc.status
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", EXIT_INTERRUPTED
     if isinstance(exc, ConnectError):
         return f"cannot connect: {exc}", EXIT_CONNECTION
     if isinstance(exc, CommandNotAllowedError):
