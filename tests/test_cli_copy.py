@@ -155,11 +155,11 @@ def test_verify_compares_values_when_dump_payloads_differ(
 
 
 async def test_a_source_link_broken_mid_copy_is_counted_and_exit_3(
-    redis_url: str, redis_server: RedisServer
+    redis_url: str, redis_server: RedisServer, anyio_backend_name: str
 ) -> None:
     source = redis_server.url
     await anyio.to_thread.run_sync(fill, source, 150_000)
-    args = ["copy", "{proxy}", redis_url, "--batch", "500"]
+    args = ["copy", "{proxy}", redis_url, "--batch", "500", "--backend", anyio_backend_name]
     status, counts = await run_breaking_links(args, source, redis_url, 10_000)
     target = Control(redis_url)
     # The reads in flight failed; the scan too if it was waiting on the link.

@@ -287,11 +287,12 @@ def test_workers_split_by_slot_over_shards_and_by_block_on_one_server(
 
 
 async def test_a_broken_link_leaves_acknowledged_le_keys_le_acknowledged_plus_unknown(
-    redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path, anyio_backend_name: str
 ) -> None:
     count = 200_000
     source = write_csv(tmp_path / "many.csv", [{"id": i} for i in range(count)])
     args = ["import", str(source), "-c", "SET k:{id} {id}", "--url", "{proxy}"]
+    args += ["--backend", anyio_backend_name]
     status, report = await run_breaking_links(args, redis_url, redis_url, count // 4)
     control = Control(redis_url)
     stored = int(control.dbsize())  # type: ignore[call-overload]
@@ -333,12 +334,15 @@ def test_the_password_comes_from_the_environment(
     assert b"wrong" not in refused.stderr
 
 
-async def test_ctrl_c_still_prints_what_was_acknowledged(redis_url: str, tmp_path: Path) -> None:
+async def test_ctrl_c_still_prints_what_was_acknowledged(
+    redis_url: str, tmp_path: Path, anyio_backend_name: str
+) -> None:
     count = 300_000
     source = write_csv(tmp_path / "many.csv", [{"id": i} for i in range(count)])
     control = Control(redis_url)
     argv = [sys.executable, "-m", "triopipe", "import", str(source), "-c", "SET k:{id} {id}"]
-    async with await anyio.open_process([*argv, "--url", redis_url, "--json"]) as process:
+    argv += ["--url", redis_url, "--json", "--backend", anyio_backend_name]
+    async with await anyio.open_process(argv) as process:
         while int(await anyio.to_thread.run_sync(control.dbsize)) < count // 10:
             await anyio.sleep(0.01)
         process.send_signal(signal.SIGINT)
