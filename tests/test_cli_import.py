@@ -136,6 +136,9 @@ def test_templates_are_checked_before_anything_is_sent(redis_url: str, tmp_path:
         result = triopipe("import", str(source), "-c", template, "--url", redis_url)
         assert result.returncode == 2
         assert problem in result.stderr
+    blocking = triopipe("import", str(source), "-c", "BLPOP q:{id} 0", "--url", redis_url)
+    assert blocking.returncode == 2
+    assert b"a command that cannot be pumped: BLPOP cannot be pipelined" in blocking.stderr
     missing = triopipe("import", str(tmp_path / "nope.csv"), "-c", "SET a b")
     assert missing.returncode == 2
     assert b"cannot read %s: No such file or directory" % bytes(tmp_path / "nope.csv") in (
