@@ -88,7 +88,7 @@ def test_existing_keys_are_kept_and_counted_unless_replaced(
     args = ("copy", source, target, "--match", "user:*", "--json", "--backend", backend)
     kept = triopipe(*args, "--verify", "--verify-sample", "600")
     # Both sides have 500 user keys, but two of the target's differ.
-    assert kept.returncode == 4, kept.stderr
+    assert kept.returncode == 9, kept.stderr
     counts = report(kept)
     assert (counts["keys"], counts["restored"], counts["kept_existing"]) == (500, 498, 2)
     assert (counts["verified_sample"], counts["different"]) == (500, 2)
@@ -134,7 +134,7 @@ def test_copy_refuses_bad_urls_and_unreachable_servers(redis_url: str) -> None:
     assert several.returncode == 2
     assert b"several URLs for one server" in several.stderr
     unreachable = triopipe("copy", "redis://:hunter2@127.0.0.1:1", redis_url)
-    assert unreachable.returncode == 3
+    assert unreachable.returncode == 4
     assert b"cannot connect" in unreachable.stderr
     assert b"hunter2" not in unreachable.stderr
 
@@ -154,7 +154,7 @@ def test_verify_compares_values_when_dump_payloads_differ(
     assert keyspace([target]) == keyspace([redis_url], match="big-*")
 
 
-async def test_a_source_link_broken_mid_copy_is_counted_and_exit_3(
+async def test_a_source_link_broken_mid_copy_is_counted_and_exit_5(
     redis_url: str, redis_server: RedisServer, anyio_backend_name: str
 ) -> None:
     source = redis_server.url
@@ -165,7 +165,7 @@ async def test_a_source_link_broken_mid_copy_is_counted_and_exit_3(
     # The reads in flight failed; the scan too if it was waiting on the link.
     assert counts["unreadable"] == counts["unreadable_link_broken"] > 0
     assert counts["broken_scans"] in (0, 1)
-    assert status == counts["exit_status"] == 3
+    assert status == counts["exit_status"] == 5
     # Every key found was either restored, or counted as unreadable.
     assert counts["keys"] == counts["restored"] + counts["unreadable"] + counts["gone"]
     assert counts["keys"] <= 150_000 + 15_000 + 7 + 4

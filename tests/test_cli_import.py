@@ -140,7 +140,7 @@ def test_templates_are_checked_before_anything_is_sent(redis_url: str, tmp_path:
     assert blocking.returncode == 2
     assert b"a command that cannot be pumped: BLPOP cannot be pipelined" in blocking.stderr
     missing = triopipe("import", str(tmp_path / "nope.csv"), "-c", "SET a b")
-    assert missing.returncode == 2
+    assert missing.returncode == 6
     assert b"cannot read %s: No such file or directory" % bytes(tmp_path / "nope.csv") in (
         missing.stderr
     )
@@ -168,7 +168,7 @@ def test_a_bad_record_stops_after_everything_before_it_is_applied(
     errors = tmp_path / "errors.txt"
     args = ("import", str(source), "-c", "SET n:{id} {n:int}", "--url", redis_url, "--json")
     result = triopipe(*args, "--errors", str(errors), "--backend", backend)
-    assert result.returncode == 2
+    assert result.returncode == 3
     report = summary(result)
     assert report["stopped_at"] == (
         "record 21234 (line 21235): field 'n' is not an integer: 'twelve'"
@@ -183,7 +183,7 @@ def test_a_bad_record_stops_after_everything_before_it_is_applied(
     split = triopipe(
         *args, "--workers", "2", "--errors", str(errors), "--backend", backend, subprocess_=True
     )
-    assert split.returncode == 2
+    assert split.returncode == 3
     assert summary(split)["stopped_at"] == report["stopped_at"]
     assert summary(split)["acknowledged"] == 21_233
     assert Control(redis_url).dbsize() == 21_233
@@ -243,19 +243,19 @@ def test_error_replies_are_reported_with_their_records(
     assert Control(redis_url).execute_command("LRANGE", "list:8", 0, -1) == [b"8", b"5008"]
 
 
-def test_an_unreachable_server_is_exit_3_without_its_password(tmp_path: Path) -> None:
+def test_an_unreachable_server_is_exit_4_without_its_password(tmp_path: Path) -> None:
     source = write_csv(tmp_path / "users.csv", users(3))
     result = triopipe(
         "import", str(source), "-c", "SADD users {id}", "--url", "redis://:secret@127.0.0.1:1"
     )
-    assert result.returncode == 3
+    assert result.returncode == 4
     assert b"cannot connect" in result.stderr
     assert b"secret" not in result.stderr
     split = triopipe(
         "import", str(source), "-c", "SADD users {id}", "--shards", "redis://127.0.0.1:1",
         "--workers", "2", subprocess_=True,
     )  # fmt: skip
-    assert split.returncode == 3
+    assert split.returncode == 4
     assert split.stderr.startswith(b"triopipe import: cannot connect")
     assert split.stderr.count(b"\n") == 1
     bad_url = triopipe("import", str(source), "-c", "SADD users {id}", "--url", "http://x")
@@ -303,7 +303,7 @@ async def test_a_broken_link_leaves_acknowledged_le_keys_le_acknowledged_plus_un
     assert report["unknown_outcome"] > 0
     assert report["acknowledged"] + report["unknown_outcome"] + report["not_sent"] == count
     assert report["acknowledged"] <= stored <= report["acknowledged"] + report["unknown_outcome"]
-    assert status == report["exit_status"] == 3
+    assert status == report["exit_status"] == 5
 
 
 def test_the_password_comes_from_the_environment(
@@ -333,8 +333,9 @@ def test_the_password_comes_from_the_environment(
         timeout=60,
         check=False,
     )
-    assert refused.returncode == 3
+    assert refused.returncode == 4
     assert b"wrong" not in refused.stderr
+    assert b"refused the credentials" in refused.stderr
 
 
 async def test_ctrl_c_still_prints_what_was_acknowledged(

@@ -34,7 +34,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from .._client import Client
 from .._exceptions import TransportError
 from .._routing import key_slot
-from ._tally import EXIT_BAD_INPUT, Progress, Tally
+from ._tally import EXIT_USAGE, Progress, Tally
 from ._targets import Kind, Target, open_target
 from ._workers import Counters, Share, add_run_options, positive, run_reported
 
@@ -336,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
         source, target = _targets(args)
     except ValueError as exc:
         print(f"triopipe copy: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_USAGE
     started = time.perf_counter()
     tally = run_reported("copy", args, _copy, unit="keys restored", by_slot=True)
     if isinstance(tally, int):
@@ -378,7 +378,7 @@ come from REDISCLI_AUTH or TRIOPIPE_PASSWORD. A snapshot of a source at
 rest: keys written meanwhile may or may not be copied.
 
 Exit status: 0 every key restored (or kept); 1 error replies; 2 bad usage;
-3 cannot connect or a link broke; 4 --verify found differences;
+4 cannot connect; 5 a link broke midway; 9 --verify found differences;
 130 interrupted.
 """
 

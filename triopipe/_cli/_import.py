@@ -35,6 +35,8 @@ from ._records import (
 )
 from ._tally import (
     EXIT_BAD_INPUT,
+    EXIT_NO_INPUT,
+    EXIT_USAGE,
     INPUT_ERRORS,
     Progress,
     Tally,
@@ -257,7 +259,9 @@ def run(args: argparse.Namespace) -> int:
         _check_first(args)
     except INPUT_ERRORS as exc:  # TemplateError and RecordError included
         print(f"triopipe import: {input_problem(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        if isinstance(exc, OSError):
+            return EXIT_NO_INPUT
+        return EXIT_BAD_INPUT if isinstance(exc, UnicodeError | EOFError) else EXIT_USAGE
     started = time.perf_counter()
     tally = run_reported("import", args, _import, unit="commands acknowledged")
     if isinstance(tally, int):
@@ -287,9 +291,10 @@ by templates, and send them pipelined, keeping no reply. In a template,
 }} are literal braces, and "double quotes" group words into one argument. A
 CSV or TSV file starts with a header line naming the fields.
 
-Exit status: 0 all acknowledged; 1 error replies; 2 bad usage or input (a
-bad record stops the run unless --skip-bad); 3 cannot connect or a link
-broke; 130 interrupted.
+Exit status: 0 all acknowledged; 1 error replies; 2 bad usage (an option,
+URL or template; nothing sent); 3 bad input stopped the run (a bad record,
+unless --skip-bad); 4 cannot connect; 5 a link broke midway; 6 no input
+file; 130 interrupted.
 """
 
 

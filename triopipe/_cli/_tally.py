@@ -11,7 +11,7 @@ Rules that live here:
   first few.
 * Exit statuses, first match wins: :data:`EXIT_INTERRUPTED` for Ctrl-C
   (the summary then counts what was answered before it; commands in flight
-  may or may not have been applied), :data:`EXIT_CONNECTION` when a link
+  may or may not have been applied), :data:`EXIT_CONNECTION_LOST` when a link
   failed (unknown or unsent commands, a source read or scan broken off, or
   no connection at all),
   :data:`EXIT_BAD_INPUT` for input that stopped the run,
@@ -35,27 +35,39 @@ from .._exceptions import ConnectionLostError, ResponseError, TransportError
 
 __all__ = [
     "EXIT_BAD_INPUT",
-    "EXIT_CONNECTION",
+    "EXIT_CANNOT_CONNECT",
+    "EXIT_CONNECTION_LOST",
     "EXIT_DIFFERENT",
     "EXIT_ERROR_REPLIES",
     "EXIT_INTERRUPTED",
+    "EXIT_NO_INPUT",
     "EXIT_OK",
+    "EXIT_USAGE",
     "INPUT_ERRORS",
     "Progress",
     "Tally",
     "input_problem",
 ]
 
+# The numbers of pump's statuses (the command line's one table).
 EXIT_OK = 0
 #: The server answered some command with an error.
 EXIT_ERROR_REPLIES = 1
-#: Bad usage or input: a missing file, a bad URL or template, a bad record
-#: that stopped the run.
-EXIT_BAD_INPUT = 2
-#: A server could not be reached, or a link broke mid-run.
-EXIT_CONNECTION = 3
+#: A bad option, URL or template, or a header without a template's field:
+#: nothing was sent.
+EXIT_USAGE = 2
+#: Bad input stopped the run (a bad record, unreadable text); everything
+#: before it was applied.
+EXIT_BAD_INPUT = 3
+#: A server could not be reached, or refused the credentials: nothing was sent.
+EXIT_CANNOT_CONNECT = 4
+#: A link broke midway: some commands have an unknown outcome or were not
+#: sent (copy: some keys could not be read).
+EXIT_CONNECTION_LOST = 5
+#: The input file is missing or unreadable: nothing was sent.
+EXIT_NO_INPUT = 6
 #: copy --verify found differences between source and target.
-EXIT_DIFFERENT = 4
+EXIT_DIFFERENT = 9
 #: Interrupted (Ctrl-C), as shells report SIGINT.
 EXIT_INTERRUPTED = 130
 
@@ -141,7 +153,7 @@ class Tally:
         if self.interrupted:
             return EXIT_INTERRUPTED
         if self.unknown or self.not_sent or self.broken_scans or self.source_link_errors:
-            return EXIT_CONNECTION
+            return EXIT_CONNECTION_LOST
         if self.stopped_at is not None:
             return EXIT_BAD_INPUT
         if self.different:

@@ -33,13 +33,20 @@ from typing import Any
 
 import anyio
 
-from .._exceptions import CommandNotAllowedError, ConnectError, TriopipeError
+from .._exceptions import (
+    AuthenticationError,
+    CommandNotAllowedError,
+    ConnectError,
+    TriopipeError,
+)
 from .._routing import key_positions, key_slot
 from .._routing._keys import SLOTS
 from ._tally import (
     EXIT_BAD_INPUT,
-    EXIT_CONNECTION,
+    EXIT_CANNOT_CONNECT,
+    EXIT_CONNECTION_LOST,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     INPUT_ERRORS,
     Progress,
     Tally,
@@ -188,13 +195,15 @@ def _described(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, WorkerFailure):
         return exc.problem, exc.status
     if isinstance(exc, ConnectError):
-        return f"cannot connect: {exc}", EXIT_CONNECTION
+        return f"cannot connect: {exc}", EXIT_CANNOT_CONNECT
+    if isinstance(exc, AuthenticationError):
+        return f"the server refused the credentials: {exc}", EXIT_CANNOT_CONNECT
     if isinstance(exc, CommandNotAllowedError):
-        return f"a command that cannot be pumped: {exc}", EXIT_BAD_INPUT
+        return f"a command that cannot be pumped: {exc}", EXIT_USAGE
     if isinstance(exc, INPUT_ERRORS):  # the input, unreadable midway
         return input_problem(exc), EXIT_BAD_INPUT
     if isinstance(exc, TriopipeError):
-        return str(exc), EXIT_CONNECTION
+        return str(exc), EXIT_CONNECTION_LOST
     return None
 
 
@@ -206,7 +215,7 @@ def _child(
     try:
         tally = _run_share(main, args, share, counters)
     except BaseException as exc:
-        described = _described(exc) or (f"{type(exc).__name__}: {exc}", EXIT_CONNECTION)
+        described = _described(exc) or (f"{type(exc).__name__}: {exc}", EXIT_CONNECTION_LOST)
         results.put((share.index, None, described))
     else:
         tally.errors_file = None
