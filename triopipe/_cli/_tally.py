@@ -9,12 +9,11 @@ Rules that live here:
 * Each failure is described by the caller (``where``: a record number, a
   key) and kept in full only in the ``--errors`` file; the summary shows the
   first few.
-* Exit statuses, first match wins: :data:`EXIT_INTERRUPTED` for Ctrl-C
-  (the summary then counts what was answered before it; commands in flight
-  may or may not have been applied), :data:`EXIT_CONNECTION_LOST` when a link
-  failed (unknown or unsent commands, a source read or scan broken off, or
-  no connection at all),
-  :data:`EXIT_BAD_INPUT` for input that stopped the run,
+* A finished run's exit status, first match wins: :data:`EXIT_INTERRUPTED`
+  for Ctrl-C (the summary then counts what was answered before it; commands
+  in flight may or may not have been applied), :data:`EXIT_CONNECTION_LOST`
+  when a link failed midway (unknown or unsent commands, a source read or
+  scan broken off), :data:`EXIT_BAD_INPUT` for input that stopped the run,
   :data:`EXIT_DIFFERENT` when ``copy --verify`` found differences,
   :data:`EXIT_ERROR_REPLIES` for error replies, else :data:`EXIT_OK`.
 * Tallies of several workers add up field by field.
