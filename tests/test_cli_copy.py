@@ -71,7 +71,7 @@ def test_copy_from_a_server_to_a_cluster_and_back_keeps_every_key(
     back_url = redis_server.url
     back = triopipe(
         "copy", redis_cluster_urls[0], back_url, "--source-cluster", "--verify",
-        "--backend", backend,
+        "--backend", backend, "--workers", "2", subprocess_=True,
     )  # fmt: skip
     assert back.returncode == 0, back.stderr
     assert f"copied {len(original):,} keys matching '*' from cluster".encode() in back.stderr
@@ -118,11 +118,16 @@ def test_copy_with_workers_by_slot_between_shards_and_a_server(
     assert counts["different"] == 0
     assert keyspace(redis_shard_urls) == original
 
+    # Three source servers, two workers: each worker takes whole servers.
     back = triopipe(
-        "copy", shards, redis_server.url, "--source-shards", "--json", "--backend", backend
+        "copy", shards, redis_server.url, "--source-shards", "--workers", "2", "--verify",
+        "--json", "--backend", backend, subprocess_=True,
     )  # fmt: skip
     assert back.returncode == 0, back.stderr
-    assert report(back)["target"] == f"shards {', '.join(redis_shard_urls)} to {redis_server.url}"
+    counts = report(back)
+    assert counts["target"] == f"shards {', '.join(redis_shard_urls)} to {redis_server.url}"
+    assert counts["keys"] == counts["restored"] == len(original)
+    assert (counts["verified_sample"], counts["different"]) == (1000, 0)
     assert keyspace([redis_server.url]) == original
 
 

@@ -25,7 +25,7 @@ import argparse
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
@@ -61,12 +61,25 @@ _SUMMARY_NAMES = {
 }
 
 
-def _source_servers(client: Any, kind: Kind) -> list[Client]:
-    if kind == "cluster":
-        return list(client.nodes.values())
-    if kind == "shards":
-        return list(client.shards.values())
-    return [client]
+class _Servers:
+    """The servers of one side (the one server, every shard, every cluster primary)."""
+
+    def __init__(self, client: Any, kind: Kind) -> None:
+        self._client = client
+        self._kind = kind
+        servers: Mapping[str, Client] = (
+            client.nodes if kind == "cluster" else client.shards if kind == "shards" else {}
+        )
+        self.clients: list[Client] = list(servers.values()) or [client]
+        self._numbers = {name: number for number, name in enumerate(servers)}
+
+    def number_of(self, key: bytes) -> int:
+        """The number (in :attr:`clients`) of the server that holds ``key``."""
+        if self._kind == "cluster":
+            return self._numbers[self._client.node_for(key)]
+        if self._kind == "shards":
+            return self._numbers[self._client.shard_for(key)]
+        return 0
 
 
 def _name(key: bytes) -> str:
@@ -89,6 +102,21 @@ class _Copier:
         # Each worker samples its share of the keys.
         self._sample_size = -(-args.verify_sample // share.count) if args.verify else 0
         self._offered = 0
+        #: Whether this process walks whole source servers (see take_servers).
+        self.whole_servers = False
+
+    def take_servers(self, count: int) -> list[int]:
+        """The source servers (by number) this process walks, of ``count``.
+
+        With enough source servers for every worker, each worker takes whole
+        servers, so no key is scanned twice; otherwise every worker walks
+        every server for the keys of its slots.
+        """
+        share = self._share
+        self.whole_servers = 1 < share.count <= count
+        if self.whole_servers:
+            return list(range(share.index, count, share.count))
+        return list(range(count))
 
     async def scan(self, source: Client) -> AsyncIterator[list[bytes]]:
         """The matching keys of this share on ``source``, as SCAN returns them."""
@@ -98,7 +126,7 @@ class _Copier:
             cursor, keys = await source.execute(
                 "SCAN", cursor, "MATCH", self._args.match, "COUNT", _SCAN_COUNT
             )
-            if share.count > 1:
+            if share.count > 1 and not self.whole_servers:
                 keys = [key for key in keys if share.owns_slot(key_slot(key))]
             yield keys
             if int(cursor) == 0:
@@ -192,16 +220,24 @@ class _Copier:
 
                 await target.pump(restores, on_outcomes=counted)
 
-    async def verify(self, sources: Sequence[Client], target: Any) -> None:
-        """Compare key counts and the sample of copied keys; count what differs."""
+    async def verify(self, sources: _Servers, mine: list[int], target: Any) -> None:
+        """Compare key counts and the sample of copied keys; count what differs.
+
+        Each process compares its own share: the keys of its slots, or of
+        its source servers (the target's keys are told apart by where the
+        source would hold them).
+        """
         tally = self._tally
         match = self._args.match
         source_count = target_count = 0
-        for source in sources:
-            async for keys in self.scan(source):
+        for number in mine:
+            async for keys in self.scan(sources.clients[number]):
                 source_count += len(keys)
-        for node in _source_servers(target, self._target_kind):
+        owned = set(mine)
+        for node in _Servers(target, self._target_kind).clients:
             async for keys in self.scan(node):
+                if self.whole_servers:
+                    keys = [key for key in keys if sources.number_of(key) in owned]
                 target_count += len(keys)
         if source_count != target_count:
             tally.different += 1
@@ -213,12 +249,12 @@ class _Copier:
         for server, key in self.sample:
             by_server.setdefault(server, []).append(key)
         for server, keys in by_server.items():
-            source = sources[server]
+            source = sources.clients[server]
             theirs = await _snapshot(source, keys)
             ours = await _snapshot(target, keys)
-            for key, mine, copied in zip(keys, theirs, ours, strict=True):
+            for key, original, copied in zip(keys, theirs, ours, strict=True):
                 tally.checked += 1
-                if mine != copied and not await _same_value(source, target, key):
+                if original != copied and not await _same_value(source, target, key):
                     tally.different += 1
                     tally.failure(f"verify: key {_name(key)} differs on the target")
 
@@ -286,11 +322,12 @@ async def _copy(
     source_target, target_target = _targets(args)
     copier = _Copier(args, share, tally, target_target.kind)
     async with open_target(source_target) as source, open_target(target_target) as target:
-        sources = _source_servers(source, source_target.kind)
+        sources = _Servers(source, source_target.kind)
+        mine = copier.take_servers(len(sources.clients))
         total: float | None = None
         if args.match == "*":
-            sizes = [await server.execute("DBSIZE") for server in sources]
-            total = sum(sizes) * _owned_fraction(share)
+            sizes = [await sources.clients[number].execute("DBSIZE") for number in mine]
+            total = sum(sizes) if copier.whole_servers else sum(sizes) / share.count
         progress = Progress(
             lambda: tally.acknowledged + tally.busy,
             lambda: total,
@@ -302,16 +339,12 @@ async def _copy(
                 group.start_soon(counters.publish, share, tally, lambda: _fraction(tally, total))
             group.start_soon(progress.run)
             async with anyio.create_task_group() as copies:
-                for index, server in enumerate(sources):
-                    copies.start_soon(copier.copy_server, index, server, target)
+                for number in mine:
+                    copies.start_soon(copier.copy_server, number, sources.clients[number], target)
             group.cancel_scope.cancel()
         progress.finish()
         if args.verify:
-            await copier.verify(sources, target)
-
-
-def _owned_fraction(share: Share) -> float:
-    return 1.0 / share.count
+            await copier.verify(sources, mine, target)
 
 
 def _fraction(tally: Tally, total: float | None) -> float | None:
@@ -428,4 +461,8 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         help="keys compared by --verify (default: %(default)s)",
     )
-    add_run_options(parser, "each takes a range of slots and copies the keys in it")
+    add_run_options(
+        parser,
+        "each takes whole source servers (shards, cluster primaries) when there are as "
+        "many as workers, else the keys of a range of slots",
+    )

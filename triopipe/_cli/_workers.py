@@ -10,12 +10,15 @@ CSV newlines need no splitting) and sends only its *share*:
   commands on one key may then run in another order than the input's, which
   the help says.
 
-``copy`` always splits keys by slot range. Each worker counts what it sends;
-records are counted by their block's owner (by worker 0 when splitting by
-slot), so the tallies add up to the run's. A bad record stops every worker
-(each sees it), so nothing after it is sent by any. Workers publish their
-acknowledged count and how far they have read into shared memory; the parent
-prints the sum. Their ``--errors`` files are joined in worker order at the end.
+``copy`` gives each worker whole source servers (shards, cluster primaries)
+when there are at least as many as workers, else the keys of a slot range.
+
+Each worker counts what it sends; records are counted by their block's
+owner (by worker 0 when splitting by slot), so the tallies add up to the
+run's. A bad record stops every worker (each sees it), so nothing after it
+is sent by any. Workers publish their acknowledged count and how far they
+have read into shared memory; the parent prints the sum. Their ``--errors``
+files are joined in worker order at the end.
 """
 
 from __future__ import annotations
