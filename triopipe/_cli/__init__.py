@@ -12,11 +12,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _pump
+from . import _copy, _import, _pump
 
 __all__ = ["main"]
 
-_SUBCOMMANDS = (_pump,)
+_SUBCOMMANDS = (_pump, _import, _copy)
 
 
 def _bench_command(rest: Sequence[str]) -> int:

@@ -1,0 +1,364 @@
+"""``--workers N``: one run split over processes, with one progress line and one summary.
+
+Theory of operation: every worker reads the whole input (so gzip and quoted
+CSV newlines need no splitting) and sends only its *share*:
+
+* to shards or a cluster, the commands whose first key's slot falls in the
+  worker's slot range: all commands on one key go through one worker, in
+  input order (commands without a key go through worker 0);
+* to one server, whole blocks of :data:`BLOCK` records, dealt round-robin:
+  commands on one key may then run in another order than the input's, which
+  the help says.
+
+``copy`` gives each worker whole source servers (shards, cluster primaries)
+when there are at least as many as workers, else the keys of a slot range.
+
+Each worker counts what it sends; records are counted by their block's
+owner (by worker 0 when splitting by slot), so the tallies add up to the
+run's. A bad record stops every worker (each sees it), so nothing after it
+is sent by any. Workers publish their acknowledged count and how far they
+have read into shared memory; the parent prints the sum. Their ``--errors``
+files are joined in worker order at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import queue
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from .._exceptions import (
+    AuthenticationError,
+    CommandNotAllowedError,
+    ConnectError,
+    TriopipeError,
+)
+from .._routing import key_positions, key_slot
+from .._routing._keys import SLOTS
+from ._tally import (
+    EXIT_BAD_INPUT,
+    EXIT_CANNOT_CONNECT,
+    EXIT_CONNECTION_LOST,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    INPUT_ERRORS,
+    Progress,
+    Tally,
+    input_problem,
+)
+
+__all__ = [
+    "BLOCK",
+    "Counters",
+    "Main",
+    "Share",
+    "WorkerFailure",
+    "add_run_options",
+    "backend_of",
+    "positive",
+    "run_reported",
+    "run_workers",
+]
+
+#: Records per block dealt to the workers of an import into one server.
+BLOCK = 10_000
+
+#: One process's run: ``main(args, share, counters, tally)``, counting into ``tally``.
+Main = Callable[[argparse.Namespace, "Share", "Counters | None", Tally], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+    """Which part of the work one process does (the whole of it by default)."""
+
+    index: int = 0
+    count: int = 1
+    by_slot: bool = False
+
+    def owns_record(self, number: int) -> bool:
+        """Whether this worker renders and sends record ``number`` (from 1)."""
+        return self.count == 1 or self.by_slot or (number - 1) // BLOCK % self.count == self.index
+
+    def counts_record(self, number: int) -> bool:
+        """Whether this worker counts record ``number`` (exactly one worker does)."""
+        if self.by_slot:
+            return self.index == 0
+        return self.owns_record(number)
+
+    def owns_slot(self, slot: int) -> bool:
+        """Whether keys of ``slot`` are this worker's."""
+        return self.count == 1 or slot * self.count // SLOTS == self.index
+
+    def sends(self, command: Sequence[Any]) -> bool:
+        """Whether this worker sends ``command`` (its record being its to send)."""
+        if self.count == 1 or not self.by_slot:
+            return True
+        try:
+            positions = key_positions(command)
+        except TriopipeError:
+            positions = []
+        if not positions:
+            return self.index == 0
+        return self.owns_slot(key_slot(command[positions[0]]))
+
+    def file_name(self, path: str) -> str:
+        """This worker's own file for what the run writes to ``path``."""
+        return path if self.count == 1 else f"{path}.worker{self.index}"
+
+
+class Counters:
+    """Each worker's acknowledged count and read fraction, in shared memory."""
+
+    def __init__(self, workers: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self._values = context.RawArray("d", 2 * workers)
+        self._workers = workers
+
+    async def publish(
+        self, share: Share, tally: Tally, fraction: Callable[[], float | None]
+    ) -> None:
+        """Keep this worker's figures current until cancelled."""
+        while True:
+            self._values[2 * share.index] = tally.acknowledged
+            self._values[2 * share.index + 1] = fraction() or 0.0
+            await anyio.sleep(0.2)
+
+    def acknowledged(self) -> int:
+        """The sum over workers."""
+        return int(sum(self._values[0::2]))
+
+    def fraction(self) -> float | None:
+        """How far the slowest worker has read, or None when nobody knows."""
+        fractions = list(self._values[1::2])
+        return min(fractions) or None
+
+
+def _run_share(
+    main: Main, args: argparse.Namespace, share: Share, counters: Counters | None
+) -> Tally:
+    """Run ``main`` for one share in this process, with its own ``--errors`` file."""
+    tally = Tally()
+    with contextlib.ExitStack() as stack:
+        if args.errors:
+            path = share.file_name(args.errors)
+            tally.errors_file = stack.enter_context(open(path, "w", encoding="utf-8"))
+        try:
+            anyio.run(main, args, share, counters, tally, backend=backend_of(args))
+        except BaseException as exc:
+            if counters is not None or not _interrupted(exc):
+                raise  # (a worker's Ctrl-C: the parent says it once)
+            # What was answered before Ctrl-C is still worth a summary.
+            tally.interrupted = True
+    return tally
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C, alone or among a task group's exceptions.
+
+    (trio raises it in whichever task runs, so it may come out of a group.)
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    inner: Sequence[BaseException] = getattr(exc, "exceptions", ())
+    return any(_interrupted(each) for each in inner)
+
+
+def _alone(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) groups of one, or ``exc`` itself."""
+    inner = getattr(exc, "exceptions", None)
+    while inner is not None and len(inner) == 1:
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
+
+
+class WorkerFailure(TriopipeError):
+    """A worker's failure, as it said it: its message and its exit status."""
+
+    def __init__(self, problem: str, status: int) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.status = status
+
+
+def _described(exc: BaseException) -> tuple[str, int] | None:
+    """A failure of a run as one line and an exit status (None: a bug, left to raise)."""
+    if _interrupted(exc):
+        return "interrupted", EXIT_INTERRUPTED
+    exc = _alone(exc)
+    if isinstance(exc, WorkerFailure):
+        return exc.problem, exc.status
+    if isinstance(exc, ConnectError):
+        return f"cannot connect: {exc}", EXIT_CANNOT_CONNECT
+    if isinstance(exc, AuthenticationError):
+        return f"the server refused the credentials: {exc}", EXIT_CANNOT_CONNECT
+    if isinstance(exc, CommandNotAllowedError):
+        return f"a command that cannot be pumped: {exc}", EXIT_USAGE
+    if isinstance(exc, INPUT_ERRORS):  # the input, unreadable midway
+        return input_problem(exc), EXIT_BAD_INPUT
+    if isinstance(exc, TriopipeError):
+        return str(exc), EXIT_CONNECTION_LOST
+    return None
+
+
+def _child(
+    main: Main, args: argparse.Namespace, share: Share, counters: Counters, results: Any
+) -> None:
+    # Only plain data crosses to the parent: a tally, or a failure described
+    # (an exception might not survive pickling).
+    try:
+        tally = _run_share(main, args, share, counters)
+    except BaseException as exc:
+        described = _described(exc) or (f"{type(exc).__name__}: {exc}", EXIT_CONNECTION_LOST)
+        results.put((share.index, None, described))
+    else:
+        tally.errors_file = None
+        results.put((share.index, tally, None))
+
+
+def run_reported(
+    name: str, args: argparse.Namespace, main: Main, *, unit: str, by_slot: bool = False
+) -> Tally | int:
+    """The tally of :func:`run_workers`, or the exit status of a failure, said in one line."""
+    try:
+        return run_workers(args, main, unit=unit, by_slot=by_slot)
+    except BaseException as exc:
+        described = _described(exc)
+        if described is None:
+            raise
+    problem, status = described
+    print(f"triopipe {name}: {problem}", file=sys.stderr)
+    return status
+
+
+def run_workers(
+    args: argparse.Namespace, main: Main, *, unit: str, by_slot: bool = False
+) -> Tally:
+    """Run ``main`` in ``args.workers`` processes (or here, for one) and add up their tallies.
+
+    Raises:
+        KeyboardInterrupt: a worker was interrupted.
+        Exception: the first failure a worker raised (after every worker ended).
+    """
+    if args.workers <= 1:
+        return _run_share(main, args, Share(), None)
+    by_slot = by_slot or bool(getattr(args, "shards", None) or getattr(args, "cluster", None))
+    context = multiprocessing.get_context("fork")
+    counters = Counters(args.workers)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=_child,
+            args=(main, args, Share(index, args.workers, by_slot), counters, results),
+            daemon=True,
+        )
+        for index in range(args.workers)
+    ]
+    for process in processes:
+        process.start()
+    progress = Progress(
+        counters.acknowledged,
+        lambda: None,
+        unit,
+        quiet=args.quiet or args.json,
+        fraction=counters.fraction,
+    )
+    outcomes: dict[int, tuple[Tally | None, Any]] = {}
+    try:
+        while len(outcomes) < len(processes):
+            deadline = time.monotonic() + progress.period
+            while len(outcomes) < len(processes) and time.monotonic() < deadline:
+                try:
+                    index, tally, failure = results.get(timeout=0.05)
+                except queue.Empty:
+                    if _lost(processes, outcomes):
+                        raise TriopipeError("a worker process died without a result") from None
+                    continue
+                outcomes[index] = (tally, failure)
+            if len(outcomes) < len(processes):
+                progress.tick()
+    finally:
+        for process in processes:
+            process.join(timeout=1)
+            if process.is_alive():
+                process.kill()
+        progress.finish()
+    return _combined(args, outcomes)
+
+
+def _lost(processes: list[Any], outcomes: dict[int, Any]) -> bool:
+    return any(
+        not process.is_alive() and process.exitcode != 0 and index not in outcomes
+        for index, process in enumerate(processes)
+    )
+
+
+def _combined(args: argparse.Namespace, outcomes: dict[int, tuple[Tally | None, Any]]) -> Tally:
+    if getattr(args, "errors", None):
+        with open(args.errors, "w", encoding="utf-8") as joined:
+            for index in sorted(outcomes):
+                part = Share(index, args.workers).file_name(args.errors)
+                if os.path.exists(part):
+                    with open(part, encoding="utf-8") as piece:
+                        joined.write(piece.read())
+                    os.remove(part)
+    total = Tally()
+    for index in sorted(outcomes):
+        tally, failure = outcomes[index]
+        if failure is not None:
+            raise WorkerFailure(*failure)
+        assert tally is not None
+        total.merge(tally)
+    return total
+
+
+def backend_of(args: argparse.Namespace) -> str:
+    """The event loop to run on: ``--backend``, asyncio when trio is not installed."""
+    backend: str = args.backend
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            print("triopipe: trio is not installed; running on asyncio", file=sys.stderr)
+            backend = "asyncio"
+    return backend
+
+
+def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
+    """Add the options of how a run goes and reports (``--workers``, ``--json``, ...)."""
+    parser.add_argument("--errors", metavar="FILE", help="write every failure to FILE")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    parser.add_argument(
+        "--workers",
+        type=positive,
+        default=1,
+        metavar="N",
+        help=f"split the work over N processes: {workers_help} (default: 1)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["trio", "asyncio"],
+        default="asyncio",
+        help="event loop (default: %(default)s)",
+    )
+
+
+def positive(text: str) -> int:
+    """An option's whole number, at least 1 (for argparse)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
