@@ -26,6 +26,7 @@ from ._exceptions import ConnectionLostError as ConnectionLostError
 from ._exceptions import CrossSlotError as CrossSlotError
 from ._exceptions import ExecAbortError as ExecAbortError
 from ._exceptions import MaxClientsError as MaxClientsError
+from ._exceptions import MessagesLostError as MessagesLostError
 from ._exceptions import MovedError as MovedError
 from ._exceptions import NoPermissionError as NoPermissionError
 from ._exceptions import NoScriptError as NoScriptError
@@ -45,6 +46,7 @@ from ._fanout import FanOutBatch as FanOutBatch
 from ._fanout import ShardedTransaction as ShardedTransaction
 from ._observe import Observation as Observation
 from ._observe import Observer as Observer
+from ._pubsub import Gap as Gap
 from ._pubsub import Message as Message
 from ._pubsub import Subscription as Subscription
 from ._scripts import Script as Script

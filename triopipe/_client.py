@@ -53,7 +53,7 @@ from ._learn import learn_commands
 from ._observe import Observation
 from ._pipeline import Request
 from ._protocols import DirectRoute
-from ._pubsub import Subscription
+from ._pubsub import OnGap, Subscription
 from ._resp import encode_command, encode_each, encode_requests, group_requests
 from ._retry import RetryPolicy
 from ._routing import (
@@ -228,16 +228,35 @@ class Client(Commands, Scripting):
         return Batch(self._group.choose())
 
     def subscribe(
-        self, *channels: Key, patterns: Sequence[Key] = ()
+        self, *channels: Key, patterns: Sequence[Key] = (), on_gap: OnGap = "yield"
     ) -> AbstractAsyncContextManager[Subscription]:
-        """Subscribe to channels and patterns on a dedicated connection.
+        """Subscribe to channels and patterns on a connection of the subscription's own.
 
         The block starts once the server has registered every channel and
         pattern; iterate the subscription for :class:`Message` objects. More
         channels can be added or removed inside the block. If the connection
-        breaks, iteration raises :exc:`ConnectionLostError`.
+        breaks, the subscription resubscribes on a new one by itself, and the
+        iteration yields one :class:`Gap` for the outage (``on_gap="yield"``)
+        or raises :exc:`MessagesLostError` (``on_gap="raise"``); either way
+        iterating again goes on.
+
+        Raises:
+            TypeError: a name is neither ``bytes`` nor ``str``.
+            ValueError: ``on_gap`` is neither ``"yield"`` nor ``"raise"``.
+            ConnectError: (entering the block) the server cannot be reached.
         """
-        return Subscription(self._group, channels, patterns)
+        return Subscription(self._group, channels, patterns, on_gap=on_gap)
+
+    def ssubscribe(
+        self, *channels: Key, on_gap: OnGap = "yield"
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Subscribe to shard channels (``SSUBSCRIBE``, Redis 7.0+), as :meth:`subscribe`.
+
+        Publish to them with ``spublish``. On a single server shard
+        channels behave as channels; they matter on a cluster, where each
+        lives on the node owning its slot.
+        """
+        return Subscription(self._group, shard_channels=channels, on_gap=on_gap)
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[Transaction]:

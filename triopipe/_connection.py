@@ -587,7 +587,7 @@ class Connection:
                     task_group.start_soon(self._send_loop, stream, link)
                     task_group.start_soon(self._receive_loop, stream, reader, link)
                     interval = self._config.health_check_interval
-                    if interval is not None and not (self._subscriber and link.protocol == 2):
+                    if interval is not None:
                         task_group.start_soon(self._watch, link, interval)
         finally:
             # Reached on a break (already handled), on client close, or when
@@ -678,7 +678,13 @@ class Connection:
         before theirs, and nobody receives it): any byte read meanwhile
         proves the link alive. While a blocking command is in flight (a BLPOP
         may rightly wait minutes), only TCP keepalive watches the link.
+
+        On a RESP2 subscription link the server answers a PING with a
+        ``pong`` array, indistinguishable by shape from a message: the probe
+        awaits no reply there (the array goes to ``on_push``), and only the
+        bytes it brings count.
         """
+        awaits_reply = 0 if self._subscriber and link.protocol == 2 else 1
         while True:
             quiet = time.monotonic() - link.last_received
             if quiet < interval or self._blocking:
@@ -687,7 +693,7 @@ class Connection:
             signal = self._new_signal()
             link.probes += 1
             try:
-                self._submit_to(link, _PING, signal)
+                self._submit_to(link, _PING, signal, awaits_reply, many=not awaits_reply)
                 with anyio.move_on_after(2 * interval - quiet):
                     await signal.wait()
             finally:

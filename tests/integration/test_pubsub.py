@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
@@ -49,15 +51,23 @@ async def test_subscription_changes_inside_the_block(redis_url: str) -> None:
         assert received == [triopipe.Message("b", "y")]
 
 
-async def test_broken_subscription_raises(redis_url: str) -> None:
+async def test_a_broken_subscription_reports_a_gap_and_goes_on(redis_url: str) -> None:
     async with (
         triopipe.open_client(redis_url) as redis,
         triopipe.open_client(redis_url) as admin,
         redis.subscribe("news") as sub,
     ):
+        before = time.time()
         await admin.execute("CLIENT", "KILL", "TYPE", "pubsub")
-        with anyio.fail_after(5), pytest.raises(triopipe.ConnectionLostError):
-            await sub.__anext__()
+        with anyio.fail_after(5):
+            gap = await sub.__anext__()
+        assert isinstance(gap, triopipe.Gap)
+        assert before <= gap.lost_at <= gap.resubscribed_at <= time.time()
+        assert isinstance(gap.error, triopipe.ConnectionLostError)
+        assert sub.channels == {b"news"}
+        assert await redis.publish("news", "after") == 1
+        with anyio.fail_after(5):
+            assert await sub.__anext__() == triopipe.Message(b"news", b"after")
 
 
 async def test_subscribe_refused_by_execute(redis_url: str) -> None:
