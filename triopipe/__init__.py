@@ -48,7 +48,6 @@ from ._observe import Observation as Observation
 from ._observe import Observer as Observer
 from ._pubsub import Gap as Gap
 from ._pubsub import Message as Message
-from ._pubsub import Subscription as Subscription
 from ._scripts import Script as Script
 from ._sharded import ShardedClient as ShardedClient
 from ._sharded import open_sharded_client as open_sharded_client
@@ -57,6 +56,7 @@ from ._statistics import ClusterClientStatistics as ClusterClientStatistics
 from ._statistics import ConnectionStatistics as ConnectionStatistics
 from ._statistics import PumpReport as PumpReport
 from ._statistics import ShardedClientStatistics as ShardedClientStatistics
+from ._subscription import Subscription as Subscription
 
 #: The batch of the cluster client (the same class as the sharded client's).
 ClusterBatch = FanOutBatch

@@ -53,7 +53,7 @@ from ._learn import learn_commands
 from ._observe import Observation
 from ._pipeline import Request
 from ._protocols import DirectRoute
-from ._pubsub import OnGap, Subscription
+from ._pubsub import OnGap
 from ._resp import encode_command, encode_each, encode_requests, group_requests
 from ._retry import RetryPolicy
 from ._routing import (
@@ -66,6 +66,7 @@ from ._routing import (
 )
 from ._scripts import Scripting
 from ._statistics import ClientStatistics, PumpReport, PumpTally
+from ._subscription import OneServer, Subscription
 from ._tasks import background_task_group
 
 __all__ = [
@@ -245,7 +246,7 @@ class Client(Commands, Scripting):
             ValueError: ``on_gap`` is neither ``"yield"`` nor ``"raise"``.
             ConnectError: (entering the block) the server cannot be reached.
         """
-        return Subscription(self._group, channels, patterns, on_gap=on_gap)
+        return Subscription(OneServer(self._group), channels, patterns, on_gap=on_gap)
 
     def ssubscribe(
         self, *channels: Key, on_gap: OnGap = "yield"
@@ -256,7 +257,7 @@ class Client(Commands, Scripting):
         channels behave as channels; they matter on a cluster, where each
         lives on the node owning its slot.
         """
-        return Subscription(self._group, shard_channels=channels, on_gap=on_gap)
+        return Subscription(OneServer(self._group), shard_channels=channels, on_gap=on_gap)
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[Transaction]:

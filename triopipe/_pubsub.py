@@ -1,40 +1,39 @@
-"""Pub/Sub subscriptions that survive a lost link.
+"""Pub/Sub: one subscription link that survives its connection.
 
 Theory of operation
 -------------------
 
-A :class:`Subscription` holds a connection of its own in pub/sub mode. The
-server only sends it messages and confirmations (RESP3 push frames; under
-RESP2, arrays nobody asked for), and every frame goes to
-:meth:`Subscriber.on_push`, which turns messages into :class:`Message` items
-of an unbounded memory channel that ``async for`` reads (a consumer that
-falls behind makes it grow, as the server's own buffer would).
+A :class:`Subscriber` is one link of a subscription: a connection of its own
+in pub/sub mode, to one server. The server only sends it messages and
+confirmations (RESP3 push frames; under RESP2, arrays nobody asked for), and
+every frame goes to :meth:`Subscriber.on_push`, which hands messages on as
+:class:`Message` items (the subscription, :mod:`triopipe._subscription`,
+queues them for ``async for``).
 
 What was asked and what the server confirmed are kept apart, per kind
-(channels, patterns, shard channels):
+(channels, patterns, shard channels): ``wanted`` changes as soon as a call
+asks, and is what a new link subscribes to; ``confirmed`` changes only on the
+server's confirmations, and is emptied when the link is lost.
 
-- ``wanted`` changes as soon as a call asks; it is what a new link
-  subscribes to;
-- ``confirmed`` changes only on the server's confirmations and is emptied
-  when the link is lost; ``channels``, ``patterns`` and ``shard_channels``
-  show it.
-
-Each call waits for the confirmations of its own names: one waiter per
-(confirmation, name), queued in the order the commands were sent, so
-concurrent callers never share, replace or steal each other's event.
+The server answers a link's commands in order, one confirmation per name or
+one error reply per command, so the commands sent form a FIFO: each call
+owns its command's entry and completes when the last of its names is
+confirmed (or fails with the error reply), whatever other tasks do
+meanwhile. A confirmation that matches no command (``sunsubscribe`` when a
+cluster slot moves away) is the server's own doing: the name is dropped and
+reported (``on_dropped``).
 
 A lost link (``on_lost``, called by the connection as it breaks) opens a
-*gap*. Calls still waiting for a subscription that is still wanted keep
-waiting: the resubscription's confirmation completes them (a name's waiters
-are merged, since one command resubscribes it); the others complete at once
-(the server holds nothing for them). The subscriber's task connects again
-(the connection backs off by itself; while the server is down the task
-sleeps a capped, jittered backoff between tries), sends one command per kind
-with everything wanted, and once the server has confirmed every name the
-gap closes: a :class:`Gap` goes into the message stream, after the last
-message received before the loss and before the first one after, or the
-iteration raises :exc:`MessagesLostError` there (``on_gap="raise"``). A link
-lost again before that extends the same gap: one report per outage.
+*gap*. Calls waiting for a subscription still wanted keep waiting, now for
+the resubscription's confirmation of their names (``_waiting``); the others
+complete at once (the server holds nothing for them). The link's task
+connects again (the connection backs off by itself; while the server is down
+the task sleeps a capped, jittered backoff between tries), sends what is
+wanted (shard channels one slot per command, as a cluster requires), and
+once the server has confirmed or refused every resubscription the gap closes:
+a :class:`Gap` is delivered, after the last message received before the loss
+and before the first one after. A link lost again before that extends the
+same gap: one report per outage.
 
 Pub/Sub delivers at most once: messages published during a gap are lost.
 """
@@ -43,31 +42,35 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
 import anyio
 
 from ._connection import Connection
-from ._exceptions import MessagesLostError, ResponseError, TransportError
+from ._exceptions import ResponseError, TransportError
 from ._resp import Push, encode_command
 from ._retry import backoff
-from ._tasks import background_task_group
+from ._routing import key_slot
 
 __all__ = [
     "CHANNELS",
+    "KINDS",
     "PATTERNS",
     "SHARD_CHANNELS",
+    "Call",
     "Gap",
+    "Kind",
     "Message",
+    "Names",
     "OnGap",
     "Subscriber",
-    "Subscription",
+    "SubscriberSource",
     "check_names",
+    "commands_for",
     "name_key",
 ]
 
@@ -76,7 +79,6 @@ logger = logging.getLogger("triopipe")
 #: What the iteration does at the end of an outage: yield a :class:`Gap`, or
 #: raise :exc:`MessagesLostError`.
 OnGap = Literal["yield", "raise"]
-_ON_GAP = ("yield", "raise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +116,7 @@ class Gap:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Kind:
+class Kind:
     """One kind of subscription: its commands and the names of their confirmations."""
 
     subscribe: str
@@ -123,16 +125,16 @@ class _Kind:
     unsubscribed: str
 
 
-CHANNELS = _Kind("SUBSCRIBE", "UNSUBSCRIBE", "subscribe", "unsubscribe")
-PATTERNS = _Kind("PSUBSCRIBE", "PUNSUBSCRIBE", "psubscribe", "punsubscribe")
-SHARD_CHANNELS = _Kind("SSUBSCRIBE", "SUNSUBSCRIBE", "ssubscribe", "sunsubscribe")
-_KINDS = (CHANNELS, PATTERNS, SHARD_CHANNELS)
+CHANNELS = Kind("SUBSCRIBE", "UNSUBSCRIBE", "subscribe", "unsubscribe")
+PATTERNS = Kind("PSUBSCRIBE", "PUNSUBSCRIBE", "psubscribe", "punsubscribe")
+SHARD_CHANNELS = Kind("SSUBSCRIBE", "SUNSUBSCRIBE", "ssubscribe", "sunsubscribe")
+KINDS = (CHANNELS, PATTERNS, SHARD_CHANNELS)
 # Confirmation name -> (kind, whether it confirms a subscription).
 _CONFIRMATIONS = {
-    **{kind.subscribed: (kind, True) for kind in _KINDS},
-    **{kind.unsubscribed: (kind, False) for kind in _KINDS},
+    **{kind.subscribed: (kind, True) for kind in KINDS},
+    **{kind.unsubscribed: (kind, False) for kind in KINDS},
 }
-_MESSAGE_KINDS = frozenset({"message", "smessage"})
+_MESSAGEKINDS = frozenset({"message", "smessage"})
 
 
 def _text(value: Any) -> str:
@@ -159,8 +161,8 @@ def check_names(names: Iterable[Any]) -> dict[bytes, Any]:
     return {name_key(name): name for name in names}
 
 
-class _Call:
-    """One subscribe or unsubscribe call: how many confirmations it still waits for."""
+class Call:
+    """One subscribe or unsubscribe call on one link: the confirmations it still waits for."""
 
     __slots__ = ("error", "event", "remaining")
 
@@ -185,53 +187,79 @@ class _Call:
             raise self.error
 
 
+class _Sent:
+    """A command on the current link: the confirmations it still awaits, and whose it is.
+
+    ``call`` is None for a resubscription, whose confirmations complete the
+    calls merged into ``Subscriber._waiting`` instead.
+    """
+
+    __slots__ = ("call", "confirmation", "keys", "kind", "names")
+
+    def __init__(
+        self, kind: Kind, confirmation: str, names: dict[bytes, Any], call: Call | None
+    ) -> None:
+        self.kind = kind
+        self.confirmation = confirmation
+        self.names = names
+        self.keys = set(names)
+        self.call = call
+
+
 class SubscriberSource(Protocol):
-    """Where a subscription gets its connection: a connection group."""
+    """Where a subscription link gets its connection: a connection group."""
 
     def subscriber(
         self, on_push: Callable[[Push], None], on_lost: Callable[[BaseException], None]
     ) -> AbstractAsyncContextManager[Connection]: ...
 
 
+Names = dict[bytes, Any]
+
+
 class Subscriber:
-    """One subscription link's state: wanted and confirmed names, waiters, gaps.
+    """One subscription link's state: wanted and confirmed names, calls, gaps.
+
+    The server answers a link's commands in order, each with one
+    confirmation per name (or one error reply), so the commands on the link
+    form a FIFO (``_sent``): a confirmation belongs to the oldest command,
+    and one that does not (an ``sunsubscribe`` when a cluster slot moves
+    away) was sent by the server of its own accord.
 
     Args:
         deliver: takes each :class:`Message` and :class:`Gap`, in order.
-        on_dropped: called with a kind, a name's key and the name when the
-            server ends a subscription nobody asked to end (a cluster node
-            whose slot moved away); the default forgets it.
+        on_dropped: called with a kind and names the server unsubscribed of
+            its own accord (they are no longer wanted here).
+        on_refused: called with a kind, names and the error reply when the
+            server refused to resubscribe them on a new link (they are no
+            longer wanted here).
     """
 
     def __init__(
         self,
         deliver: Callable[[Message | Gap], None],
-        on_dropped: Callable[[_Kind, bytes, Any], None] | None = None,
+        *,
+        on_dropped: Callable[[Kind, Names], None] | None = None,
+        on_refused: Callable[[Kind, Names, ResponseError], None] | None = None,
     ) -> None:
         self._deliver = deliver
         self._on_dropped = on_dropped
+        self._on_refused = on_refused
         self.connection: Connection | None = None
-        self.wanted: dict[_Kind, dict[bytes, Any]] = {kind: {} for kind in _KINDS}
-        self.confirmed: dict[_Kind, set[Any]] = {kind: set() for kind in _KINDS}
-        # (confirmation, name key) -> calls waiting for it, one entry per
-        # command sent (an entry of several calls after a gap merged them).
-        self._waiting: dict[tuple[str, bytes], deque[list[_Call]]] = {}
-        # Calls whose commands are on the current link, in order: an error
-        # reply is the first unfinished one's.
-        self._sent: deque[_Call] = deque()
+        self.wanted: dict[Kind, Names] = {kind: {} for kind in KINDS}
+        self.confirmed: dict[Kind, set[Any]] = {kind: set() for kind in KINDS}
+        self._sent: deque[_Sent] = deque()
+        # (confirmation, name key) -> calls made while the link was down,
+        # completed by the resubscription's confirmation of that name.
+        self._waiting: dict[tuple[str, bytes], list[Call]] = {}
         # Whether commands may go on the link now (else the resubscription
         # will send what is wanted).
         self._up = False
         self._closed = False
         self._lost_at: float | None = None
         self._lost_error: BaseException | None = None
-        self._resubscribing: set[tuple[str, bytes]] = set()
+        self._resubscribing = 0
         self._lost = anyio.Event()
-
-    @property
-    def idle(self) -> bool:
-        """Whether nothing is wanted any more (the link can go)."""
-        return not any(self.wanted.values())
 
     async def start(self, connection: Connection) -> None:
         """Connect ``connection`` (made with :meth:`on_push` and :meth:`on_lost`)."""
@@ -239,48 +267,40 @@ class Subscriber:
         self.connection = connection
         self._up = True
 
-    async def change(self, kind: _Kind, subscribe: bool, names: Sequence[Any]) -> None:
-        """(Un)subscribe ``names`` of ``kind``; returns once the server confirmed each."""
-        given = check_names(names)
-        if not given:
-            return
+    def submit(self, kind: Kind, subscribe: bool, names: Names) -> Call:
+        """(Un)subscribe ``names`` of ``kind``; the call completes once each is confirmed.
+
+        Raises:
+            anyio.ClosedResourceError: the subscription is closed.
+        """
         connection = self.connection
         if self._closed or connection is None:
             raise anyio.ClosedResourceError
         command = kind.subscribe if subscribe else kind.unsubscribe
-        payload = encode_command((command, *given.values()))
+        payload = encode_command((command, *names.values()))
         wanted = self.wanted[kind]
         if subscribe:
-            wanted.update(given)
+            wanted.update(names)
         else:
-            for key in given:
+            for key in names:
                 wanted.pop(key, None)
         confirmation = kind.subscribed if subscribe else kind.unsubscribed
-        call = _Call(len(given))
+        call = Call(len(names))
         if self._up:
-            for key in given:
-                self._waiting.setdefault((confirmation, key), deque()).append([call])
-            self._sent.append(call)
-            while self._sent and self._sent[0].event.is_set():
-                self._sent.popleft()
+            self._sent.append(_Sent(kind, confirmation, names, call))
             connection.send_only(payload)
-        else:
-            for key in given:
-                if subscribe:
-                    # The resubscription sends it once: wait with the others.
-                    entries = self._waiting.setdefault((confirmation, key), deque())
-                    if entries:
-                        entries[-1].append(call)
-                    else:
-                        entries.append([call])
-                else:
-                    # The server holds nothing now; a subscribe still waiting
-                    # for this name is superseded.
-                    for entry in self._waiting.pop((kind.subscribed, key), ()):
-                        for waiting in entry:
-                            waiting.confirm()
-                    call.confirm()
-        await call.wait()
+            return call
+        for key in names:
+            if subscribe:
+                # The resubscription sends it: wait for its confirmation.
+                self._waiting.setdefault((confirmation, key), []).append(call)
+            else:
+                # The server holds nothing now; a subscribe still waiting
+                # for this name is superseded.
+                for waiting in self._waiting.pop((kind.subscribed, key), ()):
+                    waiting.confirm()
+                call.confirm()
+        return call
 
     # -- from the connection's receiver (synchronous; must never raise) -------------
 
@@ -293,7 +313,7 @@ class Subscriber:
             self._refused(head)
             return
         kind = _text(head).lower()
-        if kind in _MESSAGE_KINDS and len(push) >= 3:
+        if kind in _MESSAGEKINDS and len(push) >= 3:
             self._deliver(Message(push[1], push[2]))
         elif kind == "pmessage" and len(push) >= 4:
             self._deliver(Message(push[2], push[3], push[1]))
@@ -309,47 +329,46 @@ class Subscriber:
             self.confirmed[kind].add(name)
         else:
             self.confirmed[kind].discard(name)
-        entries = self._waiting.get((confirmation, key))
-        if entries:
-            for call in entries.popleft():
-                call.confirm()
-            if not entries:
-                del self._waiting[(confirmation, key)]
-        elif not subscribed and self._up and key in self.wanted[kind]:
-            # Nobody asked: the server ended it (a cluster slot moved away).
-            if self._on_dropped is not None:
-                self._on_dropped(kind, key, self.wanted[kind][key])
+        sent = self._sent
+        head = sent[0] if sent else None
+        if head is not None and head.confirmation == confirmation and key in head.keys:
+            head.keys.discard(key)
+            if head.call is not None:
+                head.call.confirm()
             else:
-                del self.wanted[kind][key]
-        if self._resubscribing:
-            self._resubscribing.discard((confirmation, key))
-            if not self._resubscribing:
-                self._close_gap()
+                for call in self._waiting.pop((confirmation, key), ()):
+                    call.confirm()
+            if not head.keys:
+                sent.popleft()
+                if head.call is None:
+                    self._resubscribed_one()
+        elif not subscribed and key in self.wanted[kind]:
+            # Nobody asked: the server ended it (a cluster slot moved away).
+            dropped = {key: self.wanted[kind].pop(key)}
+            if self._on_dropped is not None:
+                self._on_dropped(kind, dropped)
 
     def _refused(self, error: ResponseError) -> None:
-        """An error reply: the oldest call still waiting on this link gets it."""
-        sent = self._sent
-        while sent:
-            call = sent.popleft()
-            if not call.event.is_set():
-                self._forget(call)
+        """An error reply: the oldest command on the link was refused."""
+        if not self._sent:
+            logger.warning("the server sent an error to a subscription: %s", error)
+            return
+        head = self._sent.popleft()
+        if head.confirmation == head.kind.subscribed:
+            for key in head.keys:
+                self.wanted[head.kind].pop(key, None)
+        if head.call is not None:
+            head.call.fail(error)
+            return
+        for key in head.keys:
+            for call in self._waiting.pop((head.confirmation, key), ()):
                 call.fail(error)
-                return
-        logger.warning("a subscription command was refused: %s", error)
-
-    def _forget(self, call: _Call) -> None:
-        """Drop ``call``'s waiters (its command was refused)."""
-        for key in [
-            key for key, entries in self._waiting.items() if any(call in e for e in entries)
-        ]:
-            entries = deque(e for e in self._waiting[key] if call not in e)
-            kind, subscribed = _CONFIRMATIONS[key[0]]
-            if subscribed:
-                self.wanted[kind].pop(key[1], None)
-            if entries:
-                self._waiting[key] = entries
-            else:
-                del self._waiting[key]
+        refused = {key: head.names[key] for key in head.keys}
+        if self._on_refused is not None:
+            self._on_refused(head.kind, refused, error)
+        else:
+            logger.warning("resubscribing to %s was refused: %s", list(refused.values()), error)
+        self._resubscribed_one()
 
     def on_lost(self, error: BaseException) -> None:
         """The link broke (or a connect failed): open or extend the gap."""
@@ -359,20 +378,32 @@ class Subscriber:
             self._lost_at = time.time()
             self._lost_error = error
         self._up = False
+        self._resubscribing = 0
         for confirmed in self.confirmed.values():
             confirmed.clear()
-        self._resubscribing.clear()
-        self._sent.clear()
-        waiting, self._waiting = self._waiting, {}
-        for (confirmation, key), entries in waiting.items():
-            kind, subscribed = _CONFIRMATIONS[confirmation]
-            calls = [call for entry in entries for call in entry]
-            if subscribed and key in self.wanted[kind]:
-                self._waiting[(confirmation, key)] = deque([calls])
-            else:
+        sent, self._sent = self._sent, deque()
+        for record in sent:
+            call = record.call
+            if call is None:
+                continue  # a resubscription: its calls wait in _waiting already
+            for key in record.keys:
+                if record.confirmation == record.kind.subscribed:
+                    # Resubscribed with the rest: its confirmation will come.
+                    self._waiting.setdefault((record.confirmation, key), []).append(call)
+                else:
+                    call.confirm()
+        for waiting_for, calls in list(self._waiting.items()):
+            kind, _ = _CONFIRMATIONS[waiting_for[0]]
+            if waiting_for[1] not in self.wanted[kind]:
+                del self._waiting[waiting_for]
                 for call in calls:
                     call.confirm()
         self._lost.set()
+
+    def _resubscribed_one(self) -> None:
+        self._resubscribing -= 1
+        if self._resubscribing <= 0:
+            self._close_gap()
 
     def _close_gap(self) -> None:
         lost_at, error = self._lost_at, self._lost_error
@@ -381,7 +412,7 @@ class Subscriber:
         self._lost_at = self._lost_error = None
         self._deliver(Gap(lost_at, time.time(), error))
 
-    # -- the subscriber's task ------------------------------------------------------
+    # -- the link's task ------------------------------------------------------------
 
     async def keep_subscribed(self) -> None:
         """Resubscribe on a new link after each loss, until the subscription closes."""
@@ -408,16 +439,22 @@ class Subscriber:
             self._resubscribe(connection)
 
     def _resubscribe(self, connection: Connection) -> None:
-        commands = [
-            (kind.subscribe, *wanted.values()) for kind, wanted in self.wanted.items() if wanted
+        records = [
+            _Sent(kind, kind.subscribed, names, None)
+            for kind, wanted in self.wanted.items()
+            for names in commands_for(kind, wanted)
         ]
-        self._resubscribing = {
-            (kind.subscribed, key) for kind, wanted in self.wanted.items() for key in wanted
-        }
+        self._sent.extend(records)
+        self._resubscribing = len(records)
         self._up = True
-        if commands:
-            connection.send_only(b"".join(encode_command(command) for command in commands))
-        if not self._resubscribing:
+        if records:
+            connection.send_only(
+                b"".join(
+                    encode_command((record.kind.subscribe, *record.names.values()))
+                    for record in records
+                )
+            )
+        else:
             self._close_gap()
 
     def close(self) -> None:
@@ -425,134 +462,24 @@ class Subscriber:
         self._closed = True
         self.connection = None
         self._lost.set()
-        for entries in self._waiting.values():
-            for entry in entries:
-                for call in entry:
-                    call.fail(anyio.ClosedResourceError())
+        error = anyio.ClosedResourceError
+        for record in self._sent:
+            if record.call is not None:
+                record.call.fail(error())
+        for calls in self._waiting.values():
+            for call in calls:
+                call.fail(error())
+        self._sent.clear()
         self._waiting.clear()
 
 
-class Subscription:
-    """The channels, patterns and shard channels of one subscription; iterate for messages.
-
-    Made by ``Client.subscribe`` or ``Client.ssubscribe``; use it as ``async
-    with redis.subscribe(...) as sub: async for item in sub: ...``. The
-    iteration yields :class:`Message` items and, after an outage of the
-    link, one :class:`Gap` (or raises :exc:`MessagesLostError` with
-    ``on_gap="raise"``); it goes on by itself after either.
-    """
-
-    def __init__(
-        self,
-        source: SubscriberSource,
-        channels: Sequence[Any] = (),
-        patterns: Sequence[Any] = (),
-        *,
-        shard_channels: Sequence[Any] = (),
-        on_gap: OnGap = "yield",
-    ) -> None:
-        if on_gap not in _ON_GAP:
-            raise ValueError(f"on_gap must be 'yield' or 'raise', not {on_gap!r}")
-        self._initial = {
-            CHANNELS: tuple(check_names(channels).values()),
-            PATTERNS: tuple(check_names(patterns).values()),
-            SHARD_CHANNELS: tuple(check_names(shard_channels).values()),
-        }
-        self._source = source
-        self._on_gap = on_gap
-        self._exit_stack = AsyncExitStack()
-        self._send, self._receive = anyio.create_memory_object_stream[Message | Gap](math.inf)
-        self._subscriber = Subscriber(self._deliver)
-
-    @property
-    def channels(self) -> frozenset[Any]:
-        """The channels the server has confirmed (none while the link is down)."""
-        return frozenset(self._subscriber.confirmed[CHANNELS])
-
-    @property
-    def patterns(self) -> frozenset[Any]:
-        """The patterns the server has confirmed (none while the link is down)."""
-        return frozenset(self._subscriber.confirmed[PATTERNS])
-
-    @property
-    def shard_channels(self) -> frozenset[Any]:
-        """The shard channels the server has confirmed (none while the link is down)."""
-        return frozenset(self._subscriber.confirmed[SHARD_CHANNELS])
-
-    async def __aenter__(self) -> Subscription:
-        subscriber = self._subscriber
-        async with AsyncExitStack() as stack:
-            task_group = await stack.enter_async_context(background_task_group())
-            connection = await stack.enter_async_context(
-                self._source.subscriber(subscriber.on_push, subscriber.on_lost)
-            )
-            stack.callback(self._close)
-            await subscriber.start(connection)
-            task_group.start_soon(subscriber.keep_subscribed, name="triopipe resubscriber")
-            for kind, names in self._initial.items():
-                await subscriber.change(kind, True, names)
-            self._exit_stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        await self._exit_stack.aclose()
-
-    async def subscribe(self, *channels: Any) -> None:
-        """Subscribe to more channels; returns once the server has registered each.
-
-        If the link breaks first, returns once the resubscription is confirmed.
-
-        Raises:
-            TypeError: a name is neither ``bytes`` nor ``str`` (nothing is sent).
-            ResponseError: the server refused the command (an ACL, say).
-            anyio.ClosedResourceError: the subscription closed meanwhile.
-        """
-        await self._subscriber.change(CHANNELS, True, channels)
-
-    async def psubscribe(self, *patterns: Any) -> None:
-        """Subscribe to more glob-style patterns (``news.*``), as :meth:`subscribe`."""
-        await self._subscriber.change(PATTERNS, True, patterns)
-
-    async def ssubscribe(self, *channels: Any) -> None:
-        """Subscribe to more shard channels (``SSUBSCRIBE``, Redis 7.0+), as :meth:`subscribe`."""
-        await self._subscriber.change(SHARD_CHANNELS, True, channels)
-
-    async def unsubscribe(self, *channels: Any) -> None:
-        """Unsubscribe from channels (every channel when none is named)."""
-        await self._subscriber.change(CHANNELS, False, channels or self._wanted(CHANNELS))
-
-    async def punsubscribe(self, *patterns: Any) -> None:
-        """Unsubscribe from patterns (every pattern when none is named)."""
-        await self._subscriber.change(PATTERNS, False, patterns or self._wanted(PATTERNS))
-
-    async def sunsubscribe(self, *channels: Any) -> None:
-        """Unsubscribe from shard channels (every one when none is named)."""
-        await self._subscriber.change(
-            SHARD_CHANNELS, False, channels or self._wanted(SHARD_CHANNELS)
-        )
-
-    def _wanted(self, kind: _Kind) -> tuple[Any, ...]:
-        return tuple(self._subscriber.wanted[kind].values())
-
-    def __aiter__(self) -> AsyncIterator[Message | Gap]:
-        return self
-
-    async def __anext__(self) -> Message | Gap:
-        try:
-            item = await self._receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-        if isinstance(item, Gap) and self._on_gap == "raise":
-            raise MessagesLostError(item.lost_at, item.resubscribed_at) from item.error
-        return item
-
-    def _deliver(self, item: Message | Gap) -> None:
-        # Called from the connection's receiver: never raise into it, even if
-        # the subscription's block has just ended.
-        with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._send.send_nowait(item)
-
-    def _close(self) -> None:
-        self._subscriber.close()
-        self._send.close()
-        self._receive.close()
+def commands_for(kind: Kind, wanted: Names) -> list[Names]:
+    """``wanted`` cut into commands: shard channels one slot per command (a cluster's rule)."""
+    if not wanted:
+        return []
+    if kind is not SHARD_CHANNELS:
+        return [dict(wanted)]
+    by_slot: dict[int, Names] = {}
+    for key, name in wanted.items():
+        by_slot.setdefault(key_slot(key), {})[key] = name
+    return list(by_slot.values())
