@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -53,7 +53,6 @@ from ._learn import learn_commands
 from ._observe import Observation
 from ._pipeline import Request
 from ._protocols import DirectRoute
-from ._pubsub import OnGap
 from ._resp import encode_command, encode_each, encode_requests, group_requests
 from ._retry import RetryPolicy
 from ._routing import (
@@ -66,7 +65,7 @@ from ._routing import (
 )
 from ._scripts import Scripting
 from ._statistics import ClientStatistics, PumpReport, PumpTally
-from ._subscription import OneServer, Subscription
+from ._subscription import OneServer, Placement, Subscribing
 from ._tasks import background_task_group
 
 __all__ = [
@@ -79,7 +78,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class Client(Commands, Scripting):
+class Client(Commands, Scripting, Subscribing):
     """A client for one Redis server, made by :func:`open_client`.
 
     Many tasks may use one client at once: their commands share writes
@@ -228,36 +227,8 @@ class Client(Commands, Scripting):
         """
         return Batch(self._group.choose())
 
-    def subscribe(
-        self, *channels: Key, patterns: Sequence[Key] = (), on_gap: OnGap = "yield"
-    ) -> AbstractAsyncContextManager[Subscription]:
-        """Subscribe to channels and patterns on a connection of the subscription's own.
-
-        The block starts once the server has registered every channel and
-        pattern; iterate the subscription for :class:`Message` objects. More
-        channels can be added or removed inside the block. If the connection
-        breaks, the subscription resubscribes on a new one by itself, and the
-        iteration yields one :class:`Gap` for the outage (``on_gap="yield"``)
-        or raises :exc:`MessagesLostError` (``on_gap="raise"``); either way
-        iterating again goes on.
-
-        Raises:
-            TypeError: a name is neither ``bytes`` nor ``str``.
-            ValueError: ``on_gap`` is neither ``"yield"`` nor ``"raise"``.
-            ConnectError: (entering the block) the server cannot be reached.
-        """
-        return Subscription(OneServer(self._group), channels, patterns, on_gap=on_gap)
-
-    def ssubscribe(
-        self, *channels: Key, on_gap: OnGap = "yield"
-    ) -> AbstractAsyncContextManager[Subscription]:
-        """Subscribe to shard channels (``SSUBSCRIBE``, Redis 7.0+), as :meth:`subscribe`.
-
-        Publish to them with ``spublish``. On a single server shard
-        channels behave as channels; they matter on a cluster, where each
-        lives on the node owning its slot.
-        """
-        return Subscription(OneServer(self._group), shard_channels=channels, on_gap=on_gap)
+    def _placement(self) -> Placement:
+        return OneServer(self._group)
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[Transaction]:

@@ -69,7 +69,7 @@ from ._retry import backoff
 from ._routing import key_slot
 from ._tasks import background_task_group
 
-__all__ = ["OneServer", "Placement", "Subscription"]
+__all__ = ["OneServer", "Placement", "Subscribing", "Subscription"]
 
 logger = logging.getLogger("triopipe")
 
@@ -408,3 +408,41 @@ class Subscription:
             link.subscriber.close()
         self._send.close()
         self._receive.close()
+
+
+class Subscribing:
+    """``subscribe`` and ``ssubscribe`` for every client, each with its own placement."""
+
+    __slots__ = ()
+
+    def _placement(self) -> Placement:
+        raise NotImplementedError
+
+    def subscribe(
+        self, *channels: Any, patterns: Sequence[Any] = (), on_gap: OnGap = "yield"
+    ) -> Subscription:
+        """Subscribe to channels and patterns, on connections of the subscription's own.
+
+        The block starts once the server has registered every channel and
+        pattern; iterate the subscription for :class:`Message` objects. More
+        channels can be added or removed inside the block. If a connection
+        breaks, the subscription resubscribes on a new one by itself, and
+        the iteration yields one :class:`Gap` for the outage
+        (``on_gap="yield"``) or raises :exc:`MessagesLostError`
+        (``on_gap="raise"``); either way iterating again goes on.
+
+        Raises:
+            TypeError: a name is neither ``bytes`` nor ``str``.
+            ValueError: ``on_gap`` is neither ``"yield"`` nor ``"raise"``.
+            ConnectError: (entering the block) the server cannot be reached.
+        """
+        return Subscription(self._placement(), channels, patterns, on_gap=on_gap)
+
+    def ssubscribe(self, *channels: Any, on_gap: OnGap = "yield") -> Subscription:
+        """Subscribe to shard channels (``SSUBSCRIBE``, Redis 7.0+), as :meth:`subscribe`.
+
+        Publish to them with ``spublish``. On a cluster each shard channel
+        lives on the primary serving its slot, and the subscription follows
+        it when the slot moves; elsewhere shard channels behave as channels.
+        """
+        return Subscription(self._placement(), shard_channels=channels, on_gap=on_gap)

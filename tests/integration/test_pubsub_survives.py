@@ -17,6 +17,7 @@ import time
 
 import anyio
 import pytest
+from helpers import NumberedFeed
 
 import triopipe
 from triopipe.testing import redis_server, tcp_proxy
@@ -33,8 +34,7 @@ async def _next(sub: triopipe.Subscription) -> triopipe.Message | triopipe.Gap:
 async def test_a_thousand_messages_across_two_kills(redis_url: str, protocol: int) -> None:
     total = 1000
     kills_at = (333, 666)  # killed just before publishing these
-    received: list[int] = []
-    gaps: list[tuple[int, triopipe.Gap]] = []  # (messages received before it, the gap)
+    feed = NumberedFeed()
     # (sequence number, when its PUBLISH was sent, receivers the server counted)
     published: list[tuple[int, float, int]] = []
     async with (
@@ -42,15 +42,6 @@ async def test_a_thousand_messages_across_two_kills(redis_url: str, protocol: in
         triopipe.open_client(redis_url) as admin,
         redis.subscribe("feed") as sub,
     ):
-
-        async def consume() -> None:
-            async for item in sub:
-                if isinstance(item, triopipe.Gap):
-                    gaps.append((len(received), item))
-                elif item.data == b"end":
-                    return
-                else:
-                    received.append(int(item.data))
 
         async def publish() -> None:
             for number in range(total):
@@ -63,28 +54,28 @@ async def test_a_thousand_messages_across_two_kills(redis_url: str, protocol: in
 
         with anyio.fail_after(30):
             async with anyio.create_task_group() as task_group:
-                task_group.start_soon(consume)
+                task_group.start_soon(feed.consume, sub)
                 task_group.start_soon(publish)
 
     # Each gap reported once, in its place: after the messages published
     # before its kill, before those published after.
-    assert len(gaps) == 2
-    for (before, gap), kill in zip(gaps, kills_at, strict=True):
-        assert all(number < kill for number in received[:before])
-        assert all(number >= kill for number in received[before:])
+    assert len(feed.gaps) == 2
+    for (before, gap), kill in zip(feed.gaps, kills_at, strict=True):
+        assert all(number < kill for number in feed.received[:before])
+        assert all(number >= kill for number in feed.received[before:])
         assert gap.lost_at <= gap.resubscribed_at
         assert isinstance(gap.error, triopipe.ConnectionLostError)
-    assert received == sorted(set(received))  # in order, none twice
+    assert feed.received == sorted(set(feed.received))  # in order, none twice
     # Every message the server delivered to the subscription arrived...
-    assert {n for n, _, receivers in published if receivers} <= set(received)
+    assert {n for n, _, receivers in published if receivers} <= set(feed.received)
     # ...including all those published after each resubscription, and there
     # were some: the subscription kept delivering without user code.
     ends = (*kills_at[1:], total)
-    for (_, gap), end in zip(gaps, ends, strict=True):
+    for (_, gap), end in zip(feed.gaps, ends, strict=True):
         after = {n for n, started, _ in published if started > gap.resubscribed_at and n < end}
         assert after
-        assert after <= set(received)
-    assert all(number in received for number in range(kills_at[0]))
+        assert after <= set(feed.received)
+    assert all(number in feed.received for number in range(kills_at[0]))
 
 
 async def test_a_subscribe_whose_confirmation_is_lost_completes_after_resubscription() -> None:
