@@ -164,6 +164,28 @@ async def test_a_shard_channel_follows_a_slot_migration(cluster: RedisCluster) -
     assert after <= received
 
 
+async def test_a_stale_map_is_corrected_by_moved(cluster: RedisCluster) -> None:
+    channel = f"stale:{random.random()}"
+    slot = key_slot(channel)
+    async with triopipe.open_cluster_client(cluster.urls[0]) as redis:
+        source = next(n for n in cluster.nodes if n.url == redis.node_for(channel))
+        target = next(n for n in await cluster.primaries() if n is not source)
+        await _migrate(cluster, slot, source, target)
+        try:
+            assert redis.node_for(channel) == source.url  # the map is stale
+            async with redis.ssubscribe(channel) as sub:
+                # MOVED from the old owner: subscribed on the new one.
+                assert sub.shard_channels == {channel.encode()}
+                assert redis.node_for(channel) == target.url
+                assert redis.statistics().moved >= 1
+                async with triopipe.open_client(target.url) as on_target:
+                    assert await on_target.spublish(channel, "here") == 1
+                assert await _next(sub) == triopipe.Message(channel.encode(), b"here")
+        finally:
+            await _migrate(cluster, slot, target, source)
+            await cluster.wait_stable()
+
+
 async def test_pubsub_on_independent_shards(redis_shard_urls: list[str]) -> None:
     channels = [f"c:{random.random()}:{n}" for n in range(8)]
     async with triopipe.open_sharded_client(redis_shard_urls) as redis:

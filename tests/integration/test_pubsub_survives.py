@@ -241,3 +241,41 @@ async def test_bad_arguments_are_refused_before_anything_is_sent(redis_url: str)
             with pytest.raises(TypeError, match="not NoneType"):
                 await sub.subscribe("b", None)
             assert sub.channels == {b"a"}
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_a_refused_subscribe_raises_and_leaves_the_others_alone(
+    redis_url: str, protocol: int
+) -> None:
+    user = f"pubsub-{protocol}"
+    async with triopipe.open_client(redis_url) as admin:
+        await admin.execute("ACL", "SETUSER", user, "on", ">pw", "resetchannels", "&ok:*", "+@all")
+        try:
+            async with (
+                triopipe.open_client(
+                    redis_url, username=user, password="pw", protocol=protocol
+                ) as redis,
+                redis.subscribe("ok:1") as sub,
+            ):
+                # The second task's call completes on its own confirmation,
+                # whatever the first one's fate.
+                outcomes: dict[str, BaseException | None] = {}
+
+                async def subscribe(name: str) -> None:
+                    try:
+                        await sub.subscribe(name)
+                        outcomes[name] = None
+                    except triopipe.ResponseError as exc:
+                        outcomes[name] = exc
+
+                with anyio.fail_after(5):
+                    async with anyio.create_task_group() as task_group:
+                        task_group.start_soon(subscribe, "forbidden")
+                        task_group.start_soon(subscribe, "ok:2")
+                assert isinstance(outcomes["forbidden"], triopipe.NoPermissionError)
+                assert outcomes["ok:2"] is None
+                assert sub.channels == {b"ok:1", b"ok:2"}
+                assert await admin.publish("ok:2", "fine") == 1
+                assert await _next(sub) == triopipe.Message(b"ok:2", b"fine")
+        finally:
+            await admin.execute("ACL", "DELUSER", user)
