@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -91,3 +93,18 @@ async def test_register_script_uses_evalsha_with_fallback(redis_url: str) -> Non
         failing = redis.register_script("return redis.call('LPUSH', KEYS[1], 1)")
         with pytest.raises(triopipe.WrongTypeError):
             await failing(keys=["n"])
+
+
+async def test_the_pubsub_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).parents[2] / "examples" / "pubsub.py"
+    spec = importlib.util.spec_from_file_location("pubsub_example", path)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with anyio.fail_after(20):
+        await example.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("gap: the link was down") for line in lines) == 1
+    assert lines[-1] == "alerts.done (matched alerts.*): bye"
+    assert "ticks: 39" in lines
