@@ -365,6 +365,14 @@ class Subscription:
         if isinstance(error, _REDIRECTS):
             self._placement.learn(error)
             self._dropped(kind, names)
+        else:
+            # An ACL changed meanwhile, say: nothing to try elsewhere.
+            logger.warning(
+                "%s refused to resubscribe to %s: %s",
+                "the server" if server is None else server,
+                list(names.values()),
+                error,
+            )
 
     async def _move(self) -> None:
         """Subscribe moved names where the placement now says; then report the gap."""
