@@ -279,3 +279,30 @@ async def test_a_refused_subscribe_raises_and_leaves_the_others_alone(
                 assert await _next(sub) == triopipe.Message(b"ok:2", b"fine")
         finally:
             await admin.execute("ACL", "DELUSER", user)
+
+
+async def test_failed_reconnects_extend_one_gap() -> None:
+    async with (
+        redis_server() as server,
+        tcp_proxy(server.host, server.port) as proxy,
+        triopipe.open_client(proxy.url, connect_timeout=0.2) as redis,
+        triopipe.open_client(server.url) as admin,
+        redis.subscribe("a") as sub,
+    ):
+        proxy.blackhole_all()  # new connections too: every reconnect times out
+        proxy.reset()
+        started = time.time()
+        await anyio.sleep(1)  # several links fail meanwhile
+        assert sub.channels == frozenset()
+        proxy.restore()
+        gap = await _next(sub)
+        assert isinstance(gap, triopipe.Gap)
+        assert gap.resubscribed_at - gap.lost_at >= 1
+        assert gap.lost_at - started < 0.5  # from the first loss, not the last
+        assert proxy.connections >= 4  # the first link, failed reconnects, the last
+        assert await admin.publish("a", "back") == 1
+        assert await _next(sub) == triopipe.Message(b"a", b"back")
+        # Exactly one gap: nothing else is waiting in the stream.
+        with anyio.move_on_after(0.2):
+            extra = await sub.__anext__()
+            pytest.fail(f"unexpected {extra!r}")
