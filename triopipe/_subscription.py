@@ -274,7 +274,16 @@ class Subscription:
         wanted = self._wanted[kind]
         if subscribe:
             wanted.update(names)
-            await self._subscribe(kind, names, 0)
+            try:
+                await self._subscribe(kind, names, 0)
+            except BaseException:
+                # Refused (or never sent): wanted only where a link still wants it.
+                for key in names:
+                    if not any(
+                        key in link.subscriber.wanted[kind] for link in self._links.values()
+                    ):
+                        wanted.pop(key, None)
+                raise
             return
         for key in names:
             wanted.pop(key, None)
@@ -319,11 +328,14 @@ class Subscription:
     async def _link(self, server: Hashable) -> Subscriber:
         """The link to ``server``, made (connected, its task started) on first use."""
         link = self._links.get(server)
-        if link is not None:
+        while link is not None:
             await link.ready.wait()
-            if link.error is not None:
+            if link.error is None:
+                return link.subscriber
+            if isinstance(link.error, Exception):
                 raise copy_error(link.error)
-            return link.subscriber
+            # Its maker was cancelled: make it here.
+            link = self._links.get(server)
         if self._closed or self._task_group is None:
             raise anyio.ClosedResourceError
         subscriber = Subscriber(
