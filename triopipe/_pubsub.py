@@ -278,6 +278,10 @@ class Subscriber:
             raise anyio.ClosedResourceError
         command = kind.subscribe if subscribe else kind.unsubscribe
         payload = encode_command((command, *names.values()))
+        if self._up:
+            # Sent first: if that raises, nothing has changed. No reply can
+            # come before this returns (nothing here checkpoints).
+            connection.send_only(payload)
         wanted = self.wanted[kind]
         if subscribe:
             wanted.update(names)
@@ -288,7 +292,6 @@ class Subscriber:
         call = Call(len(names))
         if self._up:
             self._sent.append(_Sent(kind, confirmation, names, call))
-            connection.send_only(payload)
             return call
         for key in names:
             if subscribe:
