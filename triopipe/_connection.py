@@ -490,13 +490,23 @@ class Connection:
             raise copy_error(link.error)
 
     def close(self) -> None:
-        """Refuse new commands and fail the pending ones (the client is closing)."""
-        self._closed = True
+        """Refuse new commands and fail the pending ones (the client is closing).
+
+        A subscription's connection also tells ``on_lost``, with
+        :exc:`anyio.ClosedResourceError`: its subscription did not close it
+        (a cluster node that left the map is closed under it), so it may
+        subscribe elsewhere.
+        """
+        was_closed, self._closed = self._closed, True
         link = self._link
         if link is not None:
             self._break(link, ConnectionLostError("the client was closed", sent=True))
         if self._runner is not None:
             self._runner.cancel()  # a background connect, if the server is down
+        if self._subscriber and self._on_lost is not None and not was_closed:
+            self._on_lost(
+                anyio.ClosedResourceError(f"the connection to {self._config.address} was closed")
+            )
 
     def _start_link(self) -> _Link:
         """A new link, current at once, its task started; or the server's down error.

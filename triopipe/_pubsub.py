@@ -373,9 +373,17 @@ class Subscriber:
             logger.warning("resubscribing to %s was refused: %s", list(refused.values()), error)
         self._resubscribed_one()
 
+    @property
+    def closed(self) -> bool:
+        """Whether the link is over (its subscription closed, or its connection)."""
+        return self._closed
+
     def on_lost(self, error: BaseException) -> None:
         """The link broke (or a connect failed): open or extend the gap."""
         if self._closed or self.connection is None:
+            return
+        if isinstance(error, anyio.ClosedResourceError):
+            self._abandon()
             return
         if self._lost_at is None:
             self._lost_at = time.time()
@@ -430,7 +438,7 @@ class Subscriber:
                     await connection.connect()
                     break
                 except anyio.ClosedResourceError:
-                    self.close()  # the client is closing
+                    self._abandon()
                     return
                 except (TransportError, ResponseError) as exc:
                     logger.debug("resubscribing failed (%s); trying again", exc)
@@ -440,6 +448,18 @@ class Subscriber:
             # new event.
             self._lost = anyio.Event()
             self._resubscribe(connection)
+
+    def _abandon(self) -> None:
+        """The connection was closed under the link: give every name up (``on_dropped``).
+
+        Its cluster node left the map, say: the names may live elsewhere now.
+        Calls still waiting fail with :exc:`anyio.ClosedResourceError`.
+        """
+        wanted = {kind: dict(names) for kind, names in self.wanted.items() if names}
+        self.close()
+        if self._on_dropped is not None:
+            for kind, names in wanted.items():
+                self._on_dropped(kind, names)
 
     def _resubscribe(self, connection: Connection) -> None:
         records = [
@@ -458,7 +478,8 @@ class Subscriber:
                 )
             )
         else:
-            self._close_gap()
+            # Nothing wanted here any more: nothing to miss, no gap to report.
+            self._lost_at = self._lost_error = None
 
     def close(self) -> None:
         """Fail every waiting call; forget the connection."""

@@ -214,6 +214,7 @@ class Subscription:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        self._close()  # first: its links' connections closing is no news then
         await self._exit_stack.aclose()
 
     async def subscribe(self, *channels: Any) -> None:
@@ -340,7 +341,7 @@ class Subscription:
             raise anyio.ClosedResourceError
         subscriber = Subscriber(
             self._deliver,
-            on_dropped=self._dropped,
+            on_dropped=partial(self._dropped, server),
             on_refused=partial(self._refused, server),
         )
         link = self._links[server] = _Link(subscriber)
@@ -360,8 +361,11 @@ class Subscription:
 
     # -- names a server let go (from a link's receiver: synchronous) ------------------
 
-    def _dropped(self, kind: Kind, names: Names) -> None:
-        """A server unsubscribed ``names`` of its own accord: move them."""
+    def _dropped(self, server: Hashable, kind: Kind, names: Names) -> None:
+        """``server`` let ``names`` go (a slot moved; it left the map): move them."""
+        link = self._links.get(server)
+        if link is not None and link.subscriber.closed:
+            del self._links[server]  # a new link, if the placement names it again
         names = {key: name for key, name in names.items() if key in self._wanted[kind]}
         if not names or self._closed or self._task_group is None:
             return
@@ -376,7 +380,7 @@ class Subscription:
         """``server`` refused to take ``names`` back after a lost link."""
         if isinstance(error, _REDIRECTS):
             self._placement.learn(error)
-            self._dropped(kind, names)
+            self._dropped(server, kind, names)
         else:
             # An ACL changed meanwhile, say: nothing to try elsewhere.
             logger.warning(
