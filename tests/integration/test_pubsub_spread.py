@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -19,7 +20,12 @@ from helpers import NumberedFeed
 
 import triopipe
 from triopipe._routing import key_slot
-from triopipe.testing import RedisCluster, RedisClusterNode, RedisClusterProcesses
+from triopipe.testing import (
+    RedisCluster,
+    RedisClusterNode,
+    RedisClusterProcesses,
+    redis_cluster_processes,
+)
 
 pytestmark = pytest.mark.usefixtures("anyio_backend")
 
@@ -184,6 +190,57 @@ async def test_a_stale_map_is_corrected_by_moved(cluster: RedisCluster) -> None:
         finally:
             await _migrate(cluster, slot, target, source)
             await cluster.wait_stable()
+
+
+@pytest.fixture(scope="module")
+def leaving_processes() -> Iterator[RedisClusterProcesses]:
+    """A cluster whose primaries may be left without slots (and stay primaries)."""
+    with redis_cluster_processes(masters=3, cluster_allow_replica_migration="no") as processes:
+        yield processes
+
+
+async def test_a_node_leaving_the_map_hands_its_channels_over(
+    leaving_processes: RedisClusterProcesses,
+) -> None:
+    cluster = RedisCluster(leaving_processes)
+    await cluster.wait_stable()
+    channel = f"leaving:{random.random()}"
+    async with triopipe.open_cluster_client(cluster.urls[0]) as redis:
+        leaving = next(n for n in cluster.nodes if n.url == redis.node_for(channel))
+        heir = next(n for n in await cluster.primaries() if n is not leaving)
+        async with redis.subscribe(channel) as sub:
+            # Every slot of the node to the heir (the cluster is this test's:
+            # nothing moves back).
+            async with triopipe.open_client(leaving.url) as on_leaving:
+                ranges = await on_leaving.execute("CLUSTER", "SLOTS")
+            owned = [
+                slot
+                for start, end, primary, *_ in ranges
+                if primary[2] in (leaving.node_id, leaving.node_id.encode())
+                for slot in range(start, end + 1)
+            ]
+            # The heir's epoch above all first: the old owner's gossip, still
+            # claiming the slots, must not win them back. The old owner gives
+            # them up before the heir claims them: a node that sees all its
+            # slots taken by gossip turns into a replica of the taker.
+            async with triopipe.open_client(heir.url) as on_heir:
+                await on_heir.execute("CLUSTER", "BUMPEPOCH")
+            for node in [leaving, heir, *(n for n in cluster.nodes if n not in (heir, leaving))]:
+                async with triopipe.open_client(node.url) as client:
+                    await client.execute_many(
+                        [("CLUSTER", "SETSLOT", slot, "NODE", heir.node_id) for slot in owned]
+                    )
+            await cluster.wait_stable()
+            # The node serves no slot: the client retires it and closes its
+            # connections, the subscription's among them.
+            await redis.refresh()
+            gap = await _next(sub)
+            assert isinstance(gap, triopipe.Gap)
+            assert isinstance(gap.error, triopipe.MovedError)
+            assert redis.node_for(channel) == heir.url
+            assert sub.channels == {channel.encode()}
+            await redis.publish(channel, "still here")
+            assert await _next(sub) == triopipe.Message(channel.encode(), b"still here")
 
 
 async def test_pubsub_on_independent_shards(redis_shard_urls: list[str]) -> None:
