@@ -19,8 +19,10 @@ learns the new owner; ``ASK``, ``TRYAGAIN``...: after a backoff) sends those
 names again where the refreshed map says, up to ``_MAX_REDIRECTS`` times.
 
 Names a server unsubscribes of its own accord (a cluster node whose slot
-moved away sends ``sunsubscribe``), or refuses to take back after a lost
-link (``MOVED``), are *moved*: a task refreshes the placement and subscribes
+moved away sends ``sunsubscribe``), refuses to take back after a lost link
+(``MOVED``), or that a link can no longer carry (its connection was closed
+under it: its cluster node left the map), are *moved*: a task refreshes the
+placement and subscribes
 them where it now says, with backoff until that works, then reports the
 interval as one :class:`~triopipe.Gap` (the server stopped sending them at
 the first, and confirmed them elsewhere at the second).
