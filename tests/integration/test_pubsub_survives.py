@@ -306,3 +306,23 @@ async def test_failed_reconnects_extend_one_gap() -> None:
         with anyio.move_on_after(0.2):
             extra = await sub.__anext__()
             pytest.fail(f"unexpected {extra!r}")
+
+
+async def test_a_call_cancelled_after_sending_still_takes_effect() -> None:
+    async with (
+        redis_server() as server,
+        tcp_proxy(server.host, server.port) as proxy,
+        triopipe.open_client(proxy.url) as redis,
+        triopipe.open_client(server.url) as admin,
+        redis.subscribe("a") as sub,
+    ):
+        proxy.stall()
+        with anyio.move_on_after(0.2) as scope:
+            await sub.subscribe("x")  # sent, never confirmed
+        assert scope.cancelled_caught
+        assert sub.channels == {b"a"}
+        proxy.reset()
+        assert isinstance(await _next(sub), triopipe.Gap)
+        assert sub.channels == {b"a", b"x"}  # resubscribed with the rest
+        assert await admin.publish("x", "yes") == 1
+        assert await _next(sub) == triopipe.Message(b"x", b"yes")
