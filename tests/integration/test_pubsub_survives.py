@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 
 import anyio
@@ -326,3 +327,11 @@ async def test_a_call_cancelled_after_sending_still_takes_effect() -> None:
         assert sub.channels == {b"a", b"x"}  # resubscribed with the rest
         assert await admin.publish("x", "yes") == 1
         assert await _next(sub) == triopipe.Message(b"x", b"yes")
+
+
+def test_messages_lost_error_says_how_long_and_pickles() -> None:
+    error = triopipe.MessagesLostError(100.0, 100.25)
+    assert isinstance(error, triopipe.TriopipeError)
+    assert "down for 0.250 s" in str(error)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.lost_at, copy.resubscribed_at, str(copy)) == (100.0, 100.25, str(error))
