@@ -13,7 +13,31 @@ import urllib.parse
 import hiredis
 import trustme
 
-__all__ = ["Control", "free_port", "trusting"]
+import triopipe
+
+__all__ = ["Control", "NumberedFeed", "free_port", "trusting"]
+
+
+class NumberedFeed:
+    """What a subscription received of numbered messages, ended by one ``end`` message.
+
+    ``gaps`` holds each :class:`triopipe.Gap` with the count of numbers
+    received before it, so a test can tell where in the stream it came.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.gaps: list[tuple[int, triopipe.Gap]] = []
+
+    async def consume(self, sub: triopipe.Subscription) -> None:
+        """Iterate ``sub`` until the ``end`` message."""
+        async for item in sub:
+            if isinstance(item, triopipe.Gap):
+                self.gaps.append((len(self.received), item))
+            elif item.data == b"end":
+                return
+            else:
+                self.received.append(int(item.data))
 
 
 class Control:

@@ -28,6 +28,7 @@ from ._exceptions import ConnectionLostError as ConnectionLostError
 from ._exceptions import CrossSlotError as CrossSlotError
 from ._exceptions import ExecAbortError as ExecAbortError
 from ._exceptions import MaxClientsError as MaxClientsError
+from ._exceptions import MessagesLostError as MessagesLostError
 from ._exceptions import MovedError as MovedError
 from ._exceptions import NoPermissionError as NoPermissionError
 from ._exceptions import NoScriptError as NoScriptError
@@ -47,8 +48,8 @@ from ._fanout import FanOutBatch as FanOutBatch
 from ._fanout import ShardedTransaction as ShardedTransaction
 from ._observe import Observation as Observation
 from ._observe import Observer as Observer
+from ._pubsub import Gap as Gap
 from ._pubsub import Message as Message
-from ._pubsub import Subscription as Subscription
 from ._scripts import Script as Script
 from ._sharded import ShardedClient as ShardedClient
 from ._sharded import open_sharded_client as open_sharded_client
@@ -57,6 +58,7 @@ from ._statistics import ClusterClientStatistics as ClusterClientStatistics
 from ._statistics import ConnectionStatistics as ConnectionStatistics
 from ._statistics import PumpReport as PumpReport
 from ._statistics import ShardedClientStatistics as ShardedClientStatistics
+from ._subscription import Subscription as Subscription
 
 #: The batch of the cluster client (the same class as the sharded client's).
 ClusterBatch = FanOutBatch

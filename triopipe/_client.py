@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -54,7 +54,6 @@ from ._learn import learn_commands
 from ._observe import Observation
 from ._pipeline import Request
 from ._protocols import DirectRoute
-from ._pubsub import Subscription
 from ._resp import encode_command, encode_each, encode_requests, group_requests
 from ._retry import RetryPolicy
 from ._routing import (
@@ -67,6 +66,7 @@ from ._routing import (
 )
 from ._scripts import Scripting
 from ._statistics import ClientStatistics, PumpReport, PumpTally
+from ._subscription import OneServer, Placement, Subscribing
 from ._tasks import background_task_group
 
 __all__ = [
@@ -79,7 +79,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class Client(Commands, Scripting, StreamConsuming):
+class Client(Commands, Scripting, Subscribing, StreamConsuming):
     """A client for one Redis server, made by :func:`open_client`.
 
     Many tasks may use one client at once: their commands share writes
@@ -228,17 +228,8 @@ class Client(Commands, Scripting, StreamConsuming):
         """
         return Batch(self._group.choose())
 
-    def subscribe(
-        self, *channels: Key, patterns: Sequence[Key] = ()
-    ) -> AbstractAsyncContextManager[Subscription]:
-        """Subscribe to channels and patterns on a dedicated connection.
-
-        The block starts once the server has registered every channel and
-        pattern; iterate the subscription for :class:`Message` objects. More
-        channels can be added or removed inside the block. If the connection
-        breaks, iteration raises :exc:`ConnectionLostError`.
-        """
-        return Subscription(self._group, channels, patterns)
+    def _placement(self) -> Placement:
+        return OneServer(self._group)
 
     @asynccontextmanager
     async def transaction(self, *watch_keys: Key) -> AsyncIterator[Transaction]:

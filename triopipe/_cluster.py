@@ -59,7 +59,7 @@ import dataclasses
 import itertools
 import math
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -88,9 +88,11 @@ from ._exceptions import (
 )
 from ._fanout import Entry, FanOut, FanOutClient, ShardedTransaction, gather, raise_first
 from ._group import ConnectionGroup
+from ._pubsub import Kind, SubscriberSource
 from ._retry import ClusterRetryPolicy
-from ._routing import SLOTS, SlotRouter, command_name
+from ._routing import SLOTS, SlotRouter, command_name, key_slot
 from ._statistics import ClusterClientStatistics
+from ._subscription import Placement, Subscribing
 from ._tasks import background_task_group
 
 __all__ = ["ClusterClient", "open_cluster_client"]
@@ -224,17 +226,21 @@ class _Nodes:
                 server = "" if entry.target is None else entry.target.config.address
                 observer.retried(server, command_name(entry.args), error, entry.attempt)
         if isinstance(error, MovedError):
-            address = _redirect_address(error, entry.target)
-            self.map.move(entry.group, address)
-            self.slot_nodes[entry.group] = self.node(address)
-            self.moved += 1
-            self.refresh_soon()
+            self.learn_moved(error, entry.target)
         elif isinstance(error, AskError):
             entry.asking = self.node(_redirect_address(error, entry.target))
             self.asked += 1
         else:
             self.refresh_soon()
         return delay
+
+    def learn_moved(self, error: MovedError, via: Client | None) -> None:
+        """A ``MOVED`` reply: its slot's new owner goes in the map at once; refresh soon."""
+        address = _redirect_address(error, via)
+        self.map.move(error.slot, address)
+        self.slot_nodes[error.slot] = self.node(address)
+        self.moved += 1
+        self.refresh_soon()
 
     def retryable(self, error: BaseException) -> bool:
         return self.policy.delay(error, 0) is not None
@@ -244,7 +250,38 @@ class _Nodes:
         return ClusterDownError("CLUSTERDOWN", f"no known node serves slot {entry.group}")
 
 
-class ClusterClient(FanOutClient):
+class _ClusterPlacement:
+    """Where a subscription puts names: each on the primary serving its slot.
+
+    A shard channel must be there; a channel or pattern could be anywhere (a
+    cluster spreads ``PUBLISH`` to every node), and its slot spreads
+    subscriptions over the primaries.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: ClusterClient) -> None:
+        self._client = client
+
+    def place(self, kind: Kind, key: bytes) -> Sequence[Hashable]:
+        config = self._client._nodes.primary(key_slot(key)).config
+        return (Address(config.host, config.port),)
+
+    def source(self, server: Hashable) -> SubscriberSource:
+        assert isinstance(server, Address)
+        return self._client._nodes.node(server).group
+
+    def learn(self, error: ResponseError) -> None:
+        if isinstance(error, MovedError):
+            self._client._nodes.learn_moved(error, None)
+        else:
+            self._client.refresh_soon()
+
+    async def refresh(self) -> None:
+        await self._client.refresh()
+
+
+class ClusterClient(FanOutClient, Subscribing):
     """A client for a Redis Cluster, made by :func:`~triopipe.open_cluster_client`.
 
     Offers the interface of :class:`~triopipe.Client`: ``execute``, the typed
@@ -317,6 +354,9 @@ class ClusterClient(FanOutClient):
     def refresh_soon(self) -> None:
         """Ask the refresher for a topology refresh (rate-limited, one at a time)."""
         self._nodes.refresh_soon()
+
+    def _placement(self) -> Placement:
+        return _ClusterPlacement(self)
 
     async def refresh(self) -> None:
         """Fetch the slot map from the cluster now and install it.

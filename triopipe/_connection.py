@@ -490,13 +490,23 @@ class Connection:
             raise copy_error(link.error)
 
     def close(self) -> None:
-        """Refuse new commands and fail the pending ones (the client is closing)."""
-        self._closed = True
+        """Refuse new commands and fail the pending ones (the client is closing).
+
+        A subscription's connection also tells ``on_lost``, with
+        :exc:`anyio.ClosedResourceError`: its subscription did not close it
+        (a cluster node that left the map is closed under it), so it may
+        subscribe elsewhere.
+        """
+        was_closed, self._closed = self._closed, True
         link = self._link
         if link is not None:
             self._break(link, ConnectionLostError("the client was closed", sent=True))
         if self._runner is not None:
             self._runner.cancel()  # a background connect, if the server is down
+        if self._subscriber and self._on_lost is not None and not was_closed:
+            self._on_lost(
+                anyio.ClosedResourceError(f"the connection to {self._config.address} was closed")
+            )
 
     def _start_link(self) -> _Link:
         """A new link, current at once, its task started; or the server's down error.
@@ -587,7 +597,7 @@ class Connection:
                     task_group.start_soon(self._send_loop, stream, link)
                     task_group.start_soon(self._receive_loop, stream, reader, link)
                     interval = self._config.health_check_interval
-                    if interval is not None and not (self._subscriber and link.protocol == 2):
+                    if interval is not None:
                         task_group.start_soon(self._watch, link, interval)
         finally:
             # Reached on a break (already handled), on client close, or when
@@ -678,7 +688,13 @@ class Connection:
         before theirs, and nobody receives it): any byte read meanwhile
         proves the link alive. While a blocking command is in flight (a BLPOP
         may rightly wait minutes), only TCP keepalive watches the link.
+
+        On a RESP2 subscription link the server answers a PING with a
+        ``pong`` array, indistinguishable by shape from a message: the probe
+        awaits no reply there (the array goes to ``on_push``), and only the
+        bytes it brings count.
         """
+        awaits_reply = 0 if self._subscriber and link.protocol == 2 else 1
         while True:
             quiet = time.monotonic() - link.last_received
             if quiet < interval or self._blocking:
@@ -687,7 +703,7 @@ class Connection:
             signal = self._new_signal()
             link.probes += 1
             try:
-                self._submit_to(link, _PING, signal)
+                self._submit_to(link, _PING, signal, awaits_reply, many=not awaits_reply)
                 with anyio.move_on_after(2 * interval - quiet):
                     await signal.wait()
             finally:

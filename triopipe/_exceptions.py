@@ -6,6 +6,7 @@
     ├── CommandNotAllowedError     a command refused before sending (also a ValueError)
     │   └── UnknownCommandClassError  its class is unknown until the server is asked
     ├── NoShardError               a key-less command with no server to run on (also a ValueError)
+    ├── MessagesLostError          a subscription's link was down: messages may be lost
     ├── UnknownCommandError        neither the table nor the server knows the command's keys
     ├── ResponseError              the server answered with an error reply
     │   ├── WrongTypeError         WRONGTYPE: operation against a key of the wrong type
@@ -49,6 +50,7 @@ __all__ = [
     "CrossSlotError",
     "ExecAbortError",
     "MaxClientsError",
+    "MessagesLostError",
     "MovedError",
     "NoPermissionError",
     "NoScriptError",
@@ -122,6 +124,32 @@ class NoShardError(TriopipeError, ValueError):
     ``redis.nodes[url].execute(...)``) or at every shard
     (``redis.for_each_shard(...)``).
     """
+
+
+class MessagesLostError(TriopipeError):
+    """Raised by a subscription's iteration, with ``on_gap="raise"``, after an outage.
+
+    The subscription's link broke and was replaced: messages published
+    between ``lost_at`` and ``resubscribed_at`` (``time.time()`` values) may
+    never arrive. When this is raised the subscription is already back:
+    catch it and iterate again to go on. The error that broke the link is
+    the ``__cause__``.
+
+    Attributes:
+        lost_at: when the link was found broken.
+        resubscribed_at: when the server confirmed every resubscription.
+    """
+
+    def __init__(self, lost_at: float, resubscribed_at: float) -> None:
+        super().__init__(
+            f"the subscription's link was down for {resubscribed_at - lost_at:.3f} s: "
+            "messages published meanwhile may be lost"
+        )
+        self.lost_at = lost_at
+        self.resubscribed_at = resubscribed_at
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.lost_at, self.resubscribed_at))
 
 
 class ResponseError(TriopipeError):

@@ -33,7 +33,7 @@ from ._exceptions import (
     TryAgainError,
 )
 
-__all__ = ["ClusterRetryPolicy", "RetryPolicy"]
+__all__ = ["ClusterRetryPolicy", "RetryPolicy", "backoff"]
 
 _REFUSAL_BACKOFF_BASE = 0.05
 _REFUSAL_BACKOFF_CAP = 1.0
@@ -67,11 +67,11 @@ class RetryPolicy:
         if isinstance(error, ConnectError):
             return 0.0
         if isinstance(error, (BusyLoadingError, MaxClientsError)):
-            return _backoff(attempt)
+            return backoff(attempt)
         return None
 
 
-def _backoff(attempt: int) -> float:
+def backoff(attempt: int) -> float:
     """Capped, jittered exponential backoff for refusals by a live server."""
     delay = min(_REFUSAL_BACKOFF_CAP, _REFUSAL_BACKOFF_BASE * 2.0**attempt)
     return delay * random.uniform(0.5, 1.0)
@@ -112,9 +112,9 @@ class ClusterRetryPolicy(RetryPolicy):
         if isinstance(error, (MovedError, AskError)):
             return 0.0
         if isinstance(error, (TryAgainError, ClusterDownError, BusyLoadingError, ConnectError)):
-            return _backoff(attempt)
+            return backoff(attempt)
         if isinstance(error, ConnectionLostError):
             if not error.sent:
-                return _backoff(attempt)
+                return backoff(attempt)
             return 0.0 if self.at_least_once else None
         return None

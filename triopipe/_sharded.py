@@ -17,6 +17,11 @@ allows). The pure :class:`~triopipe._routing.ShardRouter` maps a command to
 one shard, to a split over several, or to every shard, or raises before
 anything is sent.
 
+Pub/Sub follows the same rule as ``PUBLISH`` (which goes to the shard its
+channel hashes to, independent servers spreading nothing): a subscription
+puts each channel and shard channel on that shard, and each pattern on every
+shard (:class:`_ShardPlacement`).
+
 A shard failing (down, connection lost) fails only what was routed to it:
 shards run as separate tasks, and a shard's transport error is put in place
 of each of its commands; healthy shards' replies are kept and the error is
@@ -26,7 +31,7 @@ raised only once every shard has finished.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -34,11 +39,13 @@ from typing import Any, TypeVar
 from ._client import Client, dispatch_to
 from ._commands import Arg, Command, Key
 from ._config import ClientConfig, parse_url
-from ._exceptions import ConnectionLostError, UnknownCommandError
+from ._exceptions import ConnectionLostError, ResponseError, UnknownCommandError
 from ._fanout import Entry, FanOut, FanOutClient, ShardedTransaction, gather, raise_first
 from ._group import ConnectionGroup
+from ._pubsub import PATTERNS, Kind, SubscriberSource
 from ._routing import Route, ShardRouter
 from ._statistics import ShardedClientStatistics
+from ._subscription import Placement, Subscribing
 from ._tasks import background_task_group
 
 __all__ = ["ShardedClient", "connect_all", "open_sharded_client"]
@@ -71,7 +78,32 @@ class _Shards:
         return ConnectionLostError(f"no shard serves group {entry.group}", sent=False)
 
 
-class ShardedClient(FanOutClient):
+class _ShardPlacement:
+    """Where subscriptions put names: channels where ``PUBLISH`` goes, patterns everywhere."""
+
+    __slots__ = ("_clients", "_router")
+
+    def __init__(self, router: ShardRouter, clients: Sequence[Client]) -> None:
+        self._router = router
+        self._clients = clients
+
+    def place(self, kind: Kind, key: bytes) -> Sequence[Hashable]:
+        if kind is PATTERNS:
+            return range(len(self._clients))
+        return (self._router.shard_of_key(key),)
+
+    def source(self, server: Hashable) -> SubscriberSource:
+        assert isinstance(server, int)
+        return self._clients[server].group
+
+    def learn(self, error: ResponseError) -> None:
+        pass
+
+    async def refresh(self) -> None:
+        pass
+
+
+class ShardedClient(FanOutClient, Subscribing):
     """A client for several Redis servers (shards), made by :func:`~triopipe.open_sharded_client`.
 
     Offers the interface of :class:`~triopipe.Client`: ``execute``, the typed helpers,
@@ -111,6 +143,9 @@ class ShardedClient(FanOutClient):
     def client_for(self, key: Key) -> Client:
         """The :class:`~triopipe.Client` of the shard owning ``key``."""
         return self._clients[self._router.shard_of_key(key)]
+
+    def _placement(self) -> Placement:
+        return _ShardPlacement(self._router, self._clients)
 
     def _dispatch(self, command: Command[T], /) -> Awaitable[T]:
         try:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import time
+from pathlib import Path
+
 import anyio
 import pytest
 
@@ -49,15 +53,23 @@ async def test_subscription_changes_inside_the_block(redis_url: str) -> None:
         assert received == [triopipe.Message("b", "y")]
 
 
-async def test_broken_subscription_raises(redis_url: str) -> None:
+async def test_a_broken_subscription_reports_a_gap_and_goes_on(redis_url: str) -> None:
     async with (
         triopipe.open_client(redis_url) as redis,
         triopipe.open_client(redis_url) as admin,
         redis.subscribe("news") as sub,
     ):
+        before = time.time()
         await admin.execute("CLIENT", "KILL", "TYPE", "pubsub")
-        with anyio.fail_after(5), pytest.raises(triopipe.ConnectionLostError):
-            await sub.__anext__()
+        with anyio.fail_after(5):
+            gap = await sub.__anext__()
+        assert isinstance(gap, triopipe.Gap)
+        assert before <= gap.lost_at <= gap.resubscribed_at <= time.time()
+        assert isinstance(gap.error, triopipe.ConnectionLostError)
+        assert sub.channels == {b"news"}
+        assert await redis.publish("news", "after") == 1
+        with anyio.fail_after(5):
+            assert await sub.__anext__() == triopipe.Message(b"news", b"after")
 
 
 async def test_subscribe_refused_by_execute(redis_url: str) -> None:
@@ -81,3 +93,18 @@ async def test_register_script_uses_evalsha_with_fallback(redis_url: str) -> Non
         failing = redis.register_script("return redis.call('LPUSH', KEYS[1], 1)")
         with pytest.raises(triopipe.WrongTypeError):
             await failing(keys=["n"])
+
+
+async def test_the_pubsub_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).parents[2] / "examples" / "pubsub.py"
+    spec = importlib.util.spec_from_file_location("pubsub_example", path)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with anyio.fail_after(20):
+        await example.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("gap: the link was down") for line in lines) == 1
+    assert lines[-1] == "alerts.done (matched alerts.*): bye"
+    assert "ticks: 39" in lines
