@@ -35,6 +35,7 @@ WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 FULL_SIZES: Mapping[str, Mapping[str, int]] = {
     "B1": {"count": 1_000_000, "window": 10_000},
     "B2": {"tasks": 500, "per_task": 200},
+    "B2 wide": {"tasks": 2_000, "per_task": 25},
     "B3": {"count": 10_000},
     # Two 100k-member sets sharing 100 members: each SINTER walks 100k members
     # on the server but sends back only 100, so the server is the bottleneck.
@@ -49,6 +50,7 @@ FULL_SIZES: Mapping[str, Mapping[str, int]] = {
 QUICK_SIZES: Mapping[str, Mapping[str, int]] = {
     "B1": {"count": 100_000, "window": 10_000},
     "B2": {"tasks": 500, "per_task": 20},
+    "B2 wide": {"tasks": 2_000, "per_task": 10},
     "B3": {"count": 1_000},
     "B4 shards": {"size": 10_000, "overlap": 100, "count": 200},
     "B4 replies": {"size": 1_000, "count": 100},
@@ -58,7 +60,7 @@ QUICK_SIZES: Mapping[str, Mapping[str, int]] = {
 }
 
 Metric = Literal["rate", "latency", "rss"]
-Kind = Literal["speedup", "latency", "limit", "info"]
+Kind = Literal["speedup", "latency", "cost", "limit", "info"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +107,9 @@ class Comparison:
         reference: the key of the measurement it is divided by (None for limits).
         versus: how the reference is named in the table.
         kind: ``speedup`` (subject's rate / reference's rate >= target),
-            ``latency`` (subject's µs / reference's µs <= target), ``limit``
+            ``latency`` (subject's µs / reference's µs <= target), ``cost``
+            (the time per operation of two rate measurements: reference's
+            rate / subject's rate <= target), ``limit``
             (a value <= target; ``limit_of`` names it) or ``info`` (a ratio
             reported without a target).
         target: the target ratio, or the limit (MiB).
@@ -236,6 +240,42 @@ def _b2(b: _Builder, backends: Sequence[str]) -> None:
         for keys, name, target in references:
             loop = backend if backend in keys else "asyncio"
             b.compare("B2 fan-in", subject, keys[loop], f"{name} ({loop})", "speedup", target)
+        _b2_ceiling(b, backend, subject)
+
+
+def _b2_ceiling(b: _Builder, backend: str, subject: str) -> None:
+    """triopipe against the lean probe client, at 500 tasks and at 2,000."""
+    wide_tasks = b.sizes["B2 wide"]["tasks"]
+    probe = b.measure(
+        "B2", "probe", "ceiling probe (benchmarks/probe.py)", backend, "b2_probe", op="GET"
+    )
+    b.compare("B2 ceiling", subject, probe, "ceiling probe", "speedup", 0.8)
+    wide = b.measure(
+        "B2",
+        "triopipe wide",
+        f"triopipe, 1 connection, {wide_tasks:,} tasks",
+        backend,
+        "b2_triopipe",
+        size_key="B2 wide",
+        op="GET",
+    )
+    wide_probe = b.measure(
+        "B2",
+        "probe wide",
+        f"ceiling probe, {wide_tasks:,} tasks",
+        backend,
+        "b2_probe",
+        size_key="B2 wide",
+        op="GET",
+    )
+    b.compare(
+        "B2 ceiling", wide, wide_probe, f"ceiling probe, {wide_tasks:,} tasks", "speedup", 0.8
+    )
+    # Time per GET with 2,000 tasks over that with 500: what many waiters cost.
+    b.compare("B2 many tasks", wide, subject, "triopipe at 500 tasks (time per GET)", "cost", 1.3)
+    b.compare(
+        "B2 many tasks", wide_probe, probe, "probe at 500 tasks (time per GET)", "cost", None
+    )
 
 
 def _b3(b: _Builder, backends: Sequence[str]) -> None:

@@ -81,11 +81,16 @@ def evaluate(comparison: Comparison, results: dict[str, MeasurementResult]) -> V
     reference = results[comparison.reference]
     if reference.status != "ok":
         return Verdict(comparison, None, None, None, f"reference {reference.status}")
-    ratio = _ratio(subject.best, reference.best)
-    medians = _ratio(subject.median, reference.median)
+    if comparison.kind == "cost":
+        # Time per operation of two rate measurements: the inverse ratio of rates.
+        ratio = _ratio(reference.best, subject.best)
+        medians = _ratio(reference.median, subject.median)
+    else:
+        ratio = _ratio(subject.best, reference.best)
+        medians = _ratio(subject.median, reference.median)
     met: bool | None = None
     if ratio is not None and comparison.target is not None:
-        if comparison.kind == "latency":
+        if comparison.kind in ("latency", "cost"):
             met = ratio <= comparison.target
         elif comparison.kind == "speedup":
             met = ratio >= comparison.target
@@ -108,7 +113,7 @@ def _format_value(value: float | None, measurement: Measurement) -> str:
 def _format_target(comparison: Comparison) -> str:
     if comparison.target is None:
         return "-"
-    if comparison.kind == "latency":
+    if comparison.kind in ("latency", "cost"):
         return f"<= {comparison.target:g}x"
     if comparison.kind == "limit":
         return f"<= {comparison.target:g} MiB"
@@ -330,7 +335,7 @@ def write_chart(
         c = verdict.comparison
         assert c.target is not None
         label = _chart_label(verdict, results)
-        if c.kind == "latency":
+        if c.kind in ("latency", "cost"):
             label += " (lower is better)"
         labels.append(label)
         if c.kind == "limit":
@@ -422,7 +427,7 @@ def rst_table(document: dict[str, Any]) -> str:
             if row["target"] is None:
                 target = "-"
             else:
-                sign = "<=" if row["kind"] == "latency" else ">="
+                sign = "<=" if row["kind"] in ("latency", "cost") else ">="
                 target = f"{sign} {row['target']:g}x"
             versus = f"{row['versus']}: {_rst_figure(reference)}"
         met = {True: "yes", False: "**no**", None: "n/a" if row["target"] else "-"}[row["met"]]

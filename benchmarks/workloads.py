@@ -245,6 +245,25 @@ def b2_triopipe(ctx: Context) -> Outcome:
 
 
 @_register
+def b2_probe(ctx: Context) -> Outcome:
+    """The ceiling: the lean probe client of :mod:`benchmarks.probe` on the same loop."""
+    from .probe import open_probe
+
+    _b2_prepare(ctx)
+
+    async def main() -> Outcome:
+        async with open_probe(*ctx.address()) as probe:
+
+            def get(key: str) -> Any:
+                return probe.execute("GET", key)
+
+            await get(_B2_KEY)
+            return await _fan_in(ctx.params["tasks"], ctx.params["per_task"], get)
+
+    return ctx.run(main)
+
+
+@_register
 def b2_redis_asyncio(ctx: Context) -> Outcome:
     import redis.asyncio
 
