@@ -1,4 +1,4 @@
-"""What to measure: the workloads B1-B7 of ``BENCHMARKS.md`` as measurements and comparisons.
+"""What to measure: the workloads B1-B8 of ``BENCHMARKS.md`` as measurements and comparisons.
 
 A :class:`Measurement` is one client doing one workload on one event loop;
 it names the function of :mod:`benchmarks.workloads` that does the timed work
@@ -29,7 +29,10 @@ __all__ = [
 BACKENDS = ("trio", "asyncio", "uvloop")
 
 #: Workload ids accepted by ``--only``.
-WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+
+#: B8's one-way delays added between client and server, in microseconds.
+B8_DELAYS_US = (0, 250, 1000)
 
 #: Sizes from BENCHMARKS.md.
 FULL_SIZES: Mapping[str, Mapping[str, int]] = {
@@ -45,6 +48,10 @@ FULL_SIZES: Mapping[str, Mapping[str, int]] = {
     "B6": {"count": 10_000_000},
     "B6 large": {"count": 100_000_000},
     "B7": {"count": 1_000_000},
+    "B8 fan-in": {"tasks": 500, "per_task": 20},
+    "B8 bulk_set": {"count": 200_000, "batch": 10_000, "window": 10_000},
+    "B8 bulk_get": {"count": 50_000, "batch": 10_000, "window": 1_000},
+    "B8 sequential": {"count": 1_000},
 }
 
 #: ``--quick``: about a tenth of the work each, same shape (B2 keeps its 500 tasks).
@@ -59,6 +66,10 @@ QUICK_SIZES: Mapping[str, Mapping[str, int]] = {
     "B6": {"count": 1_000_000},
     "B6 large": {"count": 5_000_000},
     "B7": {"count": 100_000},
+    "B8 fan-in": {"tasks": 500, "per_task": 5},
+    "B8 bulk_set": {"count": 50_000, "batch": 10_000, "window": 10_000},
+    "B8 bulk_get": {"count": 10_000, "batch": 10_000, "window": 1_000},
+    "B8 sequential": {"count": 200},
 }
 
 Metric = Literal["rate", "latency", "rss"]
@@ -84,6 +95,8 @@ class Measurement:
         rounds_factor: runs ``rounds_factor * --repeat`` times: for quick,
             noise-prone measurements (B3's runs take about a second, and one
             busy second of a neighbour spoils a run).
+        delay_us: for B8, the one-way delay (µs) between client and server
+            (see :mod:`benchmarks.link`); None for a plain loopback server.
     """
 
     key: str
@@ -97,6 +110,7 @@ class Measurement:
     servers: int = 1
     timeout: float = 300.0
     rounds_factor: int = 1
+    delay_us: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -490,6 +504,102 @@ def _b7(b: _Builder) -> None:
         b.compare("B7 pump", subject, reference, "redis-cli --pipe", "speedup", 0.5)
 
 
+#: B8's shapes of work: (id, how the table names it, the ops counted).
+_B8_SHAPES = (
+    ("bulk_set", "bulk SET (small replies)", "SET"),
+    ("bulk_get", "bulk GET of 4 KiB", "GET"),
+    ("sequential", "sequential GET", "GET"),
+)
+
+#: B8's clients: (name, how the table names it, function, loop).
+_B8_CLIENTS = (
+    ("raw", "raw socket, sliding window", "b8_raw", "sync"),
+    ("redis-py", "redis-py sync, pipelines of 10k", "b8_redispy", "sync"),
+    ("redis.asyncio", "redis.asyncio, pipelines of 10k", "b8_redis_asyncio", "asyncio"),
+    ("valkey-glide", "valkey-glide, Batch of 10k", "b8_glide", "asyncio"),
+    ("coredis", "coredis, pipelines of 10k", "b8_coredis", "asyncio"),
+)
+
+#: B8's fan-in clients: B2's functions, on asyncio where not triopipe.
+_B8_FAN_IN = (
+    ("redis.asyncio", "redis.asyncio BlockingConnectionPool(50)", "b2_redis_asyncio"),
+    ("valkey-glide", "valkey-glide GlideClient", "b2_glide"),
+    ("coredis", "coredis Redis (its pool)", "b2_coredis"),
+)
+
+
+def _delay_name(delay_us: int) -> str:
+    if not delay_us:
+        return "no added delay"
+    if delay_us % 1000 == 0:
+        return f"{delay_us // 1000} ms one way"
+    return f"{delay_us} us one way"
+
+
+def _b8(b: _Builder, backend: str) -> None:
+    """Each shape of work at each delay: triopipe against every other client there.
+
+    The table's label says the shape and the delay; the client column, the client.
+    """
+    for delay in B8_DELAYS_US:
+        where = _delay_name(delay)
+        label = f"B8 fan-in, {where}"
+        subject = b.measure(
+            "B8",
+            f"triopipe fan-in {delay}us",
+            "triopipe, 1 connection",
+            backend,
+            "b2_triopipe",
+            size_key="B8 fan-in",
+            op="GET",
+            delay_us=delay,
+        )
+        for name, client, function in _B8_FAN_IN:
+            reference = b.measure(
+                "B8",
+                f"{name} fan-in {delay}us",
+                client,
+                "asyncio",
+                function,
+                size_key="B8 fan-in",
+                op="GET",
+                delay_us=delay,
+            )
+            b.compare(label, subject, reference, name, "speedup", None)
+        for shape, title, op in _B8_SHAPES:
+            size_key = f"B8 {shape}"
+            label = f"B8 {title}, {where}"
+            api = "await get()" if shape == "sequential" else "execute_many"
+            subject = b.measure(
+                "B8",
+                f"triopipe {shape} {delay}us",
+                f"triopipe {api}",
+                backend,
+                "b8_triopipe",
+                size_key=size_key,
+                extra={"shape": shape},
+                op=op,
+                delay_us=delay,
+            )
+            for name, client, function, loop in _B8_CLIENTS:
+                if shape == "sequential":
+                    client = client.split(",")[0]  # no pipelines, no window
+                reference = b.measure(
+                    "B8",
+                    f"{name} {shape} {delay}us",
+                    client,
+                    loop,
+                    function,
+                    size_key=size_key,
+                    extra={"shape": shape},
+                    op=op,
+                    delay_us=delay,
+                )
+                # The one target of B8: big replies over a long link, against the raw window.
+                target = 0.8 if (name, shape, delay) == ("raw", "bulk_get", 1000) else None
+                b.compare(label, subject, reference, name, "speedup", target)
+
+
 def build_plan(only: Sequence[str], backends: Sequence[str], *, quick: bool) -> Plan:
     """The measurements and comparisons for workloads ``only`` on event loops ``backends``."""
     b = _Builder(quick)
@@ -509,6 +619,8 @@ def build_plan(only: Sequence[str], backends: Sequence[str], *, quick: bool) -> 
             _b5(b, primary)
         elif workload == "B6":
             _b6(b, primary)
-        else:
+        elif workload == "B7":
             _b7(b)
+        else:
+            _b8(b, primary)
     return Plan(tuple(b.measurements), tuple(b.comparisons))

@@ -91,7 +91,7 @@ class _TrioProbe:
     async def execute(self, *args: Any) -> Any:
         import trio
 
-        slot = [trio.lowlevel.current_task()]
+        slot: list[Any] = [trio.lowlevel.current_task()]
         self._waiters.append(slot)
         self._queued.append(hiredis.pack_command(args))
         if self._idle_sender is not None:

@@ -23,9 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from .plan import Comparison, Measurement
-from .runner import MeasurementResult
+from .runner import MeasurementResult, RunResult
 
-__all__ = ["Verdict", "evaluate", "format_table", "machine_info", "write_chart", "write_json"]
+__all__ = [
+    "Verdict",
+    "evaluate",
+    "format_table",
+    "link_summary",
+    "machine_info",
+    "write_chart",
+    "write_json",
+]
 
 _LIBRARIES = (
     "triopipe",
@@ -139,8 +147,11 @@ def table_rows(
 ) -> list[list[str]]:
     """One row per comparison, plus one per measurement that is only a reference."""
     by_subject: dict[str, list[Verdict]] = {}
+    referenced_by: dict[str, str] = {}  # a reference's row takes the label it is used under
     for verdict in verdicts:
         by_subject.setdefault(verdict.comparison.subject, []).append(verdict)
+        if verdict.comparison.reference is not None:
+            referenced_by.setdefault(verdict.comparison.reference, verdict.comparison.label)
     rows: list[list[str]] = []
     for result in results:
         m = result.measurement
@@ -153,7 +164,7 @@ def table_rows(
         subject_verdicts = by_subject.get(m.key)
         if not subject_verdicts:
             note = "reference" if result.status == "ok" else result.status
-            rows.append([m.workload, *head, "", note, "", ""])
+            rows.append([referenced_by.get(m.key, m.workload), *head, "", note, "", ""])
             continue
         for verdict in subject_verdicts:
             c = verdict.comparison
@@ -188,6 +199,42 @@ def format_table(results: Sequence[MeasurementResult], verdicts: Sequence[Verdic
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def link_summary(results: Sequence[MeasurementResult]) -> list[str]:
+    """B8's links, one line per delay: the round trip measured and what the proxy cost.
+
+    The proxy's CPU time is set against the wall time of the runs it served
+    (its share of one core), and the worst single run is named, so that a
+    reader can tell whether the proxy, not the client, set a figure.
+    """
+    by_delay: dict[int, list[tuple[MeasurementResult, RunResult]]] = {}
+    for result in results:
+        for run in result.runs:
+            if "delay_us" in run.extra:
+                by_delay.setdefault(run.extra["delay_us"], []).append((result, run))
+    lines = []
+    for delay, runs in sorted(by_delay.items()):
+        rtts = sorted(run.extra["rtt_us"] for _, run in runs)
+        line = (
+            f"B8 at {delay} us one way: PING round trip {rtts[len(rtts) // 2]:,.0f} us "
+            f"(median of {len(rtts)} runs, {rtts[0]:,.0f}-{rtts[-1]:,.0f})"
+        )
+        proxied = [(r, run) for r, run in runs if "proxy_cpu_seconds" in run.extra]
+        if proxied:
+            cpu = sum(run.extra["proxy_cpu_seconds"] for _, run in proxied)
+            wall = sum(run.seconds or 0.0 for _, run in proxied)
+            worst_result, worst = max(
+                proxied,
+                key=lambda item: item[1].extra["proxy_cpu_seconds"] / (item[1].seconds or 1.0),
+            )
+            share = worst.extra["proxy_cpu_seconds"] / (worst.seconds or 1.0)
+            line += (
+                f"; proxy CPU {cpu:.2f} s in all for {wall:.2f} s of timed work "
+                f"(at most {share:.0%} of a core: {worst_result.measurement.client})"
+            )
+        lines.append(line)
+    return lines
 
 
 # -- machine info and JSON ------------------------------------------------------------------------
