@@ -231,7 +231,8 @@ def link_summary(results: Sequence[MeasurementResult]) -> list[str]:
             share = worst.extra["proxy_cpu_seconds"] / (worst.seconds or 1.0)
             line += (
                 f"; proxy CPU {cpu:.2f} s in all for {wall:.2f} s of timed work "
-                f"(at most {share:.0%} of a core: {worst_result.measurement.client})"
+                f"(at most {share:.0%} of a core: {worst_result.measurement.client}, "
+                f"{worst_result.measurement.params.get('shape', 'fan-in')})"
             )
         lines.append(line)
     return lines
