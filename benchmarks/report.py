@@ -223,6 +223,7 @@ def link_summary(results: Sequence[MeasurementResult]) -> list[str]:
         proxied = [(r, run) for r, run in runs if "proxy_cpu_seconds" in run.extra]
         if proxied:
             cpu = sum(run.extra["proxy_cpu_seconds"] for _, run in proxied)
+            chunks = sum(run.extra["proxy_chunks"] for _, run in proxied)
             wall = sum(run.seconds or 0.0 for _, run in proxied)
             worst_result, worst = max(
                 proxied,
@@ -230,7 +231,8 @@ def link_summary(results: Sequence[MeasurementResult]) -> list[str]:
             )
             share = worst.extra["proxy_cpu_seconds"] / (worst.seconds or 1.0)
             line += (
-                f"; proxy CPU {cpu:.2f} s in all for {wall:.2f} s of timed work "
+                f"; proxy CPU {cpu:.2f} s in all ({cpu / max(chunks, 1) * 1e6:.0f} us per "
+                f"chunk forwarded) for {wall:.2f} s of timed work "
                 f"(at most {share:.0%} of a core: {worst_result.measurement.client}, "
                 f"{worst_result.measurement.params.get('shape', 'fan-in')})"
             )

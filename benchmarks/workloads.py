@@ -8,8 +8,9 @@ libraries happen inside the functions, so that a child loads only the library
 it measures (which keeps B6's peak RSS about triopipe alone).
 
 :data:`REGISTRY` maps the names that :mod:`benchmarks.plan` refers to onto
-these functions. Nothing here starts servers or processes of its own, except
-B1's ``redis-benchmark`` and B7's pump commands, which are external programs.
+these functions (B8's, in :mod:`benchmarks.round_trips`, register here too).
+Nothing here starts servers or processes of its own, except B1's
+``redis-benchmark`` and B7's pump commands, which are external programs.
 """
 
 from __future__ import annotations
