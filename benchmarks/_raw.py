@@ -1,15 +1,16 @@
 """A minimal blocking RESP connection: a plain socket, ``hiredis`` to pack and parse.
 
 It serves three purposes, none of which may depend on the client under test:
-the raw ceiling of B1 (one thread, no event loop, no client library), loading
+the raw ceilings of B1 and B8 (one thread, no event loop, no client library), loading
 the data sets that the timed sections read, and sampling ``INFO memory`` from
 the harness while a measurement runs.
 """
 
 from __future__ import annotations
 
+import itertools
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,6 +109,35 @@ class RawConnection:
                 raise reply
             replies.append(reply)
         return replies
+
+    def run_window(self, payloads: Iterator[bytes], window: int) -> int:
+        """Send encoded commands with up to ``window`` of them in flight; return how many.
+
+        A sliding window, B8's raw ceiling: as soon as replies come in, as many
+        commands go out, so the link never idles while commands remain. Replies
+        are parsed and dropped; the first error reply raises.
+        """
+        reader, recv, send = self._reader, self._sock.recv, self._sock.sendall
+        first = list(itertools.islice(payloads, window))
+        send(b"".join(first))
+        in_flight, done = len(first), 0
+        while in_flight:
+            data = recv(_READ_SIZE)
+            if not data:
+                raise ConnectionResetError("the server closed the connection")
+            reader.feed(data)
+            answered = 0
+            while (reply := reader.gets()) is not False:
+                if isinstance(reply, hiredis.ReplyError):
+                    raise reply
+                answered += 1
+            in_flight -= answered
+            done += answered
+            more = list(itertools.islice(payloads, answered))
+            if more:
+                send(b"".join(more))
+                in_flight += len(more)
+        return done
 
     def execute(self, *args: bytes | str | int | float) -> Any:
         """Run one command and return its reply."""

@@ -15,8 +15,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .link import describe, link_kind
 from .plan import BACKENDS, WORKLOADS, build_plan
-from .report import evaluate, format_table, machine_info, write_chart, write_json
+from .report import evaluate, format_table, link_summary, machine_info, write_chart, write_json
 from .runner import REPO_ROOT, MeasurementResult, RunResult, run_measurements
 
 __all__ = ["main", "parse_args"]
@@ -43,7 +44,7 @@ def _csv(choices: Sequence[str]) -> type[list[str]]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="triopipe's comparative benchmarks (BENCHMARKS.md workloads B1-B7).",
+        description="triopipe's comparative benchmarks (BENCHMARKS.md workloads B1-B8).",
     )
     parser.add_argument(
         "--only",
@@ -103,8 +104,16 @@ def _progress(result: MeasurementResult, round_number: int, run: RunResult) -> N
         assert value is not None
         unit = {"rate": f"{m.op}/s", "latency": f"us/{m.op}", "rss": "MiB peak RSS"}[m.metric]
         outcome = f"{value:,.1f} {unit}"
+        if "rtt_us" in run.extra:
+            outcome += f" (PING round trip {run.extra['rtt_us']:,.0f} us"
+            if "proxy_cpu_seconds" in run.extra:
+                outcome += f", proxy CPU {run.extra['proxy_cpu_seconds'] * 1e3:,.0f} ms"
+            outcome += ")"
+    what = m.client
+    if m.delay_us is not None:
+        what = f"{m.params.get('shape', 'fan-in')} at {m.delay_us} us, {what}"
     print(
-        f"[{m.workload} run {round_number}] {m.client} ({m.backend}): {outcome}"
+        f"[{m.workload} run {round_number}] {what} ({m.backend}): {outcome}"
         f"  [{run.wall_seconds:.1f} s]",
         file=sys.stderr,
         flush=True,
@@ -121,12 +130,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{machine['cpu_count']} CPUs ({machine['redis_server'] or 'no redis-server?'})",
         file=sys.stderr,
     )
+    link = None
+    if "B8" in args.only:
+        link = describe(link_kind())
+        print(f"B8 link: {link}", file=sys.stderr)
     results = run_measurements(plan.measurements, args.repeat, progress=_progress)
     elapsed = time.perf_counter() - started
     by_key = {result.measurement.key: result for result in results}
     verdicts = [evaluate(comparison, by_key) for comparison in plan.comparisons]
 
     print(format_table(results, verdicts))
+    if link is not None:
+        print(f"\nB8 link: {link}.")
+        for line in link_summary(results):
+            print(line)
     judged = [v for v in verdicts if v.met is not None]
     loads = [run.load_average for r in results for run in r.runs if run.load_average is not None]
     print(
@@ -144,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeat": args.repeat,
         "elapsed_seconds": elapsed,
         "load_average_range": [min(loads, default=0.0), max(loads, default=0.0)],
+        "b8_link": link,
     }
     json_path = args.out / "latest.json"
     write_json(json_path, results=results, verdicts=verdicts, settings=settings, machine=machine)

@@ -1,4 +1,4 @@
-"""What to measure: the workloads B1-B7 of ``BENCHMARKS.md`` as measurements and comparisons.
+"""What to measure: the workloads B1-B8 of ``BENCHMARKS.md`` as measurements and comparisons.
 
 A :class:`Measurement` is one client doing one workload on one event loop;
 it names the function of :mod:`benchmarks.workloads` that does the timed work
@@ -29,12 +29,16 @@ __all__ = [
 BACKENDS = ("trio", "asyncio", "uvloop")
 
 #: Workload ids accepted by ``--only``.
-WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+
+#: B8's one-way delays added between client and server, in microseconds.
+B8_DELAYS_US = (0, 250, 1000)
 
 #: Sizes from BENCHMARKS.md.
 FULL_SIZES: Mapping[str, Mapping[str, int]] = {
     "B1": {"count": 1_000_000, "window": 10_000},
     "B2": {"tasks": 500, "per_task": 200},
+    "B2 wide": {"tasks": 2_000, "per_task": 25},
     "B3": {"count": 10_000},
     # Two 100k-member sets sharing 100 members: each SINTER walks 100k members
     # on the server but sends back only 100, so the server is the bottleneck.
@@ -42,23 +46,34 @@ FULL_SIZES: Mapping[str, Mapping[str, int]] = {
     "B4 replies": {"size": 1_000, "count": 1_000},
     "B5": {"size": 2**20, "count": 200},
     "B6": {"count": 10_000_000},
+    "B6 large": {"count": 100_000_000},
     "B7": {"count": 1_000_000},
+    "B8 fan-in": {"tasks": 500, "per_task": 20},
+    "B8 bulk_set": {"count": 200_000, "batch": 10_000, "window": 10_000},
+    "B8 bulk_get": {"count": 50_000, "batch": 10_000, "window": 1_000},
+    "B8 sequential": {"count": 1_000},
 }
 
 #: ``--quick``: about a tenth of the work each, same shape (B2 keeps its 500 tasks).
 QUICK_SIZES: Mapping[str, Mapping[str, int]] = {
     "B1": {"count": 100_000, "window": 10_000},
     "B2": {"tasks": 500, "per_task": 20},
+    "B2 wide": {"tasks": 2_000, "per_task": 10},
     "B3": {"count": 1_000},
     "B4 shards": {"size": 10_000, "overlap": 100, "count": 200},
     "B4 replies": {"size": 1_000, "count": 100},
     "B5": {"size": 2**20, "count": 20},
     "B6": {"count": 1_000_000},
+    "B6 large": {"count": 5_000_000},
     "B7": {"count": 100_000},
+    "B8 fan-in": {"tasks": 500, "per_task": 5},
+    "B8 bulk_set": {"count": 50_000, "batch": 10_000, "window": 10_000},
+    "B8 bulk_get": {"count": 10_000, "batch": 10_000, "window": 1_000},
+    "B8 sequential": {"count": 200},
 }
 
 Metric = Literal["rate", "latency", "rss"]
-Kind = Literal["speedup", "latency", "limit", "info"]
+Kind = Literal["speedup", "latency", "cost", "limit", "info"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +95,8 @@ class Measurement:
         rounds_factor: runs ``rounds_factor * --repeat`` times: for quick,
             noise-prone measurements (B3's runs take about a second, and one
             busy second of a neighbour spoils a run).
+        delay_us: for B8, the one-way delay (µs) between client and server
+            (see :mod:`benchmarks.link`); None for a plain loopback server.
     """
 
     key: str
@@ -93,6 +110,7 @@ class Measurement:
     servers: int = 1
     timeout: float = 300.0
     rounds_factor: int = 1
+    delay_us: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +123,9 @@ class Comparison:
         reference: the key of the measurement it is divided by (None for limits).
         versus: how the reference is named in the table.
         kind: ``speedup`` (subject's rate / reference's rate >= target),
-            ``latency`` (subject's µs / reference's µs <= target), ``limit``
+            ``latency`` (subject's µs / reference's µs <= target), ``cost``
+            (the time per operation of two rate measurements: reference's
+            rate / subject's rate <= target), ``limit``
             (a value <= target; ``limit_of`` names it) or ``info`` (a ratio
             reported without a target).
         target: the target ratio, or the limit (MiB).
@@ -236,6 +256,42 @@ def _b2(b: _Builder, backends: Sequence[str]) -> None:
         for keys, name, target in references:
             loop = backend if backend in keys else "asyncio"
             b.compare("B2 fan-in", subject, keys[loop], f"{name} ({loop})", "speedup", target)
+        _b2_ceiling(b, backend, subject)
+
+
+def _b2_ceiling(b: _Builder, backend: str, subject: str) -> None:
+    """triopipe against the lean probe client, at 500 tasks and at 2,000."""
+    wide_tasks = b.sizes["B2 wide"]["tasks"]
+    probe = b.measure(
+        "B2", "probe", "ceiling probe (benchmarks/probe.py)", backend, "b2_probe", op="GET"
+    )
+    b.compare("B2 ceiling", subject, probe, "ceiling probe", "speedup", 0.8)
+    wide = b.measure(
+        "B2",
+        "triopipe wide",
+        f"triopipe, 1 connection, {wide_tasks:,} tasks",
+        backend,
+        "b2_triopipe",
+        size_key="B2 wide",
+        op="GET",
+    )
+    wide_probe = b.measure(
+        "B2",
+        "probe wide",
+        f"ceiling probe, {wide_tasks:,} tasks",
+        backend,
+        "b2_probe",
+        size_key="B2 wide",
+        op="GET",
+    )
+    b.compare(
+        "B2 ceiling", wide, wide_probe, f"ceiling probe, {wide_tasks:,} tasks", "speedup", 0.8
+    )
+    # Time per GET with 2,000 tasks over that with 500: what many waiters cost.
+    b.compare("B2 many tasks", wide, subject, "triopipe at 500 tasks (time per GET)", "cost", 1.3)
+    b.compare(
+        "B2 many tasks", wide_probe, probe, "probe at 500 tasks (time per GET)", "cost", None
+    )
 
 
 def _b3(b: _Builder, backends: Sequence[str]) -> None:
@@ -387,27 +443,48 @@ def _b5(b: _Builder, backend: str) -> None:
 SERVER_MEMORY_BOUND_MIB = 32.0
 
 
+#: B6's bound on the client's peak RSS (MiB), for every job size.
+CLIENT_MEMORY_BOUND_MIB = 48.0
+
+
 def _b6(b: _Builder, backend: str) -> None:
-    subject = b.measure(
-        "B6",
-        "triopipe",
-        "triopipe execute_many(generator)",
-        backend,
-        "b6_triopipe",
-        op="SET",
-        metric="rss",
-        timeout=1200.0,
-    )
-    b.compare("B6 memory", subject, None, "client peak RSS", "limit", 150.0, limit_of="rss")
-    b.compare(
-        "B6 memory",
-        subject,
-        None,
-        "server used_memory_peak",
-        "limit",
-        SERVER_MEMORY_BOUND_MIB,
-        limit_of="server_peak",
-    )
+    """``pump`` at two job sizes: the client's peak RSS must not grow with the job."""
+    keys = []
+    for size_key in ("B6", "B6 large"):
+        count = b.sizes[size_key]["count"]
+        subject = b.measure(
+            "B6",
+            f"triopipe {count:,}",
+            f"triopipe pump(generator), {count:,} SET",
+            backend,
+            "b6_triopipe",
+            size_key=size_key,
+            op="SET",
+            metric="rss",
+            timeout=1200.0 if count <= 10_000_000 else 7200.0,
+        )
+        keys.append(subject)
+        b.compare(
+            "B6 memory",
+            subject,
+            None,
+            "client peak RSS",
+            "limit",
+            CLIENT_MEMORY_BOUND_MIB,
+            limit_of="rss",
+        )
+        b.compare(
+            "B6 memory",
+            subject,
+            None,
+            "server used_memory_peak",
+            "limit",
+            SERVER_MEMORY_BOUND_MIB,
+            limit_of="server_peak",
+        )
+    small, large = keys
+    smaller = b.sizes["B6"]["count"]
+    b.compare("B6 memory", large, small, f"peak RSS at {smaller:,} SET", "info", None)
 
 
 def _b7(b: _Builder) -> None:
@@ -425,6 +502,102 @@ def _b7(b: _Builder) -> None:
             op="SET",
         )
         b.compare("B7 pump", subject, reference, "redis-cli --pipe", "speedup", 0.5)
+
+
+#: B8's shapes of work: (id, how the table names it, the ops counted).
+_B8_SHAPES = (
+    ("bulk_set", "bulk SET (small replies)", "SET"),
+    ("bulk_get", "bulk GET of 4 KiB", "GET"),
+    ("sequential", "sequential GET", "GET"),
+)
+
+#: B8's clients: (name, how the table names it, function, loop).
+_B8_CLIENTS = (
+    ("raw", "raw socket, sliding window", "b8_raw", "sync"),
+    ("redis-py", "redis-py sync, pipelines of 10k", "b8_redispy", "sync"),
+    ("redis.asyncio", "redis.asyncio, pipelines of 10k", "b8_redis_asyncio", "asyncio"),
+    ("valkey-glide", "valkey-glide, Batch of 10k", "b8_glide", "asyncio"),
+    ("coredis", "coredis, pipelines of 10k", "b8_coredis", "asyncio"),
+)
+
+#: B8's fan-in clients: B2's functions, on asyncio where not triopipe.
+_B8_FAN_IN = (
+    ("redis.asyncio", "redis.asyncio BlockingConnectionPool(50)", "b2_redis_asyncio"),
+    ("valkey-glide", "valkey-glide GlideClient", "b2_glide"),
+    ("coredis", "coredis Redis (its pool)", "b2_coredis"),
+)
+
+
+def _delay_name(delay_us: int) -> str:
+    if not delay_us:
+        return "no added delay"
+    if delay_us % 1000 == 0:
+        return f"{delay_us // 1000} ms one way"
+    return f"{delay_us} us one way"
+
+
+def _b8(b: _Builder, backend: str) -> None:
+    """Each shape of work at each delay: triopipe against every other client there.
+
+    The table's label says the shape and the delay; the client column, the client.
+    """
+    for delay in B8_DELAYS_US:
+        where = _delay_name(delay)
+        label = f"B8 fan-in, {where}"
+        subject = b.measure(
+            "B8",
+            f"triopipe fan-in {delay}us",
+            "triopipe, 1 connection",
+            backend,
+            "b2_triopipe",
+            size_key="B8 fan-in",
+            op="GET",
+            delay_us=delay,
+        )
+        for name, client, function in _B8_FAN_IN:
+            reference = b.measure(
+                "B8",
+                f"{name} fan-in {delay}us",
+                client,
+                "asyncio",
+                function,
+                size_key="B8 fan-in",
+                op="GET",
+                delay_us=delay,
+            )
+            b.compare(label, subject, reference, name, "speedup", None)
+        for shape, title, op in _B8_SHAPES:
+            size_key = f"B8 {shape}"
+            label = f"B8 {title}, {where}"
+            api = "await get()" if shape == "sequential" else "execute_many"
+            subject = b.measure(
+                "B8",
+                f"triopipe {shape} {delay}us",
+                f"triopipe {api}",
+                backend,
+                "b8_triopipe",
+                size_key=size_key,
+                extra={"shape": shape},
+                op=op,
+                delay_us=delay,
+            )
+            for name, client, function, loop in _B8_CLIENTS:
+                if shape == "sequential":
+                    client = client.split(",")[0]  # no pipelines, no window
+                reference = b.measure(
+                    "B8",
+                    f"{name} {shape} {delay}us",
+                    client,
+                    loop,
+                    function,
+                    size_key=size_key,
+                    extra={"shape": shape},
+                    op=op,
+                    delay_us=delay,
+                )
+                # The one target of B8: big replies over a long link, against the raw window.
+                target = 0.8 if (name, shape, delay) == ("raw", "bulk_get", 1000) else None
+                b.compare(label, subject, reference, name, "speedup", target)
 
 
 def build_plan(only: Sequence[str], backends: Sequence[str], *, quick: bool) -> Plan:
@@ -446,6 +619,8 @@ def build_plan(only: Sequence[str], backends: Sequence[str], *, quick: bool) -> 
             _b5(b, primary)
         elif workload == "B6":
             _b6(b, primary)
-        else:
+        elif workload == "B7":
             _b7(b)
+        else:
+            _b8(b, primary)
     return Plan(tuple(b.measurements), tuple(b.comparisons))

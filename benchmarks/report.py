@@ -23,9 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from .plan import Comparison, Measurement
-from .runner import MeasurementResult
+from .runner import MeasurementResult, RunResult
 
-__all__ = ["Verdict", "evaluate", "format_table", "machine_info", "write_chart", "write_json"]
+__all__ = [
+    "Verdict",
+    "evaluate",
+    "format_table",
+    "link_summary",
+    "machine_info",
+    "write_chart",
+    "write_json",
+]
 
 _LIBRARIES = (
     "triopipe",
@@ -81,11 +89,16 @@ def evaluate(comparison: Comparison, results: dict[str, MeasurementResult]) -> V
     reference = results[comparison.reference]
     if reference.status != "ok":
         return Verdict(comparison, None, None, None, f"reference {reference.status}")
-    ratio = _ratio(subject.best, reference.best)
-    medians = _ratio(subject.median, reference.median)
+    if comparison.kind == "cost":
+        # Time per operation of two rate measurements: the inverse ratio of rates.
+        ratio = _ratio(reference.best, subject.best)
+        medians = _ratio(reference.median, subject.median)
+    else:
+        ratio = _ratio(subject.best, reference.best)
+        medians = _ratio(subject.median, reference.median)
     met: bool | None = None
     if ratio is not None and comparison.target is not None:
-        if comparison.kind == "latency":
+        if comparison.kind in ("latency", "cost"):
             met = ratio <= comparison.target
         elif comparison.kind == "speedup":
             met = ratio >= comparison.target
@@ -108,7 +121,7 @@ def _format_value(value: float | None, measurement: Measurement) -> str:
 def _format_target(comparison: Comparison) -> str:
     if comparison.target is None:
         return "-"
-    if comparison.kind == "latency":
+    if comparison.kind in ("latency", "cost"):
         return f"<= {comparison.target:g}x"
     if comparison.kind == "limit":
         return f"<= {comparison.target:g} MiB"
@@ -134,8 +147,11 @@ def table_rows(
 ) -> list[list[str]]:
     """One row per comparison, plus one per measurement that is only a reference."""
     by_subject: dict[str, list[Verdict]] = {}
+    referenced_by: dict[str, str] = {}  # a reference's row takes the label it is used under
     for verdict in verdicts:
         by_subject.setdefault(verdict.comparison.subject, []).append(verdict)
+        if verdict.comparison.reference is not None:
+            referenced_by.setdefault(verdict.comparison.reference, verdict.comparison.label)
     rows: list[list[str]] = []
     for result in results:
         m = result.measurement
@@ -148,7 +164,7 @@ def table_rows(
         subject_verdicts = by_subject.get(m.key)
         if not subject_verdicts:
             note = "reference" if result.status == "ok" else result.status
-            rows.append([m.workload, *head, "", note, "", ""])
+            rows.append([referenced_by.get(m.key, m.workload), *head, "", note, "", ""])
             continue
         for verdict in subject_verdicts:
             c = verdict.comparison
@@ -183,6 +199,45 @@ def format_table(results: Sequence[MeasurementResult], verdicts: Sequence[Verdic
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def link_summary(results: Sequence[MeasurementResult]) -> list[str]:
+    """B8's links, one line per delay: the round trip measured and what the proxy cost.
+
+    The proxy's CPU time is set against the wall time of the runs it served
+    (its share of one core), and the worst single run is named, so that a
+    reader can tell whether the proxy, not the client, set a figure.
+    """
+    by_delay: dict[int, list[tuple[MeasurementResult, RunResult]]] = {}
+    for result in results:
+        for run in result.runs:
+            if "delay_us" in run.extra:
+                by_delay.setdefault(run.extra["delay_us"], []).append((result, run))
+    lines = []
+    for delay, runs in sorted(by_delay.items()):
+        rtts = sorted(run.extra["rtt_us"] for _, run in runs)
+        line = (
+            f"B8 at {delay} us one way: PING round trip {rtts[len(rtts) // 2]:,.0f} us "
+            f"(median of {len(rtts)} runs, {rtts[0]:,.0f}-{rtts[-1]:,.0f})"
+        )
+        proxied = [(r, run) for r, run in runs if "proxy_cpu_seconds" in run.extra]
+        if proxied:
+            cpu = sum(run.extra["proxy_cpu_seconds"] for _, run in proxied)
+            chunks = sum(run.extra["proxy_chunks"] for _, run in proxied)
+            wall = sum(run.seconds or 0.0 for _, run in proxied)
+            worst_result, worst = max(
+                proxied,
+                key=lambda item: item[1].extra["proxy_cpu_seconds"] / (item[1].seconds or 1.0),
+            )
+            share = worst.extra["proxy_cpu_seconds"] / (worst.seconds or 1.0)
+            line += (
+                f"; proxy CPU {cpu:.2f} s in all ({cpu / max(chunks, 1) * 1e6:.0f} us per "
+                f"chunk forwarded) for {wall:.2f} s of timed work "
+                f"(at most {share:.0%} of a core: {worst_result.measurement.client}, "
+                f"{worst_result.measurement.params.get('shape', 'fan-in')})"
+            )
+        lines.append(line)
+    return lines
 
 
 # -- machine info and JSON ------------------------------------------------------------------------
@@ -330,7 +385,7 @@ def write_chart(
         c = verdict.comparison
         assert c.target is not None
         label = _chart_label(verdict, results)
-        if c.kind == "latency":
+        if c.kind in ("latency", "cost"):
             label += " (lower is better)"
         labels.append(label)
         if c.kind == "limit":
@@ -422,7 +477,7 @@ def rst_table(document: dict[str, Any]) -> str:
             if row["target"] is None:
                 target = "-"
             else:
-                sign = "<=" if row["kind"] == "latency" else ">="
+                sign = "<=" if row["kind"] in ("latency", "cost") else ">="
                 target = f"{sign} {row['target']:g}x"
             versus = f"{row['versus']}: {_rst_figure(reference)}"
         met = {True: "yes", False: "**no**", None: "n/a" if row["target"] else "-"}[row["met"]]

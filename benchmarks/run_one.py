@@ -28,6 +28,7 @@ def peak_rss_mib() -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import round_trips  # noqa: F401  (registers B8's functions)
     from .workloads import REGISTRY, Context, SkippedError
 
     args = list(sys.argv[1:] if argv is None else argv)

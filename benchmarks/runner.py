@@ -6,7 +6,9 @@ the throwaway ``redis-server`` processes it needs
 memory`` from a thread while a child interpreter (``python -m
 benchmarks.run_one``) does the timed work, then stops them. Fresh servers
 make every run start from an empty dataset, and make ``used_memory_peak`` the
-peak of that one run.
+peak of that one run. B8's runs get their one server behind a delayed link
+instead (:mod:`benchmarks.link`); the link's kind, its measured round trip
+and its proxy's CPU time are kept with each run.
 
 Repeats are interleaved: round 1 runs every measurement of a workload once,
 then round 2, and so on, so that a slow patch on a shared machine hurts all
@@ -24,13 +26,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from triopipe.testing import redis_server_process
 
 from ._raw import RawConnection, address_of
+from .link import open_link
 from .plan import Measurement
 
 __all__ = ["MeasurementResult", "RunResult", "run_measurements"]
@@ -186,16 +189,41 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def _servers(
+    measurement: Measurement, link_facts: dict[str, Any]
+) -> Iterator[tuple[list[str], list[str]]]:
+    """Fresh servers for one run: ``(urls for the client, urls of the servers themselves)``.
+
+    For B8 the one server sits behind a link with a delay (:mod:`benchmarks.link`);
+    what the link was and what its proxy cost go into ``link_facts`` on exit.
+    """
+    if measurement.delay_us is None:
+        with contextlib.ExitStack() as stack:
+            servers = [
+                stack.enter_context(redis_server_process()) for _ in range(measurement.servers)
+            ]
+            urls = [server.url for server in servers]
+            yield urls, urls
+        return
+    with open_link(measurement.delay_us) as link:
+        link_facts.update(link=link.kind, delay_us=link.delay_us, rtt_us=link.rtt_us)
+        yield [link.client_url], [link.server_url]
+    if link.proxy is not None:
+        link_facts.update(
+            proxy_cpu_seconds=link.proxy["cpu_seconds"], proxy_chunks=link.proxy["chunks"]
+        )
+
+
 def run_once(measurement: Measurement) -> RunResult:
     """One run: fresh servers, a fresh child, server memory sampled meanwhile."""
     started = time.perf_counter()
     load = os.getloadavg()[0]
-    with contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(redis_server_process()) for _ in range(measurement.servers)]
-        urls = [server.url for server in servers]
+    link_facts: dict[str, Any] = {}
+    with _servers(measurement, link_facts) as (urls, server_urls):
         argv = [sys.executable, "-m", "benchmarks.run_one", _child_spec(measurement, urls)]
         try:
-            with _MemorySampler(urls) as sampler:
+            with _MemorySampler(server_urls) as sampler:
                 child = subprocess.run(
                     argv,
                     cwd=REPO_ROOT,
@@ -211,7 +239,7 @@ def run_once(measurement: Measurement) -> RunResult:
                 wall_seconds=time.perf_counter() - started,
                 load_average=load,
             )
-        peaks = _peak_memory(urls)
+        peaks = _peak_memory(server_urls)
     wall = time.perf_counter() - started
     if child.returncode != 0:
         lines = child.stderr.strip().splitlines() or ["(no output)"]
@@ -222,7 +250,7 @@ def run_once(measurement: Measurement) -> RunResult:
     return RunResult(
         seconds=report["seconds"],
         ops=report["ops"],
-        extra=report["extra"],
+        extra={**report["extra"], **link_facts},
         rss_peak_mib=report["rss_peak_mib"],
         server_used_memory_max_mib=max(sampler.used_max) / _MIB,
         server_used_memory_peak_mib=max(peaks) / _MIB,

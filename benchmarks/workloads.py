@@ -8,8 +8,9 @@ libraries happen inside the functions, so that a child loads only the library
 it measures (which keeps B6's peak RSS about triopipe alone).
 
 :data:`REGISTRY` maps the names that :mod:`benchmarks.plan` refers to onto
-these functions. Nothing here starts servers or processes of its own, except
-B1's ``redis-benchmark`` and B7's pump commands, which are external programs.
+these functions (B8's, in :mod:`benchmarks.round_trips`, register here too).
+Nothing here starts servers or processes of its own, except B1's
+``redis-benchmark`` and B7's pump commands, which are external programs.
 """
 
 from __future__ import annotations
@@ -240,6 +241,25 @@ def b2_triopipe(ctx: Context) -> Outcome:
             outcome = await _fan_in(ctx.params["tasks"], ctx.params["per_task"], redis.get)
             outcome.extra = _triopipe_statistics(redis)
             return outcome
+
+    return ctx.run(main)
+
+
+@_register
+def b2_probe(ctx: Context) -> Outcome:
+    """The ceiling: the lean probe client of :mod:`benchmarks.probe` on the same loop."""
+    from .probe import open_probe
+
+    _b2_prepare(ctx)
+
+    async def main() -> Outcome:
+        async with open_probe(*ctx.address()) as probe:
+
+            def get(key: str) -> Any:
+                return probe.execute("GET", key)
+
+            await get(_B2_KEY)
+            return await _fan_in(ctx.params["tasks"], ctx.params["per_task"], get)
 
     return ctx.run(main)
 
@@ -699,7 +719,7 @@ def b5_redispy_sequential(ctx: Context) -> Outcome:
     return _big_outcome(seconds, count, len(value))
 
 
-# -- B6 memory: a huge generator through execute_many ---------------------------------------------
+# -- B6 memory: a huge generator through pump, replies not kept ----------------------------------
 
 
 @_register
@@ -716,12 +736,13 @@ def b6_triopipe(ctx: Context) -> Outcome:
             rss_before = peak_rss_mib()
             # One key for every SET: the dataset stays tiny, only buffers could grow.
             start = time.perf_counter()
-            replies = await redis.execute_many(("SET", "k", i) for i in range(count))
+            report = await redis.pump(("SET", "k", i) for i in range(count))
             seconds = time.perf_counter() - start
-            received = len(replies)
-            del replies
             last = await redis.get("k")
-        _expect(received == count, f"{received} replies for {count} SETs")
+        _expect(
+            report.commands == report.acknowledged == count,
+            f"{report} for {count} SETs",
+        )
         _expect(last == str(count - 1).encode(), f"k is {last!r} after {count} SETs")
         return Outcome(seconds, count, {"rss_before_mib": rss_before})
 
