@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,17 +46,30 @@ def _lower_is_better(unit: str) -> bool:
     return not unit.endswith("/s")
 
 
+#: B8's added one-way delay, as its measurement keys name it ("... 250us/trio").
+_DELAY = re.compile(r" (\d+)us/")
+
+
+def _b8_shape(measurement: dict[str, Any]) -> str:
+    shape = measurement["params"].get("shape")
+    return str(shape) if shape else "fan-in"
+
+
 def chart_groups(document: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
-    """``(workload, unit, measurements)`` for each chart, in the run's order.
+    """``(chart name, unit, measurements)`` for each chart, in the run's order.
 
     A workload measured in two units (B4's SINTER and SUNION) gets two
-    charts; measurements that produced no figure are left out.
+    charts, and B8 one per shape of work (its delays drawn side by side);
+    measurements that produced no figure are left out.
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for measurement in document["measurements"]:
         if measurement.get("best") is None:
             continue
-        key = (measurement["workload"], measurement["unit"])
+        name = measurement["workload"]
+        if name == "B8":
+            name = f"B8-{_b8_shape(measurement)}"
+        key = (name, measurement["unit"])
         groups.setdefault(key, []).append(measurement)
     return [
         (workload, unit, sorted(rows, key=lambda row: _LOOP_ORDER.get(row["backend"], 3)))
@@ -93,6 +107,11 @@ def write_charts(document: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for workload, unit, rows in groups:
+        if workload.startswith("B8-"):
+            path = directory / f"bench-{workload}.png"
+            _draw_delays(plt, matplotlib, rows, unit, path)
+            written.append(path)
+            continue
         labels = [_label(row) for row in rows]
         values = [float(row["best"]) for row in rows]
         colours = [_TRIOPIPE if row["client"].startswith("triopipe") else _OTHER for row in rows]
@@ -127,6 +146,43 @@ def write_charts(document: dict[str, Any], directory: Path) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def _draw_delays(
+    plt: Any, matplotlib: Any, rows: list[dict[str, Any]], unit: str, path: Path
+) -> None:
+    """B8: one group of bars per client, one bar per added delay."""
+    delays = sorted({int(_DELAY.search(row["key"]).group(1)) for row in rows})  # type: ignore[union-attr]
+    clients: dict[str, dict[int, float]] = {}
+    for row in rows:
+        delay = int(_DELAY.search(row["key"]).group(1))  # type: ignore[union-attr]
+        clients.setdefault(_label(row), {})[delay] = float(row["best"])
+    shades = ["#9ecae1", "#4292c6", "#08306b"]
+    bar = 0.8 / len(delays)
+    height = 1.2 + 0.55 * len(clients)
+    figure, axes = plt.subplots(figsize=(_WIDTH_INCHES, height), dpi=_DPI)
+    top = max(float(row["best"]) for row in rows)
+    for index, delay in enumerate(delays):
+        positions = [n + (index - (len(delays) - 1) / 2) * bar for n in range(len(clients))]
+        values = [by_delay.get(delay, 0.0) for by_delay in clients.values()]
+        label = "no added delay" if delay == 0 else f"{delay:,} µs one way"
+        axes.barh(positions, values, height=bar, color=shades[index % len(shades)], label=label)
+        for position, value in zip(positions, values, strict=True):
+            axes.text(value + top * 0.01, position, _format(value, unit), va="center", fontsize=8)
+    axes.set_yticks(range(len(clients)))
+    axes.set_yticklabels(list(clients), fontsize=11)
+    axes.invert_yaxis()
+    axes.set_xlim(0, top * 1.22)
+    axes.set_xlabel(f"{unit} (best run; longer is better)", fontsize=11)
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+    axes.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
+    )
+    axes.legend(fontsize=9, loc="lower right")
+    axes.spines[["top", "right"]].set_visible(False)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """The command line: ``python -m benchmarks [--only B1,B2] [--quick] [--backends ...]``.
 
 Runs the chosen workloads, prints progress to stderr and the results table to
-stdout, saves ``latest.json`` in ``--out`` and draws the chart. The exit
+stdout, saves ``latest.json`` in ``--out`` and draws the charts. The exit
 status is 1 when a measurement failed (a crash or a timeout), else 0: a
 missed target is a result, not a failure.
 """
@@ -9,21 +9,22 @@ missed target is a result, not a failure.
 from __future__ import annotations
 
 import argparse
-import datetime
+import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .charts import write_charts
 from .link import describe, link_kind
 from .plan import BACKENDS, WORKLOADS, build_plan
-from .report import evaluate, format_table, link_summary, machine_info, write_chart, write_json
+from .report import evaluate, format_table, link_summary, machine_info, write_json
 from .runner import REPO_ROOT, MeasurementResult, RunResult, run_measurements
 
 __all__ = ["main", "parse_args"]
 
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
-DEFAULT_CHART = REPO_ROOT / "docs" / "_static" / "benchmarks.png"
+DEFAULT_CHARTS = REPO_ROOT / "docs" / "_static"
 
 
 def _csv(choices: Sequence[str]) -> type[list[str]]:
@@ -79,12 +80,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"directory for latest.json (default: {DEFAULT_OUT.relative_to(REPO_ROOT)})",
     )
     parser.add_argument(
-        "--chart",
+        "--charts",
         type=Path,
-        default=DEFAULT_CHART,
-        help=f"PNG chart to write (default: {DEFAULT_CHART.relative_to(REPO_ROOT)})",
+        default=DEFAULT_CHARTS,
+        help="directory for the charts, one PNG per workload "
+        f"(default: {DEFAULT_CHARTS.relative_to(REPO_ROOT)})",
     )
-    parser.add_argument("--no-chart", action="store_true", help="do not draw the chart")
+    parser.add_argument("--no-chart", action="store_true", help="do not draw the charts")
     args = parser.parse_args(argv)
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
@@ -167,12 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json(json_path, results=results, verdicts=verdicts, settings=settings, machine=machine)
     print(f"results: {json_path}")
     if not args.no_chart:
-        date = datetime.date.today().isoformat()
-        title = (
-            f"triopipe benchmarks, {date}: {machine['cpu_count']} CPUs, "
-            f"Python {machine['python']}, best of {args.repeat}"
-            + (" (--quick)" if args.quick else "")
-        )
-        write_chart(args.chart, verdicts, by_key, title)
-        print(f"chart: {args.chart}")
+        for path in write_charts(json.loads(json_path.read_text()), args.charts):
+            print(f"chart: {path}")
     return 1 if any(r.status.startswith("error") for r in results) else 0

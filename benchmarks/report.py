@@ -31,7 +31,6 @@ __all__ = [
     "format_table",
     "link_summary",
     "machine_info",
-    "write_chart",
     "write_json",
 ]
 
@@ -352,89 +351,6 @@ def write_json(
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(document, indent=2) + "\n")
     temporary.replace(path)
-
-
-# -- the chart ------------------------------------------------------------------------------------
-
-
-def _chart_label(verdict: Verdict, results: dict[str, MeasurementResult]) -> str:
-    c = verdict.comparison
-    subject = results[c.subject].measurement
-    if c.kind == "limit":
-        return f"{c.label}\n{c.versus}\n(MiB / limit)"
-    backend = "" if subject.backend in ("sync", "C") else f" [{subject.backend}]"
-    return f"{c.label}{backend}\nvs {c.versus}"
-
-
-def write_chart(
-    path: Path, verdicts: Sequence[Verdict], results: dict[str, MeasurementResult], title: str
-) -> None:
-    """Grouped bars: each comparison's measured ratio next to its target (log scale).
-
-    Limits are drawn as value / limit against 1.0; latency ratios are "lower is
-    better" and are marked so in their label.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [v for v in verdicts if v.comparison.target is not None]
-    labels, measured, targets, colours = [], [], [], []
-    for verdict in shown:
-        c = verdict.comparison
-        assert c.target is not None
-        label = _chart_label(verdict, results)
-        if c.kind in ("latency", "cost"):
-            label += " (lower is better)"
-        labels.append(label)
-        if c.kind == "limit":
-            measured.append(None if verdict.ratio is None else verdict.ratio / c.target)
-            targets.append(1.0)
-        else:
-            measured.append(verdict.ratio)
-            targets.append(c.target)
-        colours.append({True: "#2e8b57", False: "#c0392b", None: "#bbbbbb"}[verdict.met])
-
-    width = max(10.0, 0.62 * len(shown) + 2)
-    figure, axes = plt.subplots(figsize=(width, 6.5), dpi=110)
-    positions = range(len(shown))
-    bars = axes.bar(
-        [p - 0.2 for p in positions],
-        [m if m is not None else 0 for m in measured],
-        width=0.4,
-        color=colours,
-        label="measured (green: target met, red: missed, grey: not run)",
-    )
-    axes.bar([p + 0.2 for p in positions], targets, width=0.4, color="#8fa9c9", label="target")
-    for bar, value, verdict in zip(bars, measured, shown, strict=True):
-        if verdict.ratio is None:
-            text = "n/a"
-        elif verdict.comparison.kind == "limit":
-            text = f"{verdict.ratio:.0f} MiB"
-        else:
-            text = f"{verdict.ratio:.2f}"
-        y = value if value is not None else 1.0
-        axes.annotate(
-            text,
-            (bar.get_x() + bar.get_width() / 2, y),
-            ha="center",
-            va="bottom",
-            fontsize=7,
-            xytext=(0, 2),
-            textcoords="offset points",
-        )
-    axes.set_yscale("log")
-    axes.axhline(1.0, color="#444444", linewidth=0.8)
-    axes.set_xticks(list(positions))
-    axes.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-    axes.set_ylabel("ratio (triopipe / other client; log scale)")
-    axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8, loc="upper right")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
 
 
 # -- the docs' results table ----------------------------------------------------------------------
