@@ -498,6 +498,23 @@ class Connection:
         if self._runner is not None:
             self._runner.cancel()  # a background connect, if the server is down
 
+    def retarget(self, config: ClientConfig, error: BaseException) -> None:
+        """Point this connection at another server (a Sentinel failover).
+
+        The current link breaks with ``error`` (its written commands get
+        ``sent=True``: never resent; unwritten ones ``sent=False``), a
+        background connect to the old server stops, and the next submission
+        connects to the new one at once, with no backoff left over.
+        """
+        self._config = config
+        self._down = None
+        self._failures = 0
+        link = self._link
+        if link is not None:
+            self._break(link, error)
+        if self._runner is not None:
+            self._runner.cancel()  # a connect still aimed at the old server
+
     def _start_link(self) -> _Link:
         """A new link, current at once, its task started; or the server's down error.
 

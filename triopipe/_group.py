@@ -45,10 +45,13 @@ class ConnectionGroup:
         task_group: anyio.abc.TaskGroup,
         *,
         open_stream: Callable[[], Awaitable[Stream]] | None = None,
+        on_lost: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.config = config
         self._task_group = task_group
         self._open_stream = open_stream
+        # Told of every broken link and failed connect (not subscriptions').
+        self._on_lost = on_lost
         self.connections = [self._new() for _ in range(config.connections)]
         self._single = self.connections[0] if len(self.connections) == 1 else None
         # Idle dedicated connections, and since when (time.monotonic()).
@@ -68,7 +71,7 @@ class ConnectionGroup:
             self.config,
             self._task_group,
             on_push=on_push,
-            on_lost=on_lost,
+            on_lost=on_lost if subscriber else self._on_lost,
             subscriber=subscriber,
             open_stream=self._open_stream,
         )
@@ -166,6 +169,18 @@ class ConnectionGroup:
         finally:
             self._reserved.discard(connection)
             connection.close()
+
+    def retarget(self, config: ClientConfig, error: BaseException) -> None:
+        """Point every connection at another server (a Sentinel failover).
+
+        Each link breaks with ``error``: a command written to the old server
+        has an unknown outcome and is never resent; one not yet written is
+        sent to the new server. Subscriptions break too.
+        """
+        self.config = config
+        idle = [connection for connection, _ in self._idle]
+        for connection in [*self.connections, *idle, *self._reserved]:
+            connection.retarget(config, error)
 
     async def connect(self) -> None:
         """Connect every connection of the group in parallel, or raise the first failure."""
