@@ -77,6 +77,7 @@ from ._exceptions import (
     copy_error,
     request_error,
 )
+from ._observe import Observer
 from ._pipeline import Notify, Pipeline, ReplyBudget, Request
 from ._resp import Push, Reader, encode_command, make_reader
 from ._resp._handshake import Handshake
@@ -221,6 +222,16 @@ class Connection:
         """Commands in flight on the current link; a group picks its least loaded connection."""
         link = self._link
         return 0 if link is None else link.pipeline.outstanding
+
+    @property
+    def address(self) -> str:
+        """The server's address (``host:port``), for messages and observers."""
+        return self._config.address
+
+    @property
+    def observer(self) -> Observer | None:
+        """Who watches this connection's client, if anyone."""
+        return self._observer
 
     @property
     def linked(self) -> bool:
