@@ -234,6 +234,11 @@ class Connection:
         return self._observer
 
     @property
+    def down(self) -> bool:
+        """Whether the last connect failed and none has succeeded since."""
+        return self._down is not None
+
+    @property
     def linked(self) -> bool:
         """Whether a link exists (connecting or up): submitting will not have to start one."""
         return self._link is not None

@@ -89,6 +89,11 @@ class ConnectionGroup:
         return min(self.connections, key=_load)
 
     @property
+    def down(self) -> bool:
+        """Whether the server could not be reached at the last attempt (commands fail at once)."""
+        return any(connection.down for connection in self.connections)
+
+    @property
     def busy(self) -> bool:
         """Whether any connection of the group has commands in flight."""
         return any(connection.load for connection in self.connections)
