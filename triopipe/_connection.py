@@ -601,6 +601,8 @@ class Connection:
                             await stream.aclose()
                         stream = None
                     link = self._connect_failed(link, error)
+                if link.closed:
+                    return  # broken while connecting (retargeted): its requests failed unsent
                 # Only a link that is up ends the task when it breaks; a
                 # failed connect leaves the task to try again.
                 link.scope = scope

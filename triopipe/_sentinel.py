@@ -58,9 +58,11 @@ from ._tasks import background_task_group
 
 __all__ = ["SentinelClient", "open_sentinel_client"]
 
-# Pause between discoveries while none succeeds, and between subscriptions
+# Pause between discoveries while none succeeds (doubling up to the cap), and
+# between subscriptions
 # to +switch-master when sentinels cannot be reached.
 _RECHECK_DELAY = 0.1
+_RECHECK_CAP = 1.0
 _RESUBSCRIBE_DELAY = 0.2
 # Replica flags that rule a replica out for reads.
 _UNHEALTHY_FLAGS = frozenset({"s_down", "o_down", "disconnected"})
@@ -218,17 +220,23 @@ class _Sentinels:
         self.switch_to(*await self.discover())
 
     async def run_checker(self) -> None:
-        """One discovery at a time, on request; again shortly while none succeeds."""
+        """One discovery at a time, on request; again while none succeeds, backing off."""
+        delay = _RECHECK_DELAY
         while True:
             await self._check_wanted.wait()
             self._check_wanted = anyio.Event()
             try:
                 await self.check()
             except ConnectError:
-                await anyio.sleep(_RECHECK_DELAY)
-                self.check_soon()  # the primary may be coming: keep asking
+                # The sentinels may be about to name a new primary: keep
+                # asking, less often the longer it takes.
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _RECHECK_CAP)
+                self.check_soon()
             except anyio.ClosedResourceError:
                 return
+            else:
+                delay = _RECHECK_DELAY
 
     async def run_follower(self) -> None:
         """Stay subscribed to ``+switch-master`` on some sentinel; switch on each message."""

@@ -8,6 +8,7 @@ primary test uses the fresh ``redis_sentinel`` fixture of the plugin.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -216,3 +217,45 @@ def test_blocking_facade(setup: RedisSentinel) -> None:
     with triopipe.sync.open_sentinel_client(setup.sentinel_urls, SERVICE, timeout=5) as redis:
         redis.execute("SET", "sentinel:sync", "v")
         assert redis.execute("GET", "sentinel:sync") == b"v"
+
+
+async def test_retargeting_fails_written_commands_and_moves_the_rest(
+    redis_shard_urls: list[str],
+) -> None:
+    """The mechanism under a failover: a client's connection group aimed at another server."""
+    first, second = redis_shard_urls[:2]
+    async with (
+        triopipe.open_client(first, connections=2) as redis,
+        triopipe.open_client(second) as other,
+    ):
+        await redis.set("retarget:k", "first")
+        await other.set("retarget:k", "second")
+        async with redis.transaction() as tx:  # leaves an idle dedicated connection
+            before = tx.get("retarget:k")
+        assert before.result() == b"first"
+        async with anyio.create_task_group() as task_group:
+            written: list[BaseException] = []
+
+            async def sleeper() -> None:
+                with pytest.raises(triopipe.ConnectionLostError) as caught:
+                    await redis.execute("DEBUG", "SLEEP", "0.5")
+                written.append(caught.value)
+
+            task_group.start_soon(sleeper)
+            await anyio.sleep(0.1)
+            error = triopipe.ConnectionLostError("the primary moved", sent=True)
+            target = dataclasses.replace(redis.config, port=_port(second))
+            redis.group.retarget(target, error)
+        assert written[0].sent
+        assert "the primary moved" in str(written[0])
+        assert await redis.get("retarget:k") == b"second"
+        async with redis.transaction() as tx:  # dedicated connections follow too
+            in_transaction = tx.get("retarget:k")
+        assert in_transaction.result() == b"second"
+        async with redis.batch() as batch:
+            value = batch.get("retarget:k")
+        assert value.result() == b"second"
+
+
+def _port(url: str) -> int:
+    return int(url.rpartition(":")[2].split("/")[0])
