@@ -182,9 +182,11 @@ class _Sentinels:
     def switch_to(self, primary: Address, replica: Address | None) -> None:
         """Aim the client at ``primary`` (and reads at ``replica``) if they changed."""
         client = self.client
-        if primary != self.primary and client is not None:
-            old = self.primary
-            self.primary = primary
+        self.primary = primary
+        # Compared with where the client is aimed, not with the last name
+        # heard: a client aimed elsewhere (READONLY) comes back too.
+        old = None if client is None else Address(client.config.host, client.config.port)
+        if client is not None and primary != old:
             self.switches += 1
             error = self._switch_error = ConnectionLostError(
                 f"{old} is no longer the primary of {self.service_name!r}: "

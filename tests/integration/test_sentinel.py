@@ -128,7 +128,7 @@ async def _run_failover(
         await anyio.sleep(0.3)
         writers.running = False
     assert redis.primary == f"{new.host}:{new.port}"
-    assert redis.failovers == 1
+    assert redis.failovers >= 1  # a loaded machine may make the sentinels fail over twice
     assert switched_at
     return switched_at
 
@@ -259,3 +259,24 @@ async def test_retargeting_fails_written_commands_and_moves_the_rest(
 
 def _port(url: str) -> int:
     return int(url.rpartition(":")[2].split("/")[0])
+
+
+async def test_readonly_makes_the_client_ask_the_sentinels_again(setup: RedisSentinel) -> None:
+    async with triopipe.open_sentinel_client(setup.sentinel_urls, SERVICE) as redis:
+        primary = redis.primary
+        replica = next(s for s in setup.servers if f"{s.host}:{s.port}" != primary)
+        # As if the primary had been demoted without the client hearing of it.
+        lost = triopipe.ConnectionLostError("aimed at a replica by the test", sent=True)
+        redis.retarget(dataclasses.replace(redis.config, port=replica.port), lost)
+        key = f"sentinel:readonly:{time.monotonic()}"
+        with pytest.raises(triopipe.ReadOnlyError):
+            await redis.incr(key)
+        with anyio.fail_after(5):
+            while True:
+                try:
+                    assert await redis.incr(key) == 1
+                    break
+                except triopipe.ReadOnlyError:
+                    await anyio.sleep(0.02)
+        assert redis.primary == primary
+        assert redis.config.port == int(primary.rpartition(":")[2])

@@ -268,7 +268,7 @@ def redis_sentinel_processes(
     sentinels: int = 3,
     *,
     service_name: str = "mymaster",
-    down_after: int = 500,
+    down_after: int = 1000,
     failover_timeout: int = 5000,
     **config: ConfigValue,
 ) -> Iterator[RedisSentinelProcesses]:
@@ -351,7 +351,7 @@ async def redis_sentinel(
     sentinels: int = 3,
     *,
     service_name: str = "mymaster",
-    down_after: int = 500,
+    down_after: int = 1000,
     failover_timeout: int = 5000,
     **config: ConfigValue,
 ) -> AsyncIterator[RedisSentinel]:
