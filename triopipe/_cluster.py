@@ -46,7 +46,7 @@ client, and only a failure enters the rounds.
 
 The refresher waits for a request (a redirect, a failure) or for
 ``refresh_interval``, then asks the known primaries (then the seeds; nodes
-that cannot be reached now last) for ``CLUSTER SHARDS`` (``CLUSTER SLOTS``
+that may be gone last) for ``CLUSTER SHARDS`` (``CLUSTER SLOTS``
 on servers without it) and installs the answer. It runs one refresh at a
 time, at most one per ``_MIN_REFRESH_INTERVAL``. Entries waiting in a
 backoff are woken when a slot's primary changes (:meth:`_Nodes.pause`), so
@@ -213,18 +213,19 @@ class _Nodes:
     def asking_order(self, seeds: Sequence[ClientConfig]) -> list[Address]:
         """Whom to ask for the slot map: the known primaries, other nodes, then the seeds.
 
-        Nodes that cannot be reached now (their connections are down) go
-        last, so that a dead primary does not hold up the refresh that
-        finds its replacement.
+        Nodes that may be gone (a connect failed, or a link broke and has
+        not come back) go last, so that a dead primary, which may not even
+        refuse connections, does not hold up the refresh that finds its
+        replacement.
         """
         candidates = [*self.map.primaries(), *self.nodes]
         candidates += [Address(seed.host, seed.port) for seed in seeds]
         ordered = list(dict.fromkeys(candidates))
-        return sorted(ordered, key=self._down)  # stable: map order otherwise
+        return sorted(ordered, key=self._suspect)  # stable: map order otherwise
 
-    def _down(self, address: Address) -> bool:
+    def _suspect(self, address: Address) -> bool:
         node = self.nodes.get(address)
-        return node is not None and node.group.down
+        return node is not None and node.group.suspect
 
     def close(self) -> None:
         self.closed = True

@@ -200,6 +200,8 @@ class Connection:
         self._connects = 0
         # Set while the server cannot be reached: submissions fail at once.
         self._down: _Down | None = None
+        # The last link broke (not closed by the client) and none is up yet.
+        self._lost = False
         # A blocking command (BLPOP...) is in flight: silence is no sign of death.
         self._blocking = False
         # The cancel scope of the latest link's task.
@@ -234,9 +236,10 @@ class Connection:
         return self._observer
 
     @property
-    def down(self) -> bool:
-        """Whether the last connect failed and none has succeeded since."""
-        return self._down is not None
+    def suspect(self) -> bool:
+        """Whether the server may be gone: the last connect failed, or the last link
+        broke, and no link has come up since."""
+        return self._down is not None or self._lost
 
     @property
     def linked(self) -> bool:
@@ -528,6 +531,7 @@ class Connection:
         link = self._link
         if link is not None:
             self._break(link, error)
+        self._lost = False  # that was the old server's link
         if self._runner is not None:
             self._runner.cancel()  # a connect still aimed at the old server
 
@@ -609,6 +613,7 @@ class Connection:
                 link.stream = stream
                 self._failures = 0
                 self._down = None
+                self._lost = False
                 self._connects += 1
                 link.connected = True
                 if self._link is None and not self._closed:
@@ -691,6 +696,7 @@ class Connection:
             # blocking command stops blocking for a caller that is gone).
             stream.shutdown()
         if link.connected:
+            self._lost = not self._closed
             logger.debug("connection to %s lost: %s", self._config.address, error)
             observer = self._observer
             if observer is not None:

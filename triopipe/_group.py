@@ -89,9 +89,10 @@ class ConnectionGroup:
         return min(self.connections, key=_load)
 
     @property
-    def down(self) -> bool:
-        """Whether the server could not be reached at the last attempt (commands fail at once)."""
-        return any(connection.down for connection in self.connections)
+    def suspect(self) -> bool:
+        """Whether the server may be gone: a connection's last connect failed or its
+        link broke, and it has not come back since."""
+        return any(connection.suspect for connection in self.connections)
 
     @property
     def busy(self) -> bool:

@@ -54,6 +54,7 @@ from ._exceptions import (
     TriopipeError,
 )
 from ._group import ConnectionGroup
+from ._protocols import DirectRoute
 from ._tasks import background_task_group
 
 __all__ = ["SentinelClient", "open_sentinel_client"]
@@ -347,6 +348,20 @@ class SentinelClient(Client):
         except ReadOnlyError:
             self._sentinels.check_soon()
             raise
+
+    def direct_route(self, args: tuple[Arg, ...]) -> DirectRoute | None:
+        """The blocking facade's direct path: not for replica reads; ``READONLY`` via the loop.
+
+        A ``READONLY`` refusal (nothing was applied) sends the command again
+        through :meth:`execute`, which asks the sentinels again.
+        """
+        if self._sentinels.replica_client is not None and _reads_only(args):
+            return None
+        route = super().direct_route(args)
+        return None if route is None else DirectRoute(route.connection, self._direct_retryable)
+
+    def _direct_retryable(self, error: BaseException) -> bool:
+        return isinstance(error, ReadOnlyError) or self._retryable(error)
 
     async def execute_many(
         self, commands: Iterable[Sequence[Arg]], *, raise_on_error: bool = True

@@ -217,6 +217,15 @@ def test_blocking_facade(setup: RedisSentinel) -> None:
     with triopipe.sync.open_sentinel_client(setup.sentinel_urls, SERVICE, timeout=5) as redis:
         redis.execute("SET", "sentinel:sync", "v")
         assert redis.execute("GET", "sentinel:sync") == b"v"
+        assert redis.incr("sentinel:sync:n") >= 1
+    with triopipe.sync.open_sentinel_client(
+        setup.sentinel_urls, SERVICE, read_from_replicas=True
+    ) as redis:
+        # Replica reads go through the loop (the replica may lag: ask until seen).
+        deadline = time.monotonic() + 5
+        while redis.get("sentinel:sync") != b"v":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
 
 
 async def test_retargeting_fails_written_commands_and_moves_the_rest(
