@@ -195,6 +195,9 @@ class _Sentinels:
                 sent=True,
             )
             client.retarget(self.config_for(primary), error)
+            observer = self.data_config.observer
+            if observer is not None:
+                observer.primary_changed(self.service_name, str(old), str(primary))
         replica_client = self.replica_client
         if replica != self.replica and replica_client is not None:
             replica_group = replica_client.group

@@ -28,7 +28,8 @@ clients (Redis):
   multiplexed, so an open one is counted as ``used``);
 - ``triopipe.client.events``: what else happens, by ``triopipe.event``:
   ``disconnected``, ``connect_failed``, ``retried``, ``redirected``,
-  ``waited_for_room``;
+  ``waited_for_room``, ``primary_changed`` (a Sentinel failover, with the
+  new primary's address);
 - ``triopipe.client.commands.unknown_outcome``: commands written before
   their connection broke (the server may or may not have applied them).
 """
@@ -210,6 +211,9 @@ class OpenTelemetryObserver(Observer):
 
     def waited_for_room(self, server: str, commands: int) -> None:
         self._event("waited_for_room", server)
+
+    def primary_changed(self, service: str, old: str, new: str) -> None:
+        self._event("primary_changed", new)
 
     def outcome_unknown(self, server: str, commands: int, error: BaseException) -> None:
         self._unknown.add(commands, {**self._server(server), "error.type": _error_type(error)})

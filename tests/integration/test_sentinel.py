@@ -270,8 +270,19 @@ def _port(url: str) -> int:
     return int(url.rpartition(":")[2].split("/")[0])
 
 
+class _Moves(triopipe.Observer):
+    def __init__(self) -> None:
+        self.moves: list[tuple[str, str, str]] = []
+
+    def primary_changed(self, service: str, old: str, new: str) -> None:
+        self.moves.append((service, old, new))
+
+
 async def test_readonly_makes_the_client_ask_the_sentinels_again(setup: RedisSentinel) -> None:
-    async with triopipe.open_sentinel_client(setup.sentinel_urls, SERVICE) as redis:
+    observer = _Moves()
+    async with triopipe.open_sentinel_client(
+        setup.sentinel_urls, SERVICE, observer=observer
+    ) as redis:
         primary = redis.primary
         replica = next(s for s in setup.servers if f"{s.host}:{s.port}" != primary)
         # As if the primary had been demoted without the client hearing of it.
@@ -289,3 +300,4 @@ async def test_readonly_makes_the_client_ask_the_sentinels_again(setup: RedisSen
                     await anyio.sleep(0.02)
         assert redis.primary == primary
         assert redis.config.port == int(primary.rpartition(":")[2])
+    assert observer.moves == [(SERVICE, f"{replica.host}:{replica.port}", primary)]
