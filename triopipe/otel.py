@@ -116,9 +116,8 @@ class OpenTelemetryObserver(Observer):
         tracer_provider: where spans go (default: the global one, from
             :func:`opentelemetry.trace.set_tracer_provider`).
         meter_provider: where metrics go (default: the global one).
-        spans: False records metrics only (a span per command costs a few
-            microseconds; at hundreds of thousands of commands a second,
-            that counts).
+        spans: False records metrics only (with the Python SDK a span
+            costs tens of microseconds, more than most commands take).
     """
 
     def __init__(
