@@ -21,6 +21,10 @@ lives; this module moves bytes and schedules tasks:
   whose ``sent`` is exact, and the next submission starts a new link after a
   capped, jittered exponential backoff. Nothing written is ever resent here.
 
+A connection may be *retargeted* (:meth:`Connection.retarget`, when Sentinel
+names a new primary): its link breaks as above, with the caller's error, and
+the next link goes to the new server, with no backoff left from the old one.
+
 The handshake (``HELLO``/``AUTH``/``SELECT``) runs on the new stream before the
 sender starts, so it completes before any user command is written; commands
 submitted meanwhile wait in the queue.

@@ -9,6 +9,9 @@ Idle dedicated connections are kept for reuse and closed once idle longer
 than ``dedicated_idle_timeout``; one whose state is unknown when it comes
 back (its block raised or was cancelled) is closed at once. Subscriptions
 get connections of their own, outside the pool.
+
+A group can be aimed at another server (:meth:`ConnectionGroup.retarget`,
+for Sentinel): every connection, shared, dedicated or subscribed, follows.
 """
 
 from __future__ import annotations
