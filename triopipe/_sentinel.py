@@ -21,10 +21,14 @@ command not yet written goes to the new one.
   sentinel (moving to the next when that one is lost) and retargets the
   client the moment the sentinels name a new primary, so that writes stop
   reaching a demoted server at once; after subscribing it checks once, for
-  a switch it could have missed meanwhile;
+  a switch it could have missed meanwhile. The announcing sentinel is asked
+  first from then on: the others learn of the switch seconds later;
 - *checking again*: a broken link, a failed connect or a ``READONLY`` reply
   asks for a discovery (:meth:`_Sentinels.check_soon`); the checker runs one
   at a time, and keeps trying while no sentinel names a primary that answers.
+  An announcement heard during a discovery wins over its answer: the
+  discovery may have asked a sentinel not yet told, and a demoted primary
+  still says ``master`` until the sentinels reconfigure it.
 
 With ``read_from_replicas=True`` read-only commands go to one replica of
 those ``SENTINEL REPLICAS`` lists as healthy (a second retargetable client),
@@ -60,8 +64,7 @@ from ._tasks import background_task_group
 __all__ = ["SentinelClient", "open_sentinel_client"]
 
 # Pause between discoveries while none succeeds (doubling up to the cap), and
-# between subscriptions
-# to +switch-master when sentinels cannot be reached.
+# between subscriptions to +switch-master when sentinels cannot be reached.
 _RECHECK_DELAY = 0.1
 _RECHECK_CAP = 1.0
 _RESUBSCRIBE_DELAY = 0.2
@@ -93,6 +96,10 @@ class _Sentinels:
         self.switches = 0
         # The error that breaks links on a switch: not a reason to check again.
         self._switch_error: BaseException | None = None
+        # +switch-master messages heard: a discovery that overlapped one may
+        # have asked a sentinel not yet told (and a demoted primary still
+        # says master for a while), so its answer is older news: dropped.
+        self._announcements = 0
 
     # -- asking the sentinels ----------------------------------------------------------
 
@@ -222,8 +229,14 @@ class _Sentinels:
         return dataclasses.replace(self.data_config, host=address.host, port=address.port)
 
     async def check(self) -> None:
-        """Discover the primary and follow it; raise if no sentinel could say."""
-        self.switch_to(*await self.discover())
+        """Discover the primary and follow it; raise if no sentinel could say.
+
+        An announcement heard meanwhile wins over what the discovery found.
+        """
+        announcements = self._announcements
+        primary, replica = await self.discover()
+        if announcements == self._announcements:
+            self.switch_to(primary, replica)
 
     async def run_checker(self) -> None:
         """One discovery at a time, on request; again while none succeeds, backing off."""
@@ -252,14 +265,14 @@ class _Sentinels:
                     async with sentinel.subscribe("+switch-master") as subscription:
                         self.check_soon()  # a switch may have come while unsubscribed
                         async for message in subscription:
-                            self._on_switch(message.data)
+                            self._on_switch(message.data, sentinel)
                 except (TriopipeError, anyio.BrokenResourceError):
                     pass
                 except anyio.ClosedResourceError:
                     return
                 await anyio.sleep(_RESUBSCRIBE_DELAY)
 
-    def _on_switch(self, data: Any) -> None:
+    def _on_switch(self, data: Any, sentinel: Client) -> None:
         """A ``+switch-master`` message: ``name old-host old-port new-host new-port``."""
         words = text_of(data).split()
         if len(words) == 5 and words[0] == self.service_name:
@@ -267,6 +280,9 @@ class _Sentinels:
                 primary = Address(words[3], int(words[4]))
             except ValueError:
                 return
+            # This sentinel knows; the others may learn seconds later.
+            self._answered(sentinel)
+            self._announcements += 1
             self.switch_to(primary, self.replica)
             if self._read_from_replicas:
                 self.check_soon()  # the replicas changed too: pick one again
