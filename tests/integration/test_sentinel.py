@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import anyio
 import anyio.abc
 import pytest
+from helpers import free_port
 
 import triopipe
 import triopipe.sync
@@ -170,6 +171,14 @@ async def test_reads_go_to_a_replica(setup: RedisSentinel) -> None:
             await redis.get("sentinel:read")
     after = await gets_served()
     assert sum(after) - sum(before) == 50
+
+
+async def test_a_dead_sentinel_is_passed_over(setup: RedisSentinel) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}"
+    primary = await setup.primary()
+    async with triopipe.open_sentinel_client([dead, *setup.sentinel_urls], SERVICE) as redis:
+        assert redis.primary == f"{primary.host}:{primary.port}"
+        assert await redis.ping()
 
 
 async def test_unknown_service_names_what_each_sentinel_said(setup: RedisSentinel) -> None:
