@@ -63,7 +63,7 @@ class _Calls:
             # A steady load rather than a flood: on a busy machine a flooded
             # replica lags, and Redis itself then loses acknowledged writes
             # when its primary dies.
-            await anyio.sleep(0.002)
+            await anyio.sleep(0.005)
 
 
 async def test_killed_primary_calls_follow_the_promoted_replica(cluster: RedisCluster) -> None:
