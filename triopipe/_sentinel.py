@@ -95,7 +95,7 @@ class _Sentinels:
         self.replica_client: Client | None = None
         self.switches = 0
         # The error that breaks links on a switch: not a reason to check again.
-        self._switch_error: BaseException | None = None
+        self.switch_error: BaseException | None = None
         # +switch-master messages heard: a discovery that overlapped one may
         # have asked a sentinel not yet told (and a demoted primary still
         # says master for a while), so its answer is older news: dropped.
@@ -184,7 +184,7 @@ class _Sentinels:
 
     def link_lost(self, error: BaseException) -> None:
         """A link of the client broke or could not connect: the primary may have changed."""
-        if error is not self._switch_error:
+        if error is not self.switch_error:
             self.check_soon()
 
     def switch_to(self, primary: Address, replica: Address | None) -> None:
@@ -196,7 +196,7 @@ class _Sentinels:
         old = None if client is None else Address(client.config.host, client.config.port)
         if client is not None and primary != old:
             self.switches += 1
-            error = self._switch_error = ConnectionLostError(
+            error = ConnectionLostError(
                 f"{old} is no longer the primary of {self.service_name!r}: "
                 f"the sentinels named {primary}",
                 sent=True,
@@ -208,7 +208,7 @@ class _Sentinels:
         replica_client = self.replica_client
         if replica != self.replica and replica_client is not None:
             replica_group = replica_client.group
-            error = self._switch_error = ConnectionLostError(
+            error = self.switch_error = ConnectionLostError(
                 f"reads of {self.service_name!r} move from replica {self.replica} to "
                 f"{replica or 'the primary'}",
                 sent=True,
@@ -345,7 +345,12 @@ class SentinelClient(Client):
         return self._sentinels.switches
 
     def retarget(self, config: ClientConfig, error: BaseException) -> None:
-        """Aim every connection at the server of ``config``; their links break with ``error``."""
+        """Aim every connection at the server of ``config``; their links break with ``error``.
+
+        Links broken this way are no sign of a failover: the sentinels are
+        not asked again for them.
+        """
+        self._sentinels.switch_error = error
         self._config = config
         self._group.retarget(config, error)
 
