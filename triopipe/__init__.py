@@ -51,6 +51,8 @@ from ._observe import Observer as Observer
 from ._pubsub import Gap as Gap
 from ._pubsub import Message as Message
 from ._scripts import Script as Script
+from ._sentinel import SentinelClient as SentinelClient
+from ._sentinel import open_sentinel_client as open_sentinel_client
 from ._sharded import ShardedClient as ShardedClient
 from ._sharded import open_sharded_client as open_sharded_client
 from ._statistics import ClientStatistics as ClientStatistics

@@ -53,7 +53,15 @@ from ._pipeline import Request
 from ._resp import encode_command, encode_commands
 from ._routing import CommandClass, command_class, command_name, refusal, unknown_commands
 
-__all__ = ["Batch", "BatchBlock", "Pending", "Transaction", "check_pinned", "outcome"]
+__all__ = [
+    "Batch",
+    "BatchBlock",
+    "Pending",
+    "Transaction",
+    "check_pinned",
+    "observed",
+    "outcome",
+]
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -174,6 +182,23 @@ def outcome(pending: Pending[Any]) -> Any:
         return exc
 
 
+async def observed(
+    connection: Connection, name: str, count: int, work: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``work`` as one operation of ``count`` commands that the client's observer sees."""
+    observer = connection.observer
+    observation = None if observer is None else observer.command(connection.address, name, count)
+    if observation is None:
+        await work()
+        return
+    try:
+        await work()
+    except BaseException as exc:
+        observation.end(exc)
+        raise
+    observation.end(None)
+
+
 class Batch(BatchBlock, Commands):
     """Commands sent as they are added; replies collected when the block exits.
 
@@ -261,8 +286,12 @@ class Batch(BatchBlock, Commands):
 
         A request that failed (its connection broke) resolves its own commands
         with its own error, so ``ConnectionLostError.sent`` is exact for each;
-        the first such error is raised once every request is settled.
+        the first such error is raised once every request is settled. An
+        observer sees the batch as one ``PIPELINE`` operation.
         """
+        await observed(self._connection, "PIPELINE", len(self._pendings), self._finish)
+
+    async def _finish(self) -> None:
         self._finished = True
         pendings = iter(self._pendings)
         failure: BaseException | None = None
@@ -416,12 +445,18 @@ class Transaction(Commands):
         return pending
 
     async def commit(self) -> None:
-        """Send ``MULTI``, the commands and ``EXEC``; resolve every pending (what exit does)."""
-        connection = self._connection
+        """Send ``MULTI``, the commands and ``EXEC``; resolve every pending (what exit does).
+
+        An observer sees the transaction as one ``MULTI`` operation.
+        """
         if not self._commands:
             if self._watch_keys:
                 await self.now.execute("UNWATCH")
             return
+        await observed(self._connection, "MULTI", len(self._commands), self._commit)
+
+    async def _commit(self) -> None:
+        connection = self._connection
         unknown = unknown_commands(self._commands)
         if unknown:
             await learn_commands(self.now.execute, unknown)

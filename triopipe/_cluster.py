@@ -45,10 +45,13 @@ places. A per-command limit (``max_redirects``) ends loops.
 client, and only a failure enters the rounds.
 
 The refresher waits for a request (a redirect, a failure) or for
-``refresh_interval``, then asks the known primaries (then the seeds) for
-``CLUSTER SHARDS`` (``CLUSTER SLOTS`` on servers without it) and installs
-the answer. It runs one refresh at a time, at most one per
-``_MIN_REFRESH_INTERVAL``. Nodes the new map no longer names are retired and
+``refresh_interval``, then asks the known primaries (then the seeds; nodes
+that may be gone last) for ``CLUSTER SHARDS`` (``CLUSTER SLOTS``
+on servers without it) and installs the answer. It runs one refresh at a
+time, at most one per ``_MIN_REFRESH_INTERVAL``. Entries waiting in a
+backoff are woken when a slot's primary changes (:meth:`_Nodes.pause`), so
+after a failover they go to the promoted replica as soon as the map names
+it. Nodes the new map no longer names are retired and
 closed once no command is in flight on them (closing earlier would turn
 commands in flight into failures of unknown outcome).
 """
@@ -115,6 +118,7 @@ class _Nodes:
         "closed",
         "config",
         "map",
+        "map_changed",
         "moved",
         "nodes",
         "policy",
@@ -142,6 +146,9 @@ class _Nodes:
         self.nodes: dict[Address, Client] = {}
         self.retired: dict[Address, Client] = {}
         self.refresh_wanted = anyio.Event()
+        # Set (and replaced) whenever a slot's primary changes: retries
+        # waiting for a backoff go at once.
+        self.map_changed = anyio.Event()
         self.closed = False
         self.moved = self.asked = self.retries = 0
 
@@ -175,7 +182,10 @@ class _Nodes:
         nodes = {address: self.node(address) for address in wanted}
         self.map = slot_map
         by_shard = [nodes.get(shard.primary) for shard in slot_map.shards]
-        self.slot_nodes = [None if index < 0 else by_shard[index] for index in slot_map.owners]
+        slot_nodes = [None if index < 0 else by_shard[index] for index in slot_map.owners]
+        if slot_nodes != self.slot_nodes:
+            self.slot_nodes = slot_nodes
+            self.changed()
         for address in [address for address in self.nodes if address not in wanted]:
             self.retired[address] = self.nodes.pop(address)
         for address, node in list(self.retired.items()):
@@ -186,6 +196,38 @@ class _Nodes:
     def refresh_soon(self) -> None:
         """Ask the refresher for a topology refresh (rate-limited, one at a time)."""
         self.refresh_wanted.set()
+
+    def changed(self) -> None:
+        """A slot's primary changed: wake the retries waiting in :meth:`pause`."""
+        self.map_changed.set()
+        self.map_changed = anyio.Event()
+
+    async def pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds before a retry, or until a slot's primary changes.
+
+        After a primary dies, its commands wait for the replica's promotion
+        in backoff; they go the moment a refresh names the new primary, not
+        when their backoff ends.
+        """
+        with anyio.move_on_after(delay):
+            await self.map_changed.wait()
+
+    def asking_order(self, seeds: Sequence[ClientConfig]) -> list[Address]:
+        """Whom to ask for the slot map: the known primaries, other nodes, then the seeds.
+
+        Nodes that may be gone (a connect failed, or a link broke and has
+        not come back) go last, so that a dead primary, which may not even
+        refuse connections, does not hold up the refresh that finds its
+        replacement.
+        """
+        candidates = [*self.map.primaries(), *self.nodes]
+        candidates += [Address(seed.host, seed.port) for seed in seeds]
+        ordered = list(dict.fromkeys(candidates))
+        return sorted(ordered, key=self._suspect)  # stable: map order otherwise
+
+    def _suspect(self, address: Address) -> bool:
+        node = self.nodes.get(address)
+        return node is not None and node.group.suspect
 
     def close(self) -> None:
         self.closed = True
@@ -239,6 +281,7 @@ class _Nodes:
         address = _redirect_address(error, via)
         self.map.move(error.slot, address)
         self.slot_nodes[error.slot] = self.node(address)
+        self.changed()
         self.moved += 1
         self.refresh_soon()
 
@@ -365,10 +408,8 @@ class ClusterClient(FanOutClient, Subscribing):
             ClusterDownError: no node could be asked, or none serves a slot.
         """
         nodes = self._nodes
-        candidates = [*nodes.map.primaries(), *nodes.nodes]
-        candidates += [Address(seed.host, seed.port) for seed in self._seeds]
         errors: list[BaseException] = []
-        for address in dict.fromkeys(candidates):
+        for address in nodes.asking_order(self._seeds):
             try:
                 with anyio.fail_after(self._config.connect_timeout):
                     shards = await _fetch_topology(nodes.node(address), address)

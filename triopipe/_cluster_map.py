@@ -49,8 +49,10 @@ __all__ = [
     "Address",
     "Shard",
     "SlotMap",
+    "fields_of",
     "parse_cluster_shards",
     "parse_cluster_slots",
+    "text_of",
 ]
 
 
@@ -91,25 +93,26 @@ READ_ONLY_COMMANDS = frozenset(
 )
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A reply's string (bytes or str) as str."""
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", "replace")
     return str(value)
 
 
-def _fields(entry: Any) -> dict[str, Any]:
+def fields_of(entry: Any) -> dict[str, Any]:
     """A RESP3 map or a RESP2 ``[name, value, ...]`` array as a dict keyed by str."""
     if isinstance(entry, Mapping):
         items: Iterable[tuple[Any, Any]] = entry.items()
     else:
         values = iter(entry)
         items = zip(values, values, strict=True)
-    return {_text(name): value for name, value in items}
+    return {text_of(name): value for name, value in items}
 
 
 def _address(endpoint: Any, port: Any, default_host: str) -> Address | None:
     """A node's address as announced; None when it is unknown (``?``)."""
-    host = "" if endpoint is None else _text(endpoint)
+    host = "" if endpoint is None else text_of(endpoint)
     if host == "?":
         return None
     return Address(host or default_host, int(port))
@@ -133,19 +136,19 @@ def parse_cluster_shards(reply: Sequence[Any], default_host: str) -> list[Shard]
     shards = []
     try:
         for entry in reply:
-            fields = _fields(entry)
+            fields = fields_of(entry)
             bounds = [int(bound) for bound in fields["slots"]]
             ranges = tuple(zip(bounds[::2], bounds[1::2], strict=True))
             primary: Address | None = None
             replicas = []
             for node_entry in fields["nodes"]:
-                node = _fields(node_entry)
+                node = fields_of(node_entry)
                 port = node.get("port", node.get("tls-port"))
                 endpoint = node.get("endpoint", node.get("ip"))
                 address = None if port is None else _address(endpoint, port, default_host)
-                if address is None or _text(node.get("health", "online")) == "failed":
+                if address is None or text_of(node.get("health", "online")) == "failed":
                     continue
-                if _text(node.get("role")) == "master":
+                if text_of(node.get("role")) == "master":
                     primary = address
                 else:
                     replicas.append(address)

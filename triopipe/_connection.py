@@ -21,6 +21,10 @@ lives; this module moves bytes and schedules tasks:
   whose ``sent`` is exact, and the next submission starts a new link after a
   capped, jittered exponential backoff. Nothing written is ever resent here.
 
+A connection may be *retargeted* (:meth:`Connection.retarget`, when Sentinel
+names a new primary): its link breaks as above, with the caller's error, and
+the next link goes to the new server, with no backoff left from the old one.
+
 The handshake (``HELLO``/``AUTH``/``SELECT``) runs on the new stream before the
 sender starts, so it completes before any user command is written; commands
 submitted meanwhile wait in the queue.
@@ -77,6 +81,7 @@ from ._exceptions import (
     copy_error,
     request_error,
 )
+from ._observe import Observer
 from ._pipeline import Notify, Pipeline, ReplyBudget, Request
 from ._resp import Push, Reader, encode_command, make_reader
 from ._resp._handshake import Handshake
@@ -199,6 +204,8 @@ class Connection:
         self._connects = 0
         # Set while the server cannot be reached: submissions fail at once.
         self._down: _Down | None = None
+        # The last link broke (not closed by the client) and none is up yet.
+        self._lost = False
         # A blocking command (BLPOP...) is in flight: silence is no sign of death.
         self._blocking = False
         # The cancel scope of the latest link's task.
@@ -221,6 +228,22 @@ class Connection:
         """Commands in flight on the current link; a group picks its least loaded connection."""
         link = self._link
         return 0 if link is None else link.pipeline.outstanding
+
+    @property
+    def address(self) -> str:
+        """The server's address (``host:port``), for messages and observers."""
+        return self._config.address
+
+    @property
+    def observer(self) -> Observer | None:
+        """Who watches this connection's client, if anyone."""
+        return self._observer
+
+    @property
+    def suspect(self) -> bool:
+        """Whether the server may be gone: the last connect failed, or the last link
+        broke, and no link has come up since."""
+        return self._down is not None or self._lost
 
     @property
     def linked(self) -> bool:
@@ -508,6 +531,24 @@ class Connection:
                 anyio.ClosedResourceError(f"the connection to {self._config.address} was closed")
             )
 
+    def retarget(self, config: ClientConfig, error: BaseException) -> None:
+        """Point this connection at another server (a Sentinel failover).
+
+        The current link breaks with ``error`` (its written commands get
+        ``sent=True``: never resent; unwritten ones ``sent=False``), a
+        background connect to the old server stops, and the next submission
+        connects to the new one at once, with no backoff left over.
+        """
+        self._config = config
+        self._down = None
+        self._failures = 0
+        link = self._link
+        if link is not None:
+            self._break(link, error)
+        self._lost = False  # that was the old server's link
+        if self._runner is not None:
+            self._runner.cancel()  # a connect still aimed at the old server
+
     def _start_link(self) -> _Link:
         """A new link, current at once, its task started; or the server's down error.
 
@@ -578,12 +619,15 @@ class Connection:
                             await stream.aclose()
                         stream = None
                     link = self._connect_failed(link, error)
+                if link.closed:
+                    return  # broken while connecting (retargeted): its requests failed unsent
                 # Only a link that is up ends the task when it breaks; a
                 # failed connect leaves the task to try again.
                 link.scope = scope
                 link.stream = stream
                 self._failures = 0
                 self._down = None
+                self._lost = False
                 self._connects += 1
                 link.connected = True
                 if self._link is None and not self._closed:
@@ -666,6 +710,7 @@ class Connection:
             # blocking command stops blocking for a caller that is gone).
             stream.shutdown()
         if link.connected:
+            self._lost = not self._closed
             logger.debug("connection to %s lost: %s", self._config.address, error)
             observer = self._observer
             if observer is not None:

@@ -20,7 +20,9 @@ a command. Everything else is this engine's:
   (:meth:`Topology.judge`): a static topology (shards) never sends again, the
   nodes' clients having retried what their own policy allows; a dynamic one
   (a cluster) follows ``MOVED``/``ASK`` and retries refusals, in rounds, until
-  every entry has its final outcome;
+  every entry has its final outcome. A round waits for its backoff, or only
+  until the topology changes (:meth:`Topology.pause`): a slot's new primary
+  is tried the moment the map names it;
 - **merge** (:meth:`Plan.results`): replies in the caller's order, splits
   merged by their response policy.
 
@@ -158,6 +160,9 @@ class Topology(Protocol):
 
     def unserved(self, entry: Entry) -> BaseException:
         """The error of an entry no known server serves."""
+
+    async def pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds before retrying, or less if the topology changed meanwhile."""
 
 
 class Plan:
@@ -377,7 +382,7 @@ class FanOut:
             if not retry:
                 return
             if delay:
-                await anyio.sleep(delay)
+                await self.topology.pause(delay)
             await self.round(retry)
             todo = retry
 

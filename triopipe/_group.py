@@ -9,6 +9,9 @@ Idle dedicated connections are kept for reuse and closed once idle longer
 than ``dedicated_idle_timeout``; one whose state is unknown when it comes
 back (its block raised or was cancelled) is closed at once. Subscriptions
 get connections of their own, outside the pool.
+
+A group can be aimed at another server (:meth:`ConnectionGroup.retarget`,
+for Sentinel): every connection, shared, dedicated or subscribed, follows.
 """
 
 from __future__ import annotations
@@ -45,10 +48,13 @@ class ConnectionGroup:
         task_group: anyio.abc.TaskGroup,
         *,
         open_stream: Callable[[], Awaitable[Stream]] | None = None,
+        on_lost: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.config = config
         self._task_group = task_group
         self._open_stream = open_stream
+        # Told of every broken link and failed connect (not subscriptions').
+        self._on_lost = on_lost
         self.connections = [self._new() for _ in range(config.connections)]
         self._single = self.connections[0] if len(self.connections) == 1 else None
         # Idle dedicated connections, and since when (time.monotonic()).
@@ -68,7 +74,7 @@ class ConnectionGroup:
             self.config,
             self._task_group,
             on_push=on_push,
-            on_lost=on_lost,
+            on_lost=on_lost if subscriber else self._on_lost,
             subscriber=subscriber,
             open_stream=self._open_stream,
         )
@@ -84,6 +90,12 @@ class ConnectionGroup:
         if single is not None:
             return single
         return min(self.connections, key=_load)
+
+    @property
+    def suspect(self) -> bool:
+        """Whether the server may be gone: a connection's last connect failed or its
+        link broke, and it has not come back since."""
+        return any(connection.suspect for connection in self.connections)
 
     @property
     def busy(self) -> bool:
@@ -166,6 +178,18 @@ class ConnectionGroup:
         finally:
             self._reserved.discard(connection)
             connection.close()
+
+    def retarget(self, config: ClientConfig, error: BaseException) -> None:
+        """Point every connection at another server (a Sentinel failover).
+
+        Each link breaks with ``error``: a command written to the old server
+        has an unknown outcome and is never resent; one not yet written is
+        sent to the new server. Subscriptions break too.
+        """
+        self.config = config
+        idle = [connection for connection, _ in self._idle]
+        for connection in [*self.connections, *idle, *self._reserved]:
+            connection.retarget(config, error)
 
     async def connect(self) -> None:
         """Connect every connection of the group in parallel, or raise the first failure."""

@@ -3,8 +3,8 @@
 An :class:`Observer`, given as ``observer=`` to any ``open_*`` function, is
 told what happens on the client's connections as it happens: connects and
 disconnects with their cause, failed connects and when the next attempt is
-due, retries, cluster redirects, waits for room (backpressure) and commands
-whose outcome became unknown. Its :meth:`Observer.command` hook sees every
+due, retries, cluster redirects, waits for room (backpressure), commands
+whose outcome became unknown and Sentinel failovers. Its :meth:`Observer.command` hook sees every
 command and every pipeline window from start to outcome: the OpenTelemetry
 integration (:mod:`triopipe.otel`) is an observer.
 
@@ -64,6 +64,13 @@ class Observer:
         The server may or may not have applied them; they are not resent
         (unless ``at_least_once``), and their callers get
         :class:`~triopipe.ConnectionLostError` with ``sent=True``.
+        """
+
+    def primary_changed(self, service: str, old: str, new: str) -> None:
+        """A Sentinel client moved to another primary of ``service`` (a failover).
+
+        Commands written to ``old`` and not answered failed with
+        :class:`~triopipe.ConnectionLostError` (``sent=True``).
         """
 
     def command(self, server: str, name: str, commands: int) -> Observation | None:

@@ -36,6 +36,8 @@ from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+import anyio
+
 from ._client import Client, dispatch_to
 from ._commands import Arg, Command, Key
 from ._config import ClientConfig, parse_url
@@ -76,6 +78,9 @@ class _Shards:
 
     def unserved(self, entry: Entry) -> BaseException:  # pragma: no cover - every group has one
         return ConnectionLostError(f"no shard serves group {entry.group}", sent=False)
+
+    async def pause(self, delay: float) -> None:  # pragma: no cover - nothing is retried
+        await anyio.sleep(delay)
 
 
 class _ShardPlacement:

@@ -99,6 +99,7 @@ from ._pipeline import Request
 from ._protocols import AsyncClient, DirectRoute
 from ._resp import encode_command
 from ._scripts import ScriptSource
+from ._sentinel import open_sentinel_client as open_async_sentinel_client
 from ._sharded import open_sharded_client as open_async_sharded_client
 from ._sync_blocks import (
     Blocks,
@@ -122,6 +123,7 @@ __all__ = [
     "SyncTransaction",
     "open_client",
     "open_cluster_client",
+    "open_sentinel_client",
     "open_sharded_client",
 ]
 
@@ -809,6 +811,24 @@ def open_cluster_client(
     """Like :func:`open_client`, over :func:`triopipe.open_cluster_client`."""
     return _open(
         functools.partial(open_async_cluster_client, url_or_urls, **options),
+        backend,
+        backend_options,
+        timeout,
+    )
+
+
+def open_sentinel_client(
+    sentinels: Sequence[str],
+    service_name: str,
+    *,
+    backend: str = "asyncio",
+    backend_options: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> AbstractContextManager[SyncClient]:
+    """Like :func:`open_client`, over :func:`triopipe.open_sentinel_client`."""
+    return _open(
+        functools.partial(open_async_sentinel_client, sentinels, service_name, **options),
         backend,
         backend_options,
         timeout,

@@ -5,7 +5,8 @@ server binary (``redis-server`` or ``valkey-server``, see
 :func:`find_redis_server`) on a free port of 127.0.0.1, in a temporary
 directory, and stop it on exit; :func:`redis_servers` and
 :func:`redis_server_processes` start several at once, in parallel (shards),
-and :func:`redis_cluster` a Redis Cluster. :func:`server_info` says what the
+and :func:`redis_cluster` a Redis Cluster; :func:`redis_sentinel` a primary
+with replicas and sentinels. :func:`server_info` says what the
 binary can do. :func:`tcp_proxy` stands between a client and a server and
 makes the network faults a server cannot (silent cuts, resets). The pytest
 plugin :mod:`triopipe.testing._pytest_plugin` (entry point ``triopipe``)
@@ -30,6 +31,11 @@ from ._fake import Script as FakeScript
 from ._fake import fake_server as fake_server
 from ._proxy import TcpProxy as TcpProxy
 from ._proxy import tcp_proxy as tcp_proxy
+from ._sentinel import RedisSentinel as RedisSentinel
+from ._sentinel import RedisSentinelError as RedisSentinelError
+from ._sentinel import RedisSentinelProcesses as RedisSentinelProcesses
+from ._sentinel import redis_sentinel as redis_sentinel
+from ._sentinel import redis_sentinel_processes as redis_sentinel_processes
 from ._server import ENV_VAR as ENV_VAR
 from ._server import ConfigValue as ConfigValue
 from ._server import RedisServer as RedisServer
@@ -53,6 +59,9 @@ __all__ = [
     "RedisClusterError",
     "RedisClusterNode",
     "RedisClusterProcesses",
+    "RedisSentinel",
+    "RedisSentinelError",
+    "RedisSentinelProcesses",
     "RedisServer",
     "RedisServerError",
     "RedisServerNotFoundError",
@@ -64,6 +73,8 @@ __all__ = [
     "find_redis_server",
     "redis_cluster",
     "redis_cluster_processes",
+    "redis_sentinel",
+    "redis_sentinel_processes",
     "redis_server",
     "redis_server_process",
     "redis_server_processes",

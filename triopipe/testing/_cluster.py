@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -46,6 +45,7 @@ from ._server import (
     RedisServerError,
     RedisServerProcess,
     _in_parallel,
+    _poll_until,
     _probe_free_port,
     _release_port,
     _reserved_ports,
@@ -253,19 +253,7 @@ class RedisClusterProcesses:
         return all(view == views[0] for view in views)
 
     def _wait(self, ready: Callable[[], bool], timeout: float = _STABLE_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        last_error: BaseException | None = None
-        while time.monotonic() < deadline:
-            try:
-                if ready():
-                    return
-            except (OSError, RuntimeError) as exc:  # a node restarting, or busy
-                last_error = exc
-            time.sleep(_POLL_INTERVAL)
-        raise RedisClusterError(
-            f"the cluster did not settle within {timeout:g} s"
-            + (f" (last error: {last_error!r})" if last_error else "")
-        )
+        _poll_until(ready, timeout, _POLL_INTERVAL, RedisClusterError, "the cluster")
 
     def primaries(self) -> list[RedisServerProcess]:
         """The running nodes that are masters now, in :attr:`nodes` order."""

@@ -8,8 +8,8 @@ is synchronous, and the async client fixture adapts to the runner (see
 the docs' "Testing with real servers" page:
 
 * server objects, started from the server binary: ``redis_server``,
-  ``redis_shards`` and ``redis_cluster`` (fresh for each test, which may
-  stop or restart them); ``redis_session_server``, ``redis_session_shards``
+  ``redis_shards``, ``redis_cluster`` and ``redis_sentinel`` (fresh for each
+  test, which may stop or restart them); ``redis_session_server``, ``redis_session_shards``
   and ``redis_session_cluster`` (shared by the session);
 * URLs of shared servers, emptied before each test: ``redis_url``,
   ``redis_shard_urls``, ``redis_cluster_urls``; with ``--redis-url``,
@@ -46,6 +46,7 @@ from ._fixtures import redis_session_shards as redis_session_shards
 from ._fixtures import redis_shard_urls as redis_shard_urls
 from ._fixtures import redis_shards_fixture as redis_shards_fixture
 from ._fixtures import redis_url as redis_url
+from ._sentinel_fixtures import redis_sentinel_fixture as redis_sentinel_fixture
 
 # Defined only when pytest-asyncio is installed.
 with contextlib.suppress(ImportError):
@@ -70,6 +71,7 @@ _BINARY_FIXTURES = frozenset(
         "redis_session_shards",
         "redis_cluster",
         "redis_session_cluster",
+        "redis_sentinel",
     }
 )
 

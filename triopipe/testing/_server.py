@@ -701,6 +701,37 @@ def _in_parallel(steps: Sequence[Callable[[], object]]) -> None:
             raise error
 
 
+def _poll_until(
+    ready: Callable[[], bool],
+    timeout: float,
+    interval: float,
+    failure: Callable[[str], Exception],
+    what: str,
+) -> None:
+    """Call ``ready`` every ``interval`` seconds until it says True.
+
+    A process starting or busy (``OSError``, ``RuntimeError``) counts as not
+    ready yet.
+
+    Raises:
+        Exception: ``failure(message)`` when ``timeout`` seconds pass first,
+            the message naming ``what`` and the last error seen.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except (OSError, RuntimeError) as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise failure(
+        f"{what} did not settle within {timeout:g} s"
+        + (f" (last error: {last_error!r})" if last_error else "")
+    )
+
+
 def _check_count(count: int) -> None:
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
