@@ -62,7 +62,7 @@ import dataclasses
 import itertools
 import math
 import random
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -301,27 +301,28 @@ class _ClusterPlacement:
     subscriptions over the primaries.
     """
 
-    __slots__ = ("_client",)
+    __slots__ = ("_nodes", "_refresh")
 
-    def __init__(self, client: ClusterClient) -> None:
-        self._client = client
+    def __init__(self, nodes: _Nodes, refresh: Callable[[], Awaitable[None]]) -> None:
+        self._nodes = nodes
+        self._refresh = refresh  # the client's: fetches the slot map now
 
     def place(self, kind: Kind, key: bytes) -> Sequence[Hashable]:
-        config = self._client._nodes.primary(key_slot(key)).config
+        config = self._nodes.primary(key_slot(key)).config
         return (Address(config.host, config.port),)
 
     def source(self, server: Hashable) -> SubscriberSource:
         assert isinstance(server, Address)
-        return self._client._nodes.node(server).group
+        return self._nodes.node(server).group
 
     def learn(self, error: ResponseError) -> None:
         if isinstance(error, MovedError):
-            self._client._nodes.learn_moved(error, None)
+            self._nodes.learn_moved(error, None)
         else:
-            self._client.refresh_soon()
+            self._nodes.refresh_soon()
 
     async def refresh(self) -> None:
-        await self._client.refresh()
+        await self._refresh()
 
 
 class ClusterClient(FanOutClient, Subscribing):
@@ -399,7 +400,7 @@ class ClusterClient(FanOutClient, Subscribing):
         self._nodes.refresh_soon()
 
     def _placement(self) -> Placement:
-        return _ClusterPlacement(self)
+        return _ClusterPlacement(self._nodes, self.refresh)
 
     async def refresh(self) -> None:
         """Fetch the slot map from the cluster now and install it.

@@ -59,6 +59,7 @@ from ._exceptions import (
 )
 from ._group import ConnectionGroup
 from ._protocols import DirectRoute
+from ._pubsub import Gap
 from ._tasks import background_task_group
 
 __all__ = ["SentinelClient", "open_sentinel_client"]
@@ -264,8 +265,13 @@ class _Sentinels:
                 try:
                     async with sentinel.subscribe("+switch-master") as subscription:
                         self.check_soon()  # a switch may have come while unsubscribed
-                        async for message in subscription:
-                            self._on_switch(message.data, sentinel)
+                        async for item in subscription:
+                            if isinstance(item, Gap):
+                                # The link to this sentinel was down for a
+                                # while: a switch may have gone unheard.
+                                self.check_soon()
+                                continue
+                            self._on_switch(item.data, sentinel)
                 except (TriopipeError, anyio.BrokenResourceError):
                     pass
                 except anyio.ClosedResourceError:
