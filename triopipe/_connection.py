@@ -12,10 +12,8 @@ lives; this module moves bytes and schedules tasks:
 - :meth:`Connection.submit` hands a request to the pipeline (synchronous and
   checkpoint-free, so a cancellation can never separate a command from its
   owner) and makes sure someone will write it;
-- a *sender* task writes whatever :meth:`Pipeline.next_write` gives, reporting
-  each write's progress (:meth:`Pipeline.wrote`), and sleeps when there is
-  nothing; a *receiver* task reads, parses every reply available in one go,
-  and feeds them to the pipeline, which hands each to its owner;
+- a *sender* task writes what the pipeline gives and a *receiver* task feeds
+  it replies, which it hands to their owners (:mod:`triopipe._link`);
 - a break (EOF, stream error, protocol error, client closing) fails the link
   at once (:meth:`Connection._break`): every request settles with an error
   whose ``sent`` is exact, and the next submission starts a new link after a
@@ -59,9 +57,7 @@ which tests replace with a scripted stream.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -73,7 +69,6 @@ import anyio.abc
 from ._backend import Signal, ThreadSignal, current_backend
 from ._config import ClientConfig
 from ._exceptions import (
-    ConnectError,
     ConnectionLostError,
     ProtocolError,
     ResponseError,
@@ -81,10 +76,10 @@ from ._exceptions import (
     copy_error,
     request_error,
 )
+from ._link import Down, Link, backoff_delay, new_handshake, receive_loop, send_loop, watch
 from ._observe import Observer
 from ._pipeline import Notify, Pipeline, ReplyBudget, Request
-from ._resp import Push, Reader, encode_command, make_reader
-from ._resp._handshake import Handshake
+from ._resp import Push, encode_command, make_reader
 from ._statistics import ConnectionStatistics
 from ._streams import STREAM_ERRORS, Stream, open_stream, run_handshake
 
@@ -94,73 +89,9 @@ N = TypeVar("N", bound=Notify)
 
 logger = logging.getLogger("triopipe")
 
-_READ_SIZE = 256 * 1024
-# Reconnect backoff: base * 2**(failures - 1), capped, times a jitter factor
-# in [0.5, 1) so that many clients do not reconnect in lockstep.
-_BACKOFF_BASE = 0.02
-_BACKOFF_CAP = 1.0
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *STREAM_ERRORS)
 # The health check's probe.
 _PING = encode_command(("PING",))
-
-
-class _Link:
-    """One stream's lifetime: its pipeline, its stream once connected, its task's scope."""
-
-    __slots__ = (
-        "closed",
-        "connected",
-        "error",
-        "last_received",
-        "pipeline",
-        "probes",
-        "protocol",
-        "ready",
-        "scope",
-        "sender_wakeup",
-        "stream",
-    )
-
-    def __init__(self, pipeline: Pipeline[Any]) -> None:
-        self.pipeline = pipeline
-        # When bytes last came in (time.monotonic()), for the health check.
-        self.last_received = 0.0
-        # Health-check PINGs in flight (not the callers' commands).
-        self.probes = 0
-        self.stream: Stream | None = None
-        # Set while the sender sleeps; setting it wakes the sender. Changed to
-        # None (the sender is woken) only under the connection's thread lock.
-        self.sender_wakeup: Signal | None = None
-        self.closed = False
-        self.connected = False
-        self.protocol = 0
-        self.error: BaseException | None = None
-        self.ready = anyio.Event()
-        self.scope: anyio.CancelScope | None = None
-
-
-class _Down:
-    """The server could not be reached: since when, when the next attempt is, and why."""
-
-    __slots__ = ("cause", "retry_at", "since")
-
-    def __init__(self, since: float, retry_at: float, cause: BaseException) -> None:
-        self.since = since
-        self.retry_at = retry_at
-        self.cause = cause
-
-    def error(self, address: str) -> BaseException:
-        """The error a command for the server gets at once, saying so."""
-        if not isinstance(self.cause, ConnectError):
-            refusal: BaseException = copy_error(self.cause)  # AUTH...: as the server said it
-            return refusal
-        now = time.monotonic()
-        error = ConnectError(
-            f"{address} is down (for {now - self.since:.1f} s: {self.cause}); "
-            f"the next attempt to connect is due in {max(0.0, self.retry_at - now):.1f} s"
-        )
-        error.__cause__ = self.cause.__cause__
-        return error
 
 
 class Connection:
@@ -199,11 +130,11 @@ class Connection:
         self._open_stream = open_stream or self._open_configured_stream
         self._new_signal = backend.new_signal
         self._checkpoint_if_cancelled = backend.checkpoint_if_cancelled
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._failures = 0
         self._connects = 0
         # Set while the server cannot be reached: submissions fail at once.
-        self._down: _Down | None = None
+        self._down: Down | None = None
         # The last link broke (not closed by the client) and none is up yet.
         self._lost = False
         # A blocking command (BLPOP...) is in flight: silence is no sign of death.
@@ -313,7 +244,7 @@ class Connection:
         )
 
     def _submit_to(
-        self, link: _Link, payload: bytes, notify: N, count: int = 1, many: bool = False
+        self, link: Link, payload: bytes, notify: N, count: int = 1, many: bool = False
     ) -> Request[N]:
         pipeline = link.pipeline
         if link.sender_wakeup is None:
@@ -492,7 +423,7 @@ class Connection:
             raise
         return request
 
-    def _wake_sender(self, link: _Link) -> None:
+    def _wake_sender(self, link: Link) -> None:
         """Wake the sender if it sleeps. Only under the thread lock."""
         wakeup = link.sender_wakeup
         if wakeup is not None:
@@ -549,7 +480,7 @@ class Connection:
         if self._runner is not None:
             self._runner.cancel()  # a connect still aimed at the old server
 
-    def _start_link(self) -> _Link:
+    def _start_link(self) -> Link:
         """A new link, current at once, its task started; or the server's down error.
 
         Raises:
@@ -568,24 +499,18 @@ class Connection:
         self._link = link
         return link
 
-    def _new_link(self) -> _Link:
-        return _Link(Pipeline(self._budget, subscriber=self._subscriber))
-
-    def _backoff_delay(self) -> float:
-        if self._failures == 0:
-            return 0.0
-        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (self._failures - 1))
-        return delay * random.uniform(0.5, 1.0)
+    def _new_link(self) -> Link:
+        return Link(Pipeline(self._budget, subscriber=self._subscriber))
 
     async def _open_configured_stream(self) -> Stream:
         return await open_stream(self._config, self._backend)
 
-    async def _run_link(self, link: _Link) -> None:
+    async def _run_link(self, link: Link) -> None:
         """A link's task: connect, then serve the link until it breaks.
 
         While connects fail, the task keeps trying in the background, with
         backoff, on links nobody can submit to: the connection is *down* and
-        submissions fail at once (:class:`_Down`). The first link that
+        submissions fail at once (:class:`Down`). The first link that
         connects becomes the current one.
         """
         stream: Stream | None = None
@@ -606,7 +531,7 @@ class Connection:
                             link.protocol = await run_handshake(
                                 stream,
                                 reader,
-                                await self._handshake(),
+                                await new_handshake(self._config),
                                 self._budget.observe_round_trip,
                             )
                         break
@@ -638,11 +563,25 @@ class Connection:
                     self._observer.connected(self._config.address, link.protocol)
                 link.last_received = time.monotonic()
                 async with anyio.create_task_group() as task_group:
-                    task_group.start_soon(self._send_loop, stream, link)
-                    task_group.start_soon(self._receive_loop, stream, reader, link)
+                    address = self._config.address
+                    task_group.start_soon(
+                        send_loop, stream, link, self._new_signal, self._break, address
+                    )
+                    task_group.start_soon(
+                        receive_loop, stream, reader, link, self._on_push, self._break, address
+                    )
                     interval = self._config.health_check_interval
                     if interval is not None:
-                        task_group.start_soon(self._watch, link, interval)
+                        task_group.start_soon(
+                            watch,
+                            link,
+                            interval,
+                            self._probe,
+                            lambda: self._blocking,
+                            self._new_signal,
+                            self._break,
+                            address,
+                        )
         finally:
             # Reached on a break (already handled), on client close, or when
             # the client's task group is cancelled: fail whatever is left.
@@ -651,30 +590,13 @@ class Connection:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
 
-    async def _handshake(self) -> Handshake:
-        """The handshake of a new link, with the credentials as they are now."""
-        config = self._config
-        username, password = config.username, config.password
-        if config.credentials is not None:
-            given = config.credentials()
-            if inspect.isawaitable(given):
-                given = await given
-            username, password = given
-        return Handshake(
-            protocol=config.protocol,
-            username=username,
-            password=password,
-            client_name=config.client_name,
-            db=config.db,
-        )
-
-    def _connect_failed(self, link: _Link, error: BaseException) -> _Link:
+    def _connect_failed(self, link: Link, error: BaseException) -> Link:
         """A connect failed: fail ``link``'s requests, go down; the next attempt's link."""
         self._failures += 1
-        retry_in = self._backoff_delay()
+        retry_in = backoff_delay(self._failures)
         now = time.monotonic()
         since = now if self._down is None else self._down.since
-        self._down = _Down(since, now + retry_in, error)
+        self._down = Down(since, now + retry_in, error)
         self._link = None if self._link is link else self._link
         self._break(link, error)
         if self._observer is not None:
@@ -682,7 +604,7 @@ class Connection:
         # Not current: while down, submissions fail instead of queueing on it.
         return self._new_link()
 
-    def _break(self, link: _Link, error: BaseException) -> None:
+    def _break(self, link: Link, error: BaseException) -> None:
         """Fail every request of ``link`` at once and detach it. Idempotent.
 
         Synchronous on purpose: from the moment a link is known to be broken no
@@ -726,13 +648,8 @@ class Connection:
         if self._on_lost is not None and not self._closed:
             self._on_lost(error)
 
-    async def _watch(self, link: _Link, interval: float) -> None:
-        """The health check: a link silent for ``interval`` is probed; silent for two, broken.
-
-        A PING goes behind whatever is outstanding (its reply cannot come
-        before theirs, and nobody receives it): any byte read meanwhile
-        proves the link alive. While a blocking command is in flight (a BLPOP
-        may rightly wait minutes), only TCP keepalive watches the link.
+    def _probe(self, link: Link, signal: Signal) -> None:
+        """Submit the health check's PING on ``link``; ``signal`` is set when answered.
 
         On a RESP2 subscription link the server answers a PING with a
         ``pong`` array, indistinguishable by shape from a message: the probe
@@ -740,77 +657,4 @@ class Connection:
         bytes it brings count.
         """
         awaits_reply = 0 if self._subscriber and link.protocol == 2 else 1
-        while True:
-            quiet = time.monotonic() - link.last_received
-            if quiet < interval or self._blocking:
-                await anyio.sleep(interval - quiet if quiet < interval else interval)
-                continue
-            signal = self._new_signal()
-            link.probes += 1
-            try:
-                self._submit_to(link, _PING, signal, awaits_reply, many=not awaits_reply)
-                with anyio.move_on_after(2 * interval - quiet):
-                    await signal.wait()
-            finally:
-                link.probes -= 1
-            if time.monotonic() - link.last_received >= 2 * interval:
-                self._break(
-                    link,
-                    ConnectionLostError(
-                        f"{self._config.address} sent nothing for {2 * interval:g} s: "
-                        "the link is dead (health check)",
-                        sent=True,
-                    ),
-                )
-                return
-
-    async def _send_loop(self, stream: Stream, link: _Link) -> None:
-        pipeline = link.pipeline
-        next_write = pipeline.next_write
-        wrote = pipeline.wrote
-        send_some = stream.send_some
-        new_signal = self._new_signal
-        try:
-            while not link.closed:
-                data = next_write()
-                if data is None:
-                    wakeup = link.sender_wakeup = new_signal()
-                    await wakeup.wait()
-                    continue
-                wrote(await send_some(data))
-        except STREAM_ERRORS as exc:
-            self._break(
-                link,
-                ConnectionLostError(
-                    f"writing to {self._config.address} failed: {exc!r}", sent=True
-                ),
-            )
-
-    async def _receive_loop(self, stream: Stream, reader: Reader, link: _Link) -> None:
-        feed = link.pipeline.feed
-        read_replies = reader.read_replies
-        receive = stream.receive
-        on_push = self._on_push
-        clock = time.monotonic
-        try:
-            while not link.closed:
-                data = await receive(_READ_SIZE)
-                link.last_received = clock()
-                pushes = feed(read_replies(data), len(data))
-                if pushes is not None and on_push is not None:
-                    for push in pushes:
-                        on_push(push)
-        except anyio.EndOfStream:
-            self._break(
-                link,
-                ConnectionLostError(f"{self._config.address} closed the connection", sent=True),
-            )
-        except ProtocolError as exc:
-            self._break(link, exc)
-        except STREAM_ERRORS as exc:
-            self._break(
-                link,
-                ConnectionLostError(
-                    f"reading from {self._config.address} failed: {exc!r}", sent=True
-                ),
-            )
+        self._submit_to(link, _PING, signal, awaits_reply, many=not awaits_reply)
