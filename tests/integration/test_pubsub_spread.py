@@ -71,10 +71,16 @@ async def cluster(redis_session_cluster: RedisClusterProcesses) -> RedisCluster:
 
 async def test_pubsub_on_a_cluster(cluster: RedisCluster) -> None:
     channels = [f"c:{random.random()}:{n}" for n in range(6)]
-    shard_channels = [f"s:{random.random()}:{n}" for n in range(6)]
     async with triopipe.open_cluster_client(cluster.urls[0]) as redis:
-        nodes = {redis.node_for(channel) for channel in shard_channels}
-        assert len(nodes) > 1, (nodes, redis.statistics())  # on several primaries
+        # Two shard channels on each primary, picked by their node.
+        by_node: dict[str, list[str]] = {}
+        for n in range(1000):
+            channel = f"s:{random.random()}:{n}"
+            places = by_node.setdefault(redis.node_for(channel), [])
+            if len(places) < 2:
+                places.append(channel)
+        shard_channels = [channel for places in by_node.values() for channel in places]
+        assert len(by_node) == 3
         async with (
             redis.subscribe(*channels, patterns=["p.*"]) as sub,
             redis.ssubscribe(*shard_channels) as shard_sub,
