@@ -368,3 +368,26 @@ async def test_ctrl_c_still_prints_what_was_acknowledged(
     assert status == report["exit_status"] == 130
     assert report["interrupted"] is True
     assert 0 < report["acknowledged"] <= int(control.dbsize()) < count  # type: ignore[call-overload]
+
+
+def test_quiet_still_says_where_a_bad_record_stopped_the_run(
+    redis_url: str, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "n.csv", [{"id": 1, "n": 1}, {"id": 2, "n": "two"}])
+    result = triopipe(
+        "import", str(source), "-c", "SET n:{id} {n:int}", "--url", redis_url, "--quiet"
+    )
+    assert result.returncode == 3
+    assert result.stderr == (
+        b"triopipe import: stopped at record 2 (line 3): field 'n' is not an integer: 'two'\n"
+    )
+    assert Control(redis_url).get("n:1") == b"1"
+
+
+def test_every_subcommand_has_the_same_report_and_target_options() -> None:
+    for command in ("pump", "import", "copy"):
+        shown = b" ".join(triopipe(command, "--help").stdout.split())
+        for option in (b"--errors", b"--json", b"--quiet", b"--backend", b"--askpass"):
+            assert option in shown, (command, option)
+        assert b"4 cannot connect or credentials refused" in shown
+    assert b"9 --verify found differences" in b" ".join(triopipe("copy", "--help").stdout.split())

@@ -350,18 +350,29 @@ class Tally:
         result["exit_status"] = int(self.exit_status())
         return result
 
-    def print_summary(self, lines: list[str], json_form: dict[str, Any] | None) -> None:
-        """Print ``lines`` (the summary) on stderr, and ``json_form`` on stdout if given."""
-        if lines:
+    def print_summary(
+        self, name: str, lines: list[str] | None, json_form: dict[str, Any] | None
+    ) -> None:
+        """Print ``lines`` (the summary; None: quiet) on stderr, ``json_form`` on stdout if given.
+
+        Quiet, why the run stopped is still said, in one line (as pump does).
+        """
+        if lines is None:
+            if self.stopped_at is not None:
+                print(
+                    f"triopipe {name}: stopped at {self.stopped_at}: {self.stop_reason}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        else:
             if self.interrupted:
                 lines.append(
                     "  interrupted (Ctrl-C): commands in flight may or may not be applied"
                 )
             if self.stopped_at is not None:
                 lines.append(f"  stopped at {self.stopped_at}: {self.stop_reason}")
-            lines.extend(
-                f"  {text}" for text in self.quoted if not text.startswith(f"{self.stopped_at}:")
-            )
+            stop = f"{self.stopped_at}:"
+            lines.extend(f"  {text}" for text in self.quoted if not text.startswith(stop))
             if self.unknown:
                 lines.append(f"  {self.unknown:,} commands may or may not have been applied")
             print("\n".join(lines), file=sys.stderr, flush=True)

@@ -35,7 +35,7 @@ from .._client import Client
 from .._exceptions import TransportError
 from .._routing import key_slot
 from ._accounting import Tally, count_lines
-from ._exits import CliError, ExitStatus
+from ._exits import CliError, ExitStatus, statuses_help
 from ._options import Kind, add_two_target_options, two_targets_from_args
 from ._progress import Progress, choose_mode
 from ._workers import Counters, Share, add_run_options, positive, run_reported
@@ -405,7 +405,8 @@ def run(args: argparse.Namespace) -> int:
             f"{tally.different:,} differences"
         )
     tally.print_summary(
-        [] if args.quiet else lines,
+        "copy",
+        None if args.quiet else lines,
         tally.as_dict(_SUMMARY_NAMES, elapsed, source=source.describe(), target=target.describe())
         if args.json
         else None,
@@ -420,10 +421,6 @@ comma-separated URLs with --source-shards/--target-shards (shards) or
 --source-cluster/--target-cluster (a cluster's seed nodes). Passwords may
 come from TRIOPIPE_PASSWORD or REDISCLI_AUTH, or --askpass. A snapshot of a source at
 rest: keys written meanwhile may or may not be copied.
-
-Exit status (as pump's): 0 every key restored (or kept); 1 error replies; 2
-bad usage; 4 cannot connect; 5 a link broke midway; 9 --verify found
-differences; 130 interrupted.
 """
 
 
@@ -433,6 +430,15 @@ def add_parser(commands: Any) -> None:
         "copy",
         help="copy keys between servers, shards or clusters (DUMP/RESTORE)",
         description=_DESCRIPTION,
+        epilog=statuses_help(
+            ExitStatus.OK,
+            ExitStatus.ERROR_REPLIES,
+            ExitStatus.USAGE,
+            ExitStatus.CANNOT_CONNECT,
+            ExitStatus.CONNECTION_LOST,
+            ExitStatus.DIFFERENT,
+            ExitStatus.INTERRUPTED,
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run)

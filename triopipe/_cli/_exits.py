@@ -10,8 +10,9 @@ into its status. An input that cannot be read or used is described by
 from __future__ import annotations
 
 import enum
+import textwrap
 
-__all__ = ["INPUT_ERRORS", "CliError", "ExitStatus", "input_problem"]
+__all__ = ["INPUT_ERRORS", "CliError", "ExitStatus", "input_problem", "statuses_help"]
 
 
 class ExitStatus(enum.IntEnum):
@@ -39,6 +40,27 @@ class ExitStatus(enum.IntEnum):
     """``copy --verify`` found keys that differ between the source and the target."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
+
+
+_SHORT = {
+    ExitStatus.OK: "all acknowledged",
+    ExitStatus.ERROR_REPLIES: "error replies",
+    ExitStatus.USAGE: "bad option, URL or template (nothing sent)",
+    ExitStatus.BAD_INPUT: "bad input stopped the run (the summary names where)",
+    ExitStatus.CANNOT_CONNECT: "cannot connect or credentials refused",
+    ExitStatus.CONNECTION_LOST: "a connection broke midway",
+    ExitStatus.NO_INPUT: "input file unreadable",
+    ExitStatus.REFUSED: "refused command",
+    ExitStatus.UNCONFIRMED: "windows not confirmed durable",
+    ExitStatus.DIFFERENT: "--verify found differences",
+    ExitStatus.INTERRUPTED: "interrupted",
+}
+
+
+def statuses_help(*statuses: ExitStatus) -> str:
+    """The ``--help`` line listing ``statuses``, in the words every subcommand shares."""
+    listed = "; ".join(f"{int(status)} {_SHORT[status]}" for status in statuses)
+    return textwrap.fill(f"exit status: {listed}", width=79)
 
 
 class CliError(Exception):

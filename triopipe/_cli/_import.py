@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import anyio
 
 from ._accounting import Tally
-from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem
+from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem, statuses_help
 from ._options import Target, add_target_options, target_from_args
 from ._progress import Progress, choose_mode
 from ._records import (
@@ -272,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
         f"  {elapsed:.2f} s, {tally.commands / max(elapsed, 1e-9):,.0f} commands/s",
     ]
     tally.print_summary(
-        [] if args.quiet else lines,
+        "import",
+        None if args.quiet else lines,
         tally.as_dict(_SUMMARY_NAMES, elapsed, target=target, input=args.file)
         if args.json
         else None,
@@ -287,11 +288,6 @@ by templates, and send them pipelined, keeping no reply. In a template,
 {field:int}, {field:float} and {field:nonempty} check the value first, {{ and
 }} are literal braces, and "double quotes" group words into one argument. A
 CSV or TSV file starts with a header line naming the fields.
-
-Exit status (as pump's): 0 all acknowledged; 1 error replies; 2 bad usage
-(an option, URL or template; nothing sent); 3 bad input stopped the run (a
-bad record, unless --skip-bad); 4 cannot connect; 5 a link broke midway; 6
-no input file; 130 interrupted.
 """
 
 
@@ -301,6 +297,17 @@ def add_parser(commands: Any) -> None:
         "import",
         help="turn CSV/TSV/JSON Lines records into commands by templates",
         description=_DESCRIPTION,
+        epilog=statuses_help(
+            ExitStatus.OK,
+            ExitStatus.ERROR_REPLIES,
+            ExitStatus.USAGE,
+            ExitStatus.BAD_INPUT,
+            ExitStatus.CANNOT_CONNECT,
+            ExitStatus.CONNECTION_LOST,
+            ExitStatus.NO_INPUT,
+            ExitStatus.INTERRUPTED,
+        )
+        + " (a bad record stops the run unless --skip-bad)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run)

@@ -40,6 +40,7 @@ __all__ = [
     "Kind",
     "Target",
     "add_backend_option",
+    "add_report_options",
     "add_target_options",
     "add_two_target_options",
     "make_target",
@@ -90,6 +91,19 @@ def add_target_options(
         "then the URL)",
     )
     parser.set_defaults(_file_option=file_option)
+
+
+def add_report_options(parser: argparse.ArgumentParser, *, errors_help: str) -> None:
+    """Add how a run reports: ``--errors FILE``, ``--json`` and ``--quiet``."""
+    parser.add_argument("--errors", metavar="FILE", help=errors_help)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the counts as one JSON object on standard output at the end",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress and no summary (errors still shown)"
+    )
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:

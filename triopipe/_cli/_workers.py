@@ -46,7 +46,7 @@ from .._routing import key_positions, key_slot
 from .._routing._keys import SLOTS
 from ._accounting import SHOWN_ERRORS, Tally
 from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem
-from ._options import add_backend_option, run_on_backend
+from ._options import add_backend_option, add_report_options, run_on_backend
 from ._progress import Progress, choose_mode
 
 __all__ = [
@@ -320,19 +320,10 @@ def _combined(args: argparse.Namespace, outcomes: dict[int, tuple[Tally | None, 
 
 def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
     """Add the options of how a run goes and reports (``--workers``, ``--json``, ...)."""
-    parser.add_argument(
-        "--errors",
-        metavar="FILE",
-        help="write every failure to FILE, one a line with its record or key (default: only "
-        f"the first {SHOWN_ERRORS}, in the summary)",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print the counts as one JSON object on standard output at the end",
-    )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress and no summary (errors still shown)"
+    add_report_options(
+        parser,
+        errors_help="write every failure to FILE, one a line with its record or key "
+        f"(default: only the first {SHOWN_ERRORS}, in the summary)",
     )
     parser.add_argument(
         "--workers",
