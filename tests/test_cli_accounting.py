@@ -82,7 +82,8 @@ def test_a_tally_counts_outcomes_by_kind_and_names_failures() -> None:
         ["command 14", "not sent"],
         ["command 15", "not sent"],
     ]
-    assert tally.quoted == lines  # the first five are quoted in the summary
+    # The first five are quoted in the summary.
+    assert [f"{where}: {what}" for where, what in tally.quoted] == lines
     assert tally.exit_status() == ExitStatus.CONNECTION_LOST
 
 
@@ -98,15 +99,20 @@ def test_a_tally_exit_status_first_match_wins() -> None:
 
 
 def test_workers_tallies_add_up() -> None:
-    total = Tally(items=10, acknowledged=9, errors=1, quoted=["a", "b", "c"])
+    total = Tally(items=10, acknowledged=9, errors=1, quoted=[("a", "1"), ("b", "2"), ("c", "3")])
     total.merge(
         Tally(
-            items=5, acknowledged=5, busy=2, checked=4, stopped_at="record 7", quoted=list("xyz")
+            items=5,
+            acknowledged=5,
+            busy=2,
+            checked=4,
+            stopped_at="record 7",
+            quoted=[("x", "7"), ("y", "8"), ("z", "9")],
         )
     )
     assert (total.items, total.acknowledged, total.errors) == (15, 14, 1)
     assert (total.busy, total.checked, total.stopped_at) == (2, 4, "record 7")
-    assert total.quoted == ["a", "b", "c", "x", "y"]
+    assert [where for where, _ in total.quoted] == ["a", "b", "c", "x", "y"]
 
 
 def test_the_progress_line_has_unit_rate_percent_and_time_left() -> None:

@@ -262,7 +262,8 @@ class Tally:
     #: Where the bad record that stopped the run (import) is, and what was wrong.
     stopped_at: str | None = None
     stop_reason: str | None = None
-    quoted: list[str] = dataclasses.field(default_factory=list)
+    #: The first failures, as (where, what) pairs: shown in the summary.
+    quoted: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     errors_file: TextIO | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -270,12 +271,12 @@ class Tally:
         """Commands written to a server (answered, kept, or of unknown outcome)."""
         return self.commands - self.not_sent
 
-    def failure(self, text: str) -> None:
-        """Keep the description of one failure (bad record or failed command)."""
+    def failure(self, where: str, what: str) -> None:
+        """Keep one failure (bad record, failed command): ``where`` it is, and ``what`` failed."""
         if len(self.quoted) < SHOWN_ERRORS:
-            self.quoted.append(text)
+            self.quoted.append((where, what))
         if self.errors_file is not None:
-            self.errors_file.write(text + "\n")
+            self.errors_file.write(f"{where}: {what}\n")
 
     def outcomes(self, first: int, outcomes: list[Any], where: Callable[[int], str]) -> None:
         """Count the outcomes of commands ``first``, ``first + 1``, ... as they come.
@@ -300,7 +301,7 @@ class Tally:
             else:
                 self.errors += 1
                 kind = "error reply"
-            self.failure(f"{where(first + offset)}: {kind}: {outcome}")
+            self.failure(where(first + offset), f"{kind}: {outcome}")
         self.acknowledged += len(outcomes) - failed
 
     def merge(self, other: Tally) -> None:
@@ -345,7 +346,7 @@ class Tally:
         result["rate"] = round(self.commands / max(elapsed, 1e-9))
         result["stopped_at"] = self.stopped_at
         result["stop_reason"] = self.stop_reason
-        result["first_errors"] = list(self.quoted)
+        result["first_errors"] = [{"at": where, "error": what} for where, what in self.quoted]
         result["interrupted"] = self.interrupted
         result["exit_status"] = int(self.exit_status())
         return result
@@ -371,8 +372,9 @@ class Tally:
                 )
             if self.stopped_at is not None:
                 lines.append(f"  stopped at {self.stopped_at}: {self.stop_reason}")
-            stop = f"{self.stopped_at}:"
-            lines.extend(f"  {text}" for text in self.quoted if not text.startswith(stop))
+            lines.extend(
+                f"  {where}: {what}" for where, what in self.quoted if where != self.stopped_at
+            )
             if self.unknown:
                 lines.append(f"  {self.unknown:,} commands may or may not have been applied")
             print("\n".join(lines), file=sys.stderr, flush=True)

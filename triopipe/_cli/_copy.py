@@ -163,7 +163,7 @@ class _Copier:
                 except TransportError as exc:
                     # What was found is still copied and counted; the rest is not.
                     self._tally.broken_scans += 1
-                    self._tally.failure(f"source {source.config.url}: SCAN broke off: {exc}")
+                    self._tally.failure(f"source {source.config.url}", f"SCAN broke off: {exc}")
                 if batch:
                     await keys_in.send(batch)
 
@@ -197,7 +197,7 @@ class _Copier:
                 tally.source_errors += 1
                 if isinstance(failure, TransportError):
                     tally.source_link_errors += 1
-                tally.failure(f"key {_name(key)}: cannot read it from the source: {failure}")
+                tally.failure(f"key {_name(key)}", f"cannot read it from the source: {failure}")
             else:
                 tally.skipped += 1  # expired or deleted since SCAN saw it
         return restores
@@ -246,8 +246,9 @@ class _Copier:
         if source_count != target_count:
             tally.different += 1
             tally.failure(
-                f"verify: {source_count:,} keys match {match!r} on the source, "
-                f"{target_count:,} on the target"
+                "verify",
+                f"{source_count:,} keys match {match!r} on the source, "
+                f"{target_count:,} on the target",
             )
         by_server: dict[int, list[bytes]] = {}
         for server, key in self.sample:
@@ -260,7 +261,7 @@ class _Copier:
                 tally.checked += 1
                 if original != copied and not await _same_value(source, target, key):
                     tally.different += 1
-                    tally.failure(f"verify: key {_name(key)} differs on the target")
+                    tally.failure(f"key {_name(key)}", "verify: differs on the target")
 
 
 async def _dump_and_ttl(client: Any, keys: list[bytes]) -> list[Any]:

@@ -179,13 +179,13 @@ class _Feed:
 
     def _bad(self, record: Record | BadRecord, problem: str, counted: bool) -> bool:
         """Report a bad record; whether the run stops at it."""
-        bad = BadRecord(record.number, record.line, problem)
+        where = f"record {record.number} (line {record.line})"
         if counted:
             self._tally.skipped += 1
-            self._tally.failure(str(bad))
+            self._tally.failure(where, problem)
         if self._skip_bad:
             return False
-        self._tally.stopped_at = f"record {bad.number} (line {bad.line})"
+        self._tally.stopped_at = where
         self._tally.stop_reason = problem
         return True
 
