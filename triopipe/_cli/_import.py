@@ -245,6 +245,7 @@ def _check_first(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``triopipe import`` with parsed arguments; returns the exit status."""
     try:
+        # Found once, here: --askpass prompts once, and workers inherit it.
         args.target_chosen = target_from_args(args)
         _check_first(args)
     except CliError as exc:
