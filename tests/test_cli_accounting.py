@@ -62,7 +62,7 @@ def test_a_broken_link_ends_the_answered_prefix() -> None:
 
 def test_a_tally_counts_outcomes_by_kind_and_names_failures() -> None:
     written = io.StringIO()
-    tally = Tally(errors_file=written)
+    tally = Tally(errors_file=ErrorLog(written))
     outcomes = [
         b"OK",
         ResponseError("WRONGTYPE", "Operation against a key holding the wrong kind of value"),
@@ -75,15 +75,15 @@ def test_a_tally_counts_outcomes_by_kind_and_names_failures() -> None:
     tally.outcomes(10, outcomes, lambda index: f"command {index}")
     assert (tally.commands, tally.acknowledged, tally.errors) == (7, 2, 1)
     assert (tally.busy, tally.unknown, tally.not_sent) == (1, 1, 2)
-    lines = written.getvalue().splitlines()
-    assert [line.split(": ")[:2] for line in lines] == [
-        ["command 11", "error reply"],
-        ["command 13", "unknown outcome (its link broke)"],
-        ["command 14", "not sent"],
-        ["command 15", "not sent"],
+    logged = [json.loads(line) for line in written.getvalue().splitlines()]
+    assert [(entry["command"], entry["error"].split(": ")[0]) for entry in logged] == [
+        (11, "error reply"),
+        (13, "unknown outcome (its link broke)"),
+        (14, "not sent"),
+        (15, "not sent"),
     ]
     # The first five are quoted in the summary.
-    assert [f"{where}: {what}" for where, what in tally.quoted] == lines
+    assert [(f"command {entry['command']}", entry["error"]) for entry in logged] == tally.quoted
     assert tally.exit_status() == ExitStatus.CONNECTION_LOST
 
 
@@ -130,3 +130,20 @@ def test_the_progress_line_has_unit_rate_percent_and_time_left() -> None:
     unknown_total = Progress(lambda: 5, lambda: None, mode="off", label="import").line()
     assert unknown_total.startswith("5 commands, ")
     assert "%" not in unknown_total
+
+
+def test_the_errors_file_names_positions_as_fields() -> None:
+    written = io.StringIO()
+    log = ErrorLog(written)
+    log.write("line 17", "WRONGTYPE a")
+    log.write("record 4 (line 5)", "field 'n' is missing")
+    log.write("key user:1 x", "error reply: b")
+    log.write("key 42", "error reply: c")
+    log.write("verify", "3 keys on the source, 2 on the target")
+    assert [json.loads(line) for line in written.getvalue().splitlines()] == [
+        {"line": 17, "error": "WRONGTYPE a"},
+        {"record": 4, "line": 5, "error": "field 'n' is missing"},
+        {"key": "user:1 x", "error": "error reply: b"},
+        {"key": "42", "error": "error reply: c"},
+        {"at": "verify", "error": "3 keys on the source, 2 on the target"},
+    ]

@@ -47,6 +47,11 @@ def summary(result: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
     return parsed
 
 
+def logged(errors: Path) -> list[dict[str, Any]]:
+    """The entries of an ``--errors`` file (one JSON object a line)."""
+    return [json.loads(line) for line in errors.read_text().splitlines()]
+
+
 def users(count: int) -> list[dict[str, Any]]:
     return [
         {"id": i, "name": f"User {i}, the {i % 7}th", "age": 18 + i % 60, "city": "Zürich"}
@@ -181,11 +186,11 @@ def test_a_bad_record_stops_after_everything_before_it_is_applied(
     report = summary(result)
     assert report["stopped_at"] == "record 21234 (line 21235)"
     assert report["stop_reason"] == "field 'n' is not an integer: 'twelve'"
-    stopped = f"{report['stopped_at']}: {report['stop_reason']}"
+    stopped = [{"record": 21234, "line": 21235, "error": report["stop_reason"]}]
     assert report["acknowledged"] == report["commands"] == 21_233
     assert Control(redis_url).dbsize() == 21_233
     assert Control(redis_url).get("n:21233") == b"21233"
-    assert errors.read_text().splitlines() == [stopped]
+    assert logged(errors) == stopped
 
     # Split over two workers (blocks of records), both stop at the bad record.
     Control(redis_url).flushall()
@@ -196,7 +201,7 @@ def test_a_bad_record_stops_after_everything_before_it_is_applied(
     assert summary(split)["stopped_at"] == report["stopped_at"]
     assert summary(split)["acknowledged"] == 21_233
     assert Control(redis_url).dbsize() == 21_233
-    assert errors.read_text().splitlines() == [stopped]
+    assert logged(errors) == stopped
 
     skipping = triopipe(*args, "--skip-bad", "--backend", backend)
     assert skipping.returncode == 0, skipping.stderr
@@ -218,12 +223,12 @@ def test_bad_jsonl_lines_are_named_and_skipped(redis_url: str, tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert b"imported 6 records (4 bad) as 2 commands" in result.stderr
     assert b"stopped at" not in result.stderr
-    assert errors.read_text().splitlines()[:3] == [
-        "record 2 (line 3): field 'v' is missing",
-        "record 3 (line 4): field 'v' is null",
-        "record 4 (line 5): a line must hold a JSON object",
+    assert logged(errors)[:3] == [
+        {"record": 2, "line": 3, "error": "field 'v' is missing"},
+        {"record": 3, "line": 4, "error": "field 'v' is null"},
+        {"record": 4, "line": 5, "error": "a line must hold a JSON object"},
     ]
-    assert errors.read_text().splitlines()[3].startswith("record 5 (line 6): malformed JSON")
+    assert logged(errors)[3]["error"].startswith("malformed JSON")
     assert Control(redis_url).get("j:1") == b"a"
     assert Control(redis_url).get("j:6") == b'[1,{"x":2}]'
 
@@ -246,11 +251,9 @@ def test_error_replies_are_reported_with_their_records(
     assert b"as 10,000 commands" in result.stderr
     stderr = result.stderr.decode()
     assert re.search(r"acknowledged +9,996\n +error replies +4\n", stderr), stderr
-    lines = errors.read_text().splitlines()
-    assert [line.split(":")[0] for line in lines] == [
-        "record 8", "record 4243", "record 5008", "record 9243",
-    ]  # fmt: skip
-    assert all("error reply: WRONGTYPE" in line for line in lines)
+    entries = logged(errors)
+    assert [entry["record"] for entry in entries] == [8, 4243, 5008, 9243]
+    assert all(entry["error"].startswith("error reply: WRONGTYPE") for entry in entries)
     assert Control(redis_url).execute_command("LRANGE", "list:8", 0, -1) == [b"8", b"5008"]
 
 

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, Any, TextIO
+from typing import IO, Any
 
 from .._exceptions import ConnectionLostError, ResponseError, TransportError
 from .._statistics import PumpTally
@@ -50,16 +51,34 @@ SHOWN_ERRORS = 5
 
 
 class ErrorLog:
-    """Error replies, one JSON object a line: ``{"line": 17, "error": "WRONGTYPE ..."}``."""
+    """Failures, one JSON object a line: ``{"line": 17, "error": "WRONGTYPE ..."}``.
+
+    The position becomes fields: ``line 17`` -> ``{"line": 17}``, ``record 4
+    (line 5)`` -> ``{"record": 4, "line": 5}``, ``key user:1`` -> ``{"key":
+    "user:1"}``; anything else -> ``{"at": ...}``.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
 
     def write(self, where: str, message: str) -> None:
-        kind, _, number = where.partition(" ")
-        entry: dict[str, Any] = {kind: int(number) if number.isdigit() else where}
-        entry["error"] = message
-        self._stream.write(json.dumps(entry) + "\n")
+        self._stream.write(json.dumps({**_position(where), "error": message}) + "\n")
+
+
+def _position(where: str) -> dict[str, Any]:
+    numbered = _NUMBERED.fullmatch(where)
+    if numbered is not None:
+        kind, number, line = numbered.groups()
+        position: dict[str, Any] = {kind: int(number)}
+        if line is not None:
+            position["line"] = int(line)
+        return position
+    kind, _, name = where.partition(" ")
+    return {kind: name} if name and kind.isalpha() else {"at": where}
+
+
+# "line 17", "command 17", "record 4 (line 5)"
+_NUMBERED = re.compile(r"(line|command|record) (\d+)(?: \(line (\d+)\))?")
 
 
 class Accounting:
@@ -264,7 +283,8 @@ class Tally:
     stop_reason: str | None = None
     #: The first failures, as (where, what) pairs: shown in the summary.
     quoted: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    errors_file: TextIO | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: Where every failure goes (``--errors``), if anywhere.
+    errors_file: ErrorLog | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def sent(self) -> int:
@@ -276,7 +296,7 @@ class Tally:
         if len(self.quoted) < SHOWN_ERRORS:
             self.quoted.append((where, what))
         if self.errors_file is not None:
-            self.errors_file.write(f"{where}: {what}\n")
+            self.errors_file.write(where, what)
 
     def outcomes(self, first: int, outcomes: list[Any], where: Callable[[int], str]) -> None:
         """Count the outcomes of commands ``first``, ``first + 1``, ... as they come.

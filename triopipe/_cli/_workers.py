@@ -44,7 +44,7 @@ from .._exceptions import (
 )
 from .._routing import key_positions, key_slot
 from .._routing._keys import SLOTS
-from ._accounting import SHOWN_ERRORS, Tally
+from ._accounting import SHOWN_ERRORS, ErrorLog, Tally
 from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem
 from ._options import add_backend_option, add_report_options, run_on_backend
 from ._progress import Progress, choose_mode
@@ -142,7 +142,7 @@ def _run_share(
     with contextlib.ExitStack() as stack:
         if args.errors:
             path = share.file_name(args.errors)
-            tally.errors_file = stack.enter_context(open(path, "w", encoding="utf-8"))
+            tally.errors_file = ErrorLog(stack.enter_context(open(path, "w", encoding="utf-8")))
         try:
             run_on_backend(lambda: main(args, share, counters, tally), args.backend)
         except BaseException as exc:
@@ -322,7 +322,8 @@ def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
     """Add the options of how a run goes and reports (``--workers``, ``--json``, ...)."""
     add_report_options(
         parser,
-        errors_help="write every failure to FILE, one a line with its record or key "
+        errors_help="write every failure to FILE, one JSON object a line with its record "
+        "or key "
         f"(default: only the first {SHOWN_ERRORS}, in the summary)",
     )
     parser.add_argument(
