@@ -63,7 +63,7 @@ def test_copy_from_a_server_to_a_cluster_and_back_keeps_every_key(
     )  # fmt: skip
     assert there.returncode == 0, there.stderr
     counts = report(there)
-    assert counts["keys"] == counts["restores"] == counts["restored"] == len(original)
+    assert counts["keys"] == counts["restores"] == counts["acknowledged"] == len(original)
     assert (counts["verified_sample"], counts["different"]) == (1000, 0)
     assert keyspace(redis_cluster_urls) == original
     assert all(Control(url).dbsize() for url in redis_cluster_urls)
@@ -74,7 +74,8 @@ def test_copy_from_a_server_to_a_cluster_and_back_keeps_every_key(
         "--backend", backend, "--workers", "2", subprocess_=True,
     )  # fmt: skip
     assert back.returncode == 0, back.stderr
-    assert f"copied {len(original):,} keys matching '*' from cluster".encode() in back.stderr
+    assert b"triopipe copy: cluster at " in back.stderr
+    assert f"copied {len(original):,} keys matching '*'".encode() in back.stderr
     assert keyspace([back_url]) == original
 
 
@@ -90,14 +91,14 @@ def test_existing_keys_are_kept_and_counted_unless_replaced(
     # Both sides have 500 user keys, but two of the target's differ.
     assert kept.returncode == 9, kept.stderr
     counts = report(kept)
-    assert (counts["keys"], counts["restored"], counts["kept_existing"]) == (500, 498, 2)
+    assert (counts["keys"], counts["acknowledged"], counts["kept_existing"]) == (500, 498, 2)
     assert (counts["verified_sample"], counts["different"]) == (500, 2)
     assert Control(target).get("user:7") == b"old"
     assert Control(target).get("other") is None
 
     replaced = triopipe(*args, "--replace", "--verify")
     assert replaced.returncode == 0, replaced.stderr
-    assert report(replaced)["restored"] == 500
+    assert report(replaced)["acknowledged"] == 500
     assert keyspace([target]) == keyspace([source], match="user:*")
 
 
@@ -114,7 +115,7 @@ def test_copy_with_workers_by_slot_between_shards_and_a_server(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     counts = report(result)
-    assert counts["keys"] == counts["restored"] == len(original)
+    assert counts["keys"] == counts["acknowledged"] == len(original)
     assert counts["different"] == 0
     assert keyspace(redis_shard_urls) == original
 
@@ -125,8 +126,9 @@ def test_copy_with_workers_by_slot_between_shards_and_a_server(
     )  # fmt: skip
     assert back.returncode == 0, back.stderr
     counts = report(back)
-    assert counts["target"] == f"shards {', '.join(redis_shard_urls)} to {redis_server.url}"
-    assert counts["keys"] == counts["restored"] == len(original)
+    assert counts["source"] == f"{len(redis_shard_urls)} shards: {', '.join(redis_shard_urls)}"
+    assert counts["target"] == f"{redis_server.url} (one server)"
+    assert counts["keys"] == counts["acknowledged"] == len(original)
     assert (counts["verified_sample"], counts["different"]) == (1000, 0)
     assert keyspace([redis_server.url]) == original
 
@@ -152,7 +154,7 @@ def test_verify_compares_values_when_dump_payloads_differ(
     result = triopipe("copy", redis_url, target, "--match", "big-*", "--verify", "--json")
     assert result.returncode == 0, result.stderr
     counts = report(result)
-    assert (counts["restored"], counts["verified_sample"], counts["different"]) == (2, 2, 0)
+    assert (counts["acknowledged"], counts["verified_sample"], counts["different"]) == (2, 2, 0)
     # Hash tables are serialised in their own order on each server.
     dumps = [run_commands(url, [("DUMP", "big-set")])[0] for url in (redis_url, target)]
     assert dumps[0] != dumps[1]
@@ -172,6 +174,6 @@ async def test_a_source_link_broken_mid_copy_is_counted_and_exit_5(
     assert counts["broken_scans"] in (0, 1)
     assert status == counts["exit_status"] == 5
     # Every key found was either restored, or counted as unreadable.
-    assert counts["keys"] == counts["restored"] + counts["unreadable"] + counts["gone"]
+    assert counts["keys"] == counts["acknowledged"] + counts["unreadable"] + counts["gone"]
     assert counts["keys"] <= 150_000 + 15_000 + 7 + 4
-    assert int(target.dbsize()) == counts["restored"]  # type: ignore[call-overload]
+    assert int(target.dbsize()) == counts["acknowledged"]  # type: ignore[call-overload]

@@ -9,6 +9,7 @@ import csv
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,11 @@ def summary(result: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
     return parsed
 
 
+def logged(errors: Path) -> list[dict[str, Any]]:
+    """The entries of an ``--errors`` file (one JSON object a line)."""
+    return [json.loads(line) for line in errors.read_text().splitlines()]
+
+
 def users(count: int) -> list[dict[str, Any]]:
     return [
         {"id": i, "name": f"User {i}, the {i % 7}th", "age": 18 + i % 60, "city": "Zürich"}
@@ -74,16 +80,23 @@ def test_csv_records_become_commands(redis_url: str, tmp_path: Path, backend: st
         "import", str(source), *USER_TEMPLATES, "--url", redis_url, "--json", "--backend", backend
     )
     assert result.returncode == 0, result.stderr
-    assert summary(result) | {"seconds": 0} == {
-        "target": redis_url.rstrip("/"),
+    assert summary(result) | {"seconds": 0, "rate": 0} == {
+        "target": f"{redis_url.rstrip('/')} (one server)",
+        "input": str(source),
         "seconds": 0,
+        "rate": 0,
         "records": 2500,
         "bad_records": 0,
         "commands": 10_000,
+        "sent": 10_000,
         "acknowledged": 10_000,
         "error_replies": 0,
-        "unknown_outcome": 0,
+        "unknown": 0,
         "not_sent": 0,
+        "stopped_at": None,
+        "stop_reason": None,
+        "first_errors": [],
+        "interrupted": False,
         "exit_status": 0,
     }
     data = keyspace([redis_url])
@@ -112,7 +125,8 @@ def test_jsonl_gzip_into_a_cluster_equals_csv_into_one_server(
         "--backend", backend,
     )  # fmt: skip
     assert second.returncode == 0, second.stderr
-    assert b"3,000 records (0 bad) as 12,000 commands into cluster" in second.stderr
+    assert b"-> cluster at " in second.stderr
+    assert b"imported 3,000 records (0 bad) as 12,000 commands" in second.stderr
     single, spread = keyspace([redis_url]), keyspace(redis_cluster_urls)
     assert len(single) == 3002
     assert single == spread
@@ -170,13 +184,13 @@ def test_a_bad_record_stops_after_everything_before_it_is_applied(
     result = triopipe(*args, "--errors", str(errors), "--backend", backend)
     assert result.returncode == 3
     report = summary(result)
-    assert report["stopped_at"] == (
-        "record 21234 (line 21235): field 'n' is not an integer: 'twelve'"
-    )
+    assert report["stopped_at"] == "record 21234 (line 21235)"
+    assert report["stop_reason"] == "field 'n' is not an integer: 'twelve'"
+    stopped = [{"record": 21234, "line": 21235, "error": report["stop_reason"]}]
     assert report["acknowledged"] == report["commands"] == 21_233
     assert Control(redis_url).dbsize() == 21_233
     assert Control(redis_url).get("n:21233") == b"21233"
-    assert errors.read_text().splitlines() == [report["stopped_at"]]
+    assert logged(errors) == stopped
 
     # Split over two workers (blocks of records), both stop at the bad record.
     Control(redis_url).flushall()
@@ -187,7 +201,7 @@ def test_a_bad_record_stops_after_everything_before_it_is_applied(
     assert summary(split)["stopped_at"] == report["stopped_at"]
     assert summary(split)["acknowledged"] == 21_233
     assert Control(redis_url).dbsize() == 21_233
-    assert errors.read_text().splitlines() == [report["stopped_at"]]
+    assert logged(errors) == stopped
 
     skipping = triopipe(*args, "--skip-bad", "--backend", backend)
     assert skipping.returncode == 0, skipping.stderr
@@ -208,12 +222,13 @@ def test_bad_jsonl_lines_are_named_and_skipped(redis_url: str, tmp_path: Path) -
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert b"imported 6 records (4 bad) as 2 commands" in result.stderr
-    assert errors.read_text().splitlines()[:3] == [
-        "record 2 (line 3): field 'v' is missing",
-        "record 3 (line 4): field 'v' is null",
-        "record 4 (line 5): a line must hold a JSON object",
+    assert b"stopped at" not in result.stderr
+    assert logged(errors)[:3] == [
+        {"record": 2, "line": 3, "error": "field 'v' is missing"},
+        {"record": 3, "line": 4, "error": "field 'v' is null"},
+        {"record": 4, "line": 5, "error": "a line must hold a JSON object"},
     ]
-    assert errors.read_text().splitlines()[3].startswith("record 5 (line 6): malformed JSON")
+    assert logged(errors)[3]["error"].startswith("malformed JSON")
     assert Control(redis_url).get("j:1") == b"a"
     assert Control(redis_url).get("j:6") == b'[1,{"x":2}]'
 
@@ -233,13 +248,12 @@ def test_error_replies_are_reported_with_their_records(
         "--errors", str(errors), "--backend", backend,
     )  # fmt: skip
     assert result.returncode == 1
-    assert b"10,000 commands" in result.stderr
-    assert b"9,996 acknowledged, 4 error replies" in result.stderr
-    lines = errors.read_text().splitlines()
-    assert [line.split(":")[0] for line in lines] == [
-        "record 8", "record 4243", "record 5008", "record 9243",
-    ]  # fmt: skip
-    assert all("error reply: WRONGTYPE" in line for line in lines)
+    assert b"as 10,000 commands" in result.stderr
+    stderr = result.stderr.decode()
+    assert re.search(r"acknowledged +9,996\n +error replies +4\n", stderr), stderr
+    entries = logged(errors)
+    assert [entry["record"] for entry in entries] == [8, 4243, 5008, 9243]
+    assert all(entry["error"].startswith("error reply: WRONGTYPE") for entry in entries)
     assert Control(redis_url).execute_command("LRANGE", "list:8", 0, -1) == [b"8", b"5008"]
 
 
@@ -300,9 +314,9 @@ async def test_a_broken_link_leaves_acknowledged_le_keys_le_acknowledged_plus_un
     control = Control(redis_url)
     stored = int(control.dbsize())  # type: ignore[call-overload]
     assert report["records"] == report["commands"] == count
-    assert report["unknown_outcome"] > 0
-    assert report["acknowledged"] + report["unknown_outcome"] + report["not_sent"] == count
-    assert report["acknowledged"] <= stored <= report["acknowledged"] + report["unknown_outcome"]
+    assert report["unknown"] > 0
+    assert report["acknowledged"] + report["unknown"] + report["not_sent"] == count
+    assert report["acknowledged"] <= stored <= report["acknowledged"] + report["unknown"]
     assert status == report["exit_status"] == 5
 
 
@@ -357,3 +371,26 @@ async def test_ctrl_c_still_prints_what_was_acknowledged(
     assert status == report["exit_status"] == 130
     assert report["interrupted"] is True
     assert 0 < report["acknowledged"] <= int(control.dbsize()) < count  # type: ignore[call-overload]
+
+
+def test_quiet_still_says_where_a_bad_record_stopped_the_run(
+    redis_url: str, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "n.csv", [{"id": 1, "n": 1}, {"id": 2, "n": "two"}])
+    result = triopipe(
+        "import", str(source), "-c", "SET n:{id} {n:int}", "--url", redis_url, "--quiet"
+    )
+    assert result.returncode == 3
+    assert result.stderr == (
+        b"triopipe import: stopped at record 2 (line 3): field 'n' is not an integer: 'two'\n"
+    )
+    assert Control(redis_url).get("n:1") == b"1"
+
+
+def test_every_subcommand_has_the_same_report_and_target_options() -> None:
+    for command in ("pump", "import", "copy"):
+        shown = b" ".join(triopipe(command, "--help").stdout.split())
+        for option in (b"--errors", b"--json", b"--quiet", b"--backend", b"--askpass"):
+            assert option in shown, (command, option)
+        assert b"4 cannot connect or credentials refused" in shown
+    assert b"9 --verify found differences" in b" ".join(triopipe("copy", "--help").stdout.split())

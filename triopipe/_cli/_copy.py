@@ -34,8 +34,10 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from .._client import Client
 from .._exceptions import TransportError
 from .._routing import key_slot
-from ._tally import EXIT_USAGE, Progress, Tally
-from ._targets import Kind, Target, open_target
+from ._accounting import Tally, count_lines
+from ._exits import CliError, ExitStatus, statuses_help
+from ._options import Kind, add_two_target_options, two_targets_from_args
+from ._progress import Progress, choose_mode
 from ._workers import Counters, Share, add_run_options, positive, run_reported
 
 __all__ = ["add_parser", "run"]
@@ -44,14 +46,16 @@ __all__ = ["add_parser", "run"]
 _IN_FLIGHT = 2
 # SCAN's COUNT hint: big, so that few round trips go to walking the keys.
 _SCAN_COUNT = 5_000
+# --json's names of the counts: pump's, where they mean the same.
 _SUMMARY_NAMES = {
     "items": "keys",
     "skipped": "gone",
     "commands": "restores",
-    "acknowledged": "restored",
+    "sent": "sent",
+    "acknowledged": "acknowledged",
     "busy": "kept_existing",
     "errors": "error_replies",
-    "unknown": "unknown_outcome",
+    "unknown": "unknown",
     "not_sent": "not_sent",
     "source_errors": "unreadable",
     "source_link_errors": "unreadable_link_broken",
@@ -159,7 +163,7 @@ class _Copier:
                 except TransportError as exc:
                     # What was found is still copied and counted; the rest is not.
                     self._tally.broken_scans += 1
-                    self._tally.failure(f"source {source.config.url}: SCAN broke off: {exc}")
+                    self._tally.failure(f"source {source.config.url}", f"SCAN broke off: {exc}")
                 if batch:
                     await keys_in.send(batch)
 
@@ -193,7 +197,7 @@ class _Copier:
                 tally.source_errors += 1
                 if isinstance(failure, TransportError):
                     tally.source_link_errors += 1
-                tally.failure(f"key {_name(key)}: cannot read it from the source: {failure}")
+                tally.failure(f"key {_name(key)}", f"cannot read it from the source: {failure}")
             else:
                 tally.skipped += 1  # expired or deleted since SCAN saw it
         return restores
@@ -242,8 +246,9 @@ class _Copier:
         if source_count != target_count:
             tally.different += 1
             tally.failure(
-                f"verify: {source_count:,} keys match {match!r} on the source, "
-                f"{target_count:,} on the target"
+                "verify",
+                f"{source_count:,} keys match {match!r} on the source, "
+                f"{target_count:,} on the target",
             )
         by_server: dict[int, list[bytes]] = {}
         for server, key in self.sample:
@@ -256,7 +261,7 @@ class _Copier:
                 tally.checked += 1
                 if original != copied and not await _same_value(source, target, key):
                     tally.different += 1
-                    tally.failure(f"verify: key {_name(key)} differs on the target")
+                    tally.failure(f"key {_name(key)}", "verify: differs on the target")
 
 
 async def _dump_and_ttl(client: Any, keys: list[bytes]) -> list[Any]:
@@ -319,9 +324,9 @@ async def _same_value(source: Any, target: Any, key: bytes) -> bool:
 async def _copy(
     args: argparse.Namespace, share: Share, counters: Counters | None, tally: Tally
 ) -> None:
-    source_target, target_target = _targets(args)
+    source_target, target_target = two_targets_from_args(args)
     copier = _Copier(args, share, tally, target_target.kind)
-    async with open_target(source_target) as source, open_target(target_target) as target:
+    async with source_target.open() as source, target_target.open() as target:
         sources = _Servers(source, source_target.kind)
         mine = copier.take_servers(len(sources.clients))
         total: float | None = None
@@ -330,19 +335,26 @@ async def _copy(
             total = sum(sizes) if copier.whole_servers else sum(sizes) / share.count
         progress = Progress(
             lambda: tally.acknowledged + tally.busy,
-            lambda: total,
-            "keys restored",
-            quiet=args.quiet or args.json or counters is not None,
+            lambda: _fraction(tally, total),
+            mode=choose_mode(args.quiet or counters is not None),
+            label="copy",
+            unit="keys",
         )
-        async with anyio.create_task_group() as group:
-            if counters is not None:
-                group.start_soon(counters.publish, share, tally, lambda: _fraction(tally, total))
-            group.start_soon(progress.run)
-            async with anyio.create_task_group() as copies:
-                for number in mine:
-                    copies.start_soon(copier.copy_server, number, sources.clients[number], target)
-            group.cancel_scope.cancel()
-        progress.finish()
+        try:
+            async with anyio.create_task_group() as group:
+                if counters is not None:
+                    group.start_soon(
+                        counters.publish, share, tally, lambda: _fraction(tally, total)
+                    )
+                group.start_soon(progress.run)
+                async with anyio.create_task_group() as copies:
+                    for number in mine:
+                        copies.start_soon(
+                            copier.copy_server, number, sources.clients[number], target
+                        )
+                group.cancel_scope.cancel()
+        finally:
+            progress.close()
         if args.verify:
             await copier.verify(sources, mine, target)
 
@@ -353,51 +365,52 @@ def _fraction(tally: Tally, total: float | None) -> float | None:
     return min((tally.acknowledged + tally.busy) / total, 1.0)
 
 
-def _targets(args: argparse.Namespace) -> tuple[Target, Target]:
-    source_kind: Kind = (
-        "cluster" if args.source_cluster else "shards" if args.source_shards else "server"
-    )
-    target_kind: Kind = (
-        "cluster" if args.target_cluster else "shards" if args.target_shards else "server"
-    )
-    return Target.parse(source_kind, [args.source]), Target.parse(target_kind, [args.target])
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``triopipe copy`` with parsed arguments; returns the exit status."""
     try:
-        source, target = _targets(args)
-    except ValueError as exc:
+        source, target = two_targets_from_args(args)
+    except CliError as exc:
         print(f"triopipe copy: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.status
     started = time.perf_counter()
-    tally = run_reported("copy", args, _copy, unit="keys restored", by_slot=True)
-    if isinstance(tally, int):
+    tally = run_reported("copy", args, _copy, unit="keys", by_slot=True)
+    if isinstance(tally, ExitStatus):
         return tally
     elapsed = time.perf_counter() - started
-    names = f"{source.describe()} to {target.describe()}"
-    rate = (tally.acknowledged + tally.busy) / max(elapsed, 1e-9)
+    names = f"{source.describe()} -> {target.describe()}"
+    kept_note = "" if args.replace else "--replace overwrites them"
     lines = [
-        f"copied {tally.items:,} keys matching {args.match!r} from {names} in {elapsed:.2f} s "
-        f"({rate:,.0f} keys/s): {tally.acknowledged:,} restored, {tally.busy:,} already at "
-        f"the target (kept{'' if args.replace else '; --replace overwrites them'}), "
-        f"{tally.skipped:,} gone before DUMP, {tally.source_errors:,} unreadable, "
-        f"{tally.errors:,} error replies, {tally.unknown:,} of unknown outcome, "
-        f"{tally.not_sent:,} not sent"
-        + (
-            f", {tally.broken_scans:,} source servers not walked to the end"
-            if tally.broken_scans
-            else ""
-        )
+        f"triopipe copy: {names}",
+        f"  copied {tally.items:,} keys matching {args.match!r}",
+        *count_lines(
+            [
+                ("gone before DUMP", tally.skipped, "expired or deleted since SCAN"),
+                ("unreadable", tally.source_errors, "at the source"),
+                ("scans broken off", tally.broken_scans, "source servers not walked to the end"),
+                ("restores", tally.commands, ""),
+                (
+                    "kept",
+                    tally.busy,
+                    f"already at the target; {kept_note}"
+                    if kept_note
+                    else "already at the target",
+                ),
+            ]
+        ),
+        *tally.outcome_lines(),
+        f"  {elapsed:.2f} s, {(tally.acknowledged + tally.busy) / max(elapsed, 1e-9):,.0f} keys/s",
     ]
     if args.verify:
         lines.append(
-            f"verified: key counts and {tally.checked:,} sampled keys, "
+            f"  verified: key counts and {tally.checked:,} sampled keys, "
             f"{tally.different:,} differences"
         )
     tally.print_summary(
-        [] if args.quiet else lines,
-        tally.as_dict(_SUMMARY_NAMES, names, elapsed) if args.json else None,
+        "copy",
+        None if args.quiet else lines,
+        tally.as_dict(_SUMMARY_NAMES, elapsed, source=source.describe(), target=target.describe())
+        if args.json
+        else None,
     )
     return tally.exit_status()
 
@@ -407,12 +420,8 @@ DUMP and PTTL on the source and RESTORE (pumped, keeping no reply) on the
 target, with their time to live. SOURCE and TARGET are a server's URL, or
 comma-separated URLs with --source-shards/--target-shards (shards) or
 --source-cluster/--target-cluster (a cluster's seed nodes). Passwords may
-come from REDISCLI_AUTH or TRIOPIPE_PASSWORD. A snapshot of a source at
+come from TRIOPIPE_PASSWORD or REDISCLI_AUTH, or --askpass. A snapshot of a source at
 rest: keys written meanwhile may or may not be copied.
-
-Exit status: 0 every key restored (or kept); 1 error replies; 2 bad usage;
-4 cannot connect; 5 a link broke midway; 9 --verify found differences;
-130 interrupted.
 """
 
 
@@ -422,17 +431,19 @@ def add_parser(commands: Any) -> None:
         "copy",
         help="copy keys between servers, shards or clusters (DUMP/RESTORE)",
         description=_DESCRIPTION,
+        epilog=statuses_help(
+            ExitStatus.OK,
+            ExitStatus.ERROR_REPLIES,
+            ExitStatus.USAGE,
+            ExitStatus.CANNOT_CONNECT,
+            ExitStatus.CONNECTION_LOST,
+            ExitStatus.DIFFERENT,
+            ExitStatus.INTERRUPTED,
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run)
-    parser.add_argument("source", help="the source's URL (or URLs, comma-separated)")
-    parser.add_argument("target", help="the target's URL (or URLs, comma-separated)")
-    side = parser.add_mutually_exclusive_group()
-    side.add_argument("--source-shards", action="store_true", help="SOURCE is shards")
-    side.add_argument("--source-cluster", action="store_true", help="SOURCE is a cluster")
-    side = parser.add_mutually_exclusive_group()
-    side.add_argument("--target-shards", action="store_true", help="TARGET is shards")
-    side.add_argument("--target-cluster", action="store_true", help="TARGET is a cluster")
+    add_two_target_options(parser)
     parser.add_argument(
         "--match", default="*", help="copy the keys matching this SCAN pattern (default: *)"
     )

@@ -24,6 +24,10 @@ from typing import Any, BinaryIO
 
 import anyio
 
+from ._accounting import Tally
+from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem, statuses_help
+from ._options import Target, add_target_options, target_from_args
+from ._progress import Progress, choose_mode
 from ._records import (
     BadRecord,
     CommandTemplate,
@@ -33,29 +37,21 @@ from ._records import (
     jsonl_records,
     parse_templates,
 )
-from ._tally import (
-    EXIT_BAD_INPUT,
-    EXIT_NO_INPUT,
-    EXIT_USAGE,
-    INPUT_ERRORS,
-    Progress,
-    Tally,
-    input_problem,
-)
-from ._targets import Target, open_target
 from ._workers import Counters, Share, add_run_options, run_reported
 
 __all__ = ["add_parser", "run"]
 
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _GZIP_MAGIC = b"\x1f\x8b"
+# --json's names of the counts: pump's, where they mean the same.
 _SUMMARY_NAMES = {
     "items": "records",
     "skipped": "bad_records",
     "commands": "commands",
+    "sent": "sent",
     "acknowledged": "acknowledged",
     "errors": "error_replies",
-    "unknown": "unknown_outcome",
+    "unknown": "unknown",
     "not_sent": "not_sent",
 }
 
@@ -183,13 +179,14 @@ class _Feed:
 
     def _bad(self, record: Record | BadRecord, problem: str, counted: bool) -> bool:
         """Report a bad record; whether the run stops at it."""
-        bad = str(BadRecord(record.number, record.line, problem))
+        where = f"record {record.number} (line {record.line})"
         if counted:
             self._tally.skipped += 1
-            self._tally.failure(bad)
+            self._tally.failure(where, problem)
         if self._skip_bad:
             return False
-        self._tally.stopped_at = bad
+        self._tally.stopped_at = where
+        self._tally.stop_reason = problem
         return True
 
     def outcomes(self, first: int, outcomes: list[Any]) -> None:
@@ -204,41 +201,33 @@ async def _import(
     args: argparse.Namespace, share: Share, counters: Counters | None, tally: Tally
 ) -> None:
     templates = parse_templates(args.templates)
-    target = _target(args)
+    target: Target = args.target_chosen
     source = _Input(args.file, args.format, args.encoding)
     try:
         records = _records(source, templates, args.delimiter)
         feed = _Feed(templates, share, tally, args.skip_bad)
         progress = Progress(
-            lambda: tally.acknowledged,
-            lambda: None,
-            "commands acknowledged",
-            quiet=args.quiet or args.json or counters is not None,
-            fraction=source.fraction,
+            lambda: tally.commands,
+            source.fraction,
+            mode=choose_mode(args.quiet or counters is not None),
+            label="import",
         )
-        async with open_target(target) as client, anyio.create_task_group() as group:
-            if counters is not None:
-                group.start_soon(counters.publish, share, tally, source.fraction)
-            group.start_soon(progress.run)
-            await client.pump(feed.commands(records), on_outcomes=feed.outcomes)
-            group.cancel_scope.cancel()
-        progress.finish()
+        try:
+            async with target.open() as client, anyio.create_task_group() as group:
+                if counters is not None:
+                    group.start_soon(counters.publish, share, tally, source.fraction)
+                group.start_soon(progress.run)
+                await client.pump(feed.commands(records), on_outcomes=feed.outcomes)
+                group.cancel_scope.cancel()
+        finally:
+            progress.close()
     finally:
         source.close()
-
-
-def _target(args: argparse.Namespace) -> Target:
-    if args.cluster:
-        return Target.parse("cluster", args.cluster)
-    if args.shards:
-        return Target.parse("shards", args.shards)
-    return Target.parse("server", [args.url])
 
 
 def _check_first(args: argparse.Namespace) -> None:
     """Everything that can be refused without a connection (raises ValueError or OSError)."""
     templates = parse_templates(args.templates)
-    _target(args)
     if args.workers > 1 and args.file == "-":
         raise ValueError("--workers needs a file: each worker reads the whole input")
     if args.file == "-":
@@ -256,29 +245,39 @@ def _check_first(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``triopipe import`` with parsed arguments; returns the exit status."""
     try:
+        # Found once, here: --askpass prompts once, and workers inherit it.
+        args.target_chosen = target_from_args(args)
         _check_first(args)
+    except CliError as exc:
+        print(f"triopipe import: {exc}", file=sys.stderr)
+        return exc.status
     except INPUT_ERRORS as exc:  # TemplateError and RecordError included
         print(f"triopipe import: {input_problem(exc)}", file=sys.stderr)
         if isinstance(exc, OSError):
-            return EXIT_NO_INPUT
-        return EXIT_BAD_INPUT if isinstance(exc, UnicodeError | EOFError) else EXIT_USAGE
+            return ExitStatus.NO_INPUT
+        if isinstance(exc, UnicodeError | EOFError):
+            return ExitStatus.BAD_INPUT
+        return ExitStatus.USAGE
     started = time.perf_counter()
-    tally = run_reported("import", args, _import, unit="commands acknowledged")
-    if isinstance(tally, int):
+    tally = run_reported("import", args, _import, unit="commands")
+    if isinstance(tally, ExitStatus):
         return tally
     elapsed = time.perf_counter() - started
-    target = _target(args).describe()
-    rate = tally.acknowledged / max(elapsed, 1e-9)
+    target = args.target_chosen.describe()
+    name = "standard input" if args.file == "-" else args.file
+    lines = [
+        f"triopipe import: {name} -> {target}",
+        f"  imported {tally.items:,} records ({tally.skipped:,} bad) "
+        f"as {tally.commands:,} commands",
+        *tally.outcome_lines(),
+        f"  {elapsed:.2f} s, {tally.commands / max(elapsed, 1e-9):,.0f} commands/s",
+    ]
     tally.print_summary(
-        [
-            f"imported {tally.items:,} records ({tally.skipped:,} bad) as {tally.commands:,} "
-            f"commands into {target} in {elapsed:.2f} s ({rate:,.0f} commands/s): "
-            f"{tally.acknowledged:,} acknowledged, {tally.errors:,} error replies, "
-            f"{tally.unknown:,} of unknown outcome, {tally.not_sent:,} not sent"
-        ]
-        if not args.quiet
-        else [],
-        tally.as_dict(_SUMMARY_NAMES, target, elapsed) if args.json else None,
+        "import",
+        None if args.quiet else lines,
+        tally.as_dict(_SUMMARY_NAMES, elapsed, target=target, input=args.file)
+        if args.json
+        else None,
     )
     return tally.exit_status()
 
@@ -290,11 +289,6 @@ by templates, and send them pipelined, keeping no reply. In a template,
 {field:int}, {field:float} and {field:nonempty} check the value first, {{ and
 }} are literal braces, and "double quotes" group words into one argument. A
 CSV or TSV file starts with a header line naming the fields.
-
-Exit status: 0 all acknowledged; 1 error replies; 2 bad usage (an option,
-URL or template; nothing sent); 3 bad input stopped the run (a bad record,
-unless --skip-bad); 4 cannot connect; 5 a link broke midway; 6 no input
-file; 130 interrupted.
 """
 
 
@@ -304,6 +298,17 @@ def add_parser(commands: Any) -> None:
         "import",
         help="turn CSV/TSV/JSON Lines records into commands by templates",
         description=_DESCRIPTION,
+        epilog=statuses_help(
+            ExitStatus.OK,
+            ExitStatus.ERROR_REPLIES,
+            ExitStatus.USAGE,
+            ExitStatus.BAD_INPUT,
+            ExitStatus.CANNOT_CONNECT,
+            ExitStatus.CONNECTION_LOST,
+            ExitStatus.NO_INPUT,
+            ExitStatus.INTERRUPTED,
+        )
+        + " (a bad record stops the run unless --skip-bad)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(run=run)
@@ -338,19 +343,7 @@ def add_parser(commands: Any) -> None:
         help="report bad records and go on (default: stop at the first one, once every "
         "command before it is answered)",
     )
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument(
-        "--url",
-        default="redis://localhost:6379",
-        help="one server's URL (default: %(default)s); the password may come from "
-        "REDISCLI_AUTH or TRIOPIPE_PASSWORD",
-    )
-    target.add_argument(
-        "--shards", action="append", metavar="URL,URL", help="shard over these servers"
-    )
-    target.add_argument(
-        "--cluster", action="append", metavar="URL,URL", help="a Redis Cluster's seed nodes"
-    )
+    add_target_options(parser)
     add_run_options(
         parser,
         "to shards or a cluster, by slot (each key's commands keep their order); to one "

@@ -10,7 +10,9 @@ Rules kept here:
   ``REDISCLI_AUTH`` (as ``redis-cli`` reads it), else the URL's own. It is
   never printed: targets are described by their URLs without credentials.
 - ``--shards A B FILE``: a trailing value that is not a URL is the input
-  file, not a server.
+  file, not a server. ``--shards A,B`` (comma-separated) names the same two.
+- ``copy`` has two targets, its positional SOURCE and TARGET, each made
+  shards or a cluster by ``--source-shards``, ``--target-cluster``, ...
 """
 
 from __future__ import annotations
@@ -22,28 +24,34 @@ import functools
 import getpass
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 
 from .._client import open_client
 from .._cluster import open_cluster_client
 from .._config import parse_url
-from .._exceptions import ResponseError, TransportError
+from .._exceptions import AuthenticationError, ResponseError, TransportError
 from .._sharded import open_sharded_client
 from ._exits import CliError, ExitStatus
 
 __all__ = [
     "PASSWORD_VARIABLES",
+    "Kind",
     "Target",
     "add_backend_option",
+    "add_report_options",
     "add_target_options",
+    "add_two_target_options",
     "make_target",
     "run_on_backend",
     "target_from_args",
+    "two_targets_from_args",
 ]
 
 T = TypeVar("T")
+#: What a target is: one server, shards, or a cluster.
+Kind = Literal["server", "shards", "cluster"]
 
 DEFAULT_URL = "redis://localhost:6379"
 #: Environment variables holding the password, in the order they are read.
@@ -85,6 +93,19 @@ def add_target_options(
     parser.set_defaults(_file_option=file_option)
 
 
+def add_report_options(parser: argparse.ArgumentParser, *, errors_help: str) -> None:
+    """Add how a run reports: ``--errors FILE``, ``--json`` and ``--quiet``."""
+    parser.add_argument("--errors", metavar="FILE", help=errors_help)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the counts as one JSON object on standard output at the end",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress and no summary (errors still shown)"
+    )
+
+
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--backend``: the event loop to run on."""
     parser.add_argument(
@@ -99,7 +120,7 @@ def add_backend_option(parser: argparse.ArgumentParser) -> None:
 class Target:
     """Where commands go: ``kind`` is ``server``, ``shards`` or ``cluster``."""
 
-    kind: str
+    kind: Kind
     urls: tuple[str, ...]
     password: str | None = dataclasses.field(default=None, repr=False)
 
@@ -131,6 +152,12 @@ class Target:
         async with contextlib.AsyncExitStack() as stack:
             try:
                 client = await stack.enter_async_context(opener)
+            except AuthenticationError as exc:
+                raise CliError(
+                    f"cannot connect to {self.describe()}: the server refused the credentials: "
+                    f"{exc}",
+                    ExitStatus.CANNOT_CONNECT,
+                ) from None
             except (TransportError, ResponseError, OSError) as exc:
                 raise CliError(
                     f"cannot connect to {self.describe()}: {exc}", ExitStatus.CANNOT_CONNECT
@@ -158,22 +185,74 @@ def target_from_args(args: argparse.Namespace) -> Target:
 
 
 def make_target(
-    kind: str, urls: Sequence[str], *, askpass: bool = False, prompt: str = "Redis password: "
+    kind: Kind, urls: Sequence[str], *, askpass: bool = False, prompt: str = "Redis password: "
 ) -> Target:
     """A target of ``kind`` (``server``, ``shards``, ``cluster``), URLs checked, password found.
 
-    For subcommands with targets of their own (a copy's source and
-    destination): ``prompt`` tells which one ``--askpass`` asks for.
+    A comma-separated value counts as several URLs. For subcommands with
+    targets of their own (a copy's source and destination): ``prompt`` tells
+    which one ``--askpass`` asks for.
+
+    Raises:
+        CliError: no URL, a bad one, or several for one server
+            (:attr:`~ExitStatus.USAGE`).
+    """
+    split = tuple(part for url in urls for part in url.split(",") if part)
+    if not split:
+        raise CliError("no server URL given", ExitStatus.USAGE)
+    if kind == "server" and len(split) > 1:
+        raise CliError(
+            "several URLs for one server: say --shards or --cluster (pump, import) or "
+            "--source-shards, --target-cluster, ... (copy)",
+            ExitStatus.USAGE,
+        )
+    try:
+        for url in split:
+            parse_url(url)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc), ExitStatus.USAGE) from None
+    return Target(kind, split, password=_password(askpass, prompt))
+
+
+def add_two_target_options(parser: argparse.ArgumentParser) -> None:
+    """Add positional SOURCE and TARGET, what kind each is, and ``--askpass``."""
+    parser.add_argument("source", help="the source's URL (or URLs, comma-separated)")
+    parser.add_argument("target", help="the target's URL (or URLs, comma-separated)")
+    group = parser.add_argument_group("kinds of source and target (default: one server)")
+    for side in ("source", "target"):
+        exclusive = group.add_mutually_exclusive_group()
+        exclusive.add_argument(
+            f"--{side}-shards", action="store_true", help=f"{side.upper()} is shards"
+        )
+        exclusive.add_argument(
+            f"--{side}-cluster", action="store_true", help=f"{side.upper()} is a cluster"
+        )
+    group.add_argument(
+        "--askpass",
+        action="store_true",
+        help="prompt for each side's password (otherwise from TRIOPIPE_PASSWORD, then "
+        "REDISCLI_AUTH, then the URL)",
+    )
+
+
+def two_targets_from_args(args: argparse.Namespace) -> tuple[Target, Target]:
+    """The source and the target :func:`add_two_target_options` named.
 
     Raises:
         CliError: a bad URL (:attr:`~ExitStatus.USAGE`).
     """
-    try:
-        for url in urls:
-            parse_url(url)
-    except (ValueError, TypeError) as exc:
-        raise CliError(str(exc), ExitStatus.USAGE) from None
-    return Target(kind, tuple(urls), password=_password(askpass, prompt))
+    sides = []
+    for side in ("source", "target"):
+        kind: Kind = (
+            "cluster"
+            if getattr(args, f"{side}_cluster")
+            else "shards"
+            if getattr(args, f"{side}_shards")
+            else "server"
+        )
+        prompt = f"Redis password of the {side}: "
+        sides.append(make_target(kind, [getattr(args, side)], askpass=args.askpass, prompt=prompt))
+    return sides[0], sides[1]
 
 
 def _password(askpass: bool, prompt: str) -> str | None:

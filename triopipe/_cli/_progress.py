@@ -8,8 +8,9 @@
 - ``--quiet``: nothing.
 
 What it shows is read from callables the run provides (commands settled,
-fraction done), sampled by :meth:`Progress.run`'s own task: the hot path pays
-nothing for the display.
+fraction done), sampled by :meth:`Progress.run`'s own task (or by
+:meth:`Progress.tick` from a loop that is not async: the parent of
+``--workers``): the hot path pays nothing for the display.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Progress:
             when the total is unknown (standard input).
         mode: ``bar``, ``lines`` or ``off`` (see :func:`choose_mode`).
         label: what the run does, e.g. ``pump``.
+        unit: what ``done`` counts (``commands``, ``keys``).
     """
 
     def __init__(
@@ -59,9 +61,11 @@ class Progress:
         *,
         mode: str,
         label: str,
+        unit: str = "commands",
         stream: TextIO = sys.stderr,
         line_interval: float = LINE_INTERVAL,
     ) -> None:
+        self._unit = unit
         self._done = done
         self._fraction = fraction
         self.mode = mode
@@ -69,6 +73,7 @@ class Progress:
         self._stream = stream
         self._line_interval = line_interval
         self._started = time.perf_counter()
+        self._last_line = self._started
         self._bar: Any = None
         self._task: Any = None
 
@@ -76,20 +81,32 @@ class Progress:
         """Redraw until cancelled (run it in a task next to the work)."""
         if self.mode == "off":
             return
-        if self.mode == "bar":
-            self._start_bar()
-            while True:
-                self._draw_bar()
-                await anyio.sleep(BAR_INTERVAL)
         while True:
-            await anyio.sleep(self._line_interval)
-            print(f"{self._label}: {self.line()}", file=self._stream, flush=True)
+            self.tick()
+            await anyio.sleep(BAR_INTERVAL if self.mode == "bar" else self._line_interval)
+
+    @property
+    def period(self) -> float:
+        """Seconds between two calls of :meth:`tick` worth making."""
+        return BAR_INTERVAL if self.mode == "bar" else self._line_interval
+
+    def tick(self) -> None:
+        """Redraw the bar, or print a line when one is due."""
+        if self.mode == "bar":
+            if self._bar is None:
+                self._start_bar()
+            self._draw_bar()
+        elif self.mode == "lines":
+            now = time.perf_counter()
+            if now - self._last_line >= self._line_interval * 0.99:
+                self._last_line = now
+                print(f"{self._label}: {self.line()}", file=self._stream, flush=True)
 
     def line(self) -> str:
         """The state as one line: commands, rate, percent and time left when known."""
         done = self._done()
         elapsed = max(time.perf_counter() - self._started, 1e-9)
-        text = f"{done:,} commands, {done / elapsed:,.0f}/s"
+        text = f"{done:,} {self._unit}, {done / elapsed:,.0f}/s"
         fraction = self._fraction()
         if fraction is not None:
             text += f", {fraction:.1%}"
@@ -121,7 +138,7 @@ class Progress:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[commands]} commands, {task.fields[rate]}/s"),
+            TextColumn(f"{{task.fields[commands]}} {self._unit}, {{task.fields[rate]}}/s"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),

@@ -35,11 +35,12 @@ from .._tasks import background_task_group
 from ._accounting import Accounting, ErrorLog
 from ._checkpoint import Checkpoint, CheckpointFile, Recorder
 from ._durability import WINDOW, Durability, WindowLog, wait_on_each
-from ._exits import CliError, ExitStatus
+from ._exits import CliError, ExitStatus, statuses_help
 from ._input import CommandSource, Mark
 from ._options import (
     Target,
     add_backend_option,
+    add_report_options,
     add_target_options,
     run_on_backend,
     target_from_args,
@@ -364,12 +365,7 @@ def add_parser(commands: Any) -> None:
             "(written, unanswered when a link broke). A malformed command stops the run after "
             "every command before it was answered."
         ),
-        epilog=(
-            "exit status: 0 all acknowledged; 1 error replies; 2 bad option or URL; 3 bad "
-            "input (the summary names the line); 4 cannot connect; 5 connection lost midway; "
-            "6 input file unreadable; 7 refused command; 8 windows not confirmed durable; "
-            "130 interrupted"
-        ),
+        epilog=statuses_help(*(status for status in ExitStatus if status != ExitStatus.DIFFERENT)),
     )
     pump.set_defaults(run=run)
     pump.add_argument(
@@ -382,16 +378,10 @@ def add_parser(commands: Any) -> None:
         default="auto",
         help="input format (default: auto, RESP when the first byte is '*')",
     )
-    pump.add_argument(
-        "--errors",
-        metavar="FILE",
-        help="write every error reply to FILE, one JSON object a line with its line or "
-        "command number (default: only the first 5, in the summary)",
-    )
-    pump.add_argument(
-        "--json",
-        action="store_true",
-        help="print the counts as one JSON object on standard output at the end",
+    add_report_options(
+        pump,
+        errors_help="write every error reply to FILE, one JSON object a line with its line "
+        "or command number (default: only the first 5, in the summary)",
     )
     pump.add_argument(
         "--checkpoint",
@@ -435,8 +425,5 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="when standard error is not a terminal, print a progress line every SECONDS "
         f"(default: {LINE_INTERVAL:g}); on a terminal a live bar is shown",
-    )
-    pump.add_argument(
-        "--quiet", action="store_true", help="no progress and no summary (errors still shown)"
     )
     add_backend_option(pump)

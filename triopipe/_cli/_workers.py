@@ -44,17 +44,10 @@ from .._exceptions import (
 )
 from .._routing import key_positions, key_slot
 from .._routing._keys import SLOTS
-from ._tally import (
-    EXIT_BAD_INPUT,
-    EXIT_CANNOT_CONNECT,
-    EXIT_CONNECTION_LOST,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    INPUT_ERRORS,
-    Progress,
-    Tally,
-    input_problem,
-)
+from ._accounting import SHOWN_ERRORS, ErrorLog, Tally
+from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem
+from ._options import add_backend_option, add_report_options, run_on_backend
+from ._progress import Progress, choose_mode
 
 __all__ = [
     "BLOCK",
@@ -63,7 +56,6 @@ __all__ = [
     "Share",
     "WorkerFailure",
     "add_run_options",
-    "backend_of",
     "positive",
     "run_reported",
     "run_workers",
@@ -150,9 +142,9 @@ def _run_share(
     with contextlib.ExitStack() as stack:
         if args.errors:
             path = share.file_name(args.errors)
-            tally.errors_file = stack.enter_context(open(path, "w", encoding="utf-8"))
+            tally.errors_file = ErrorLog(stack.enter_context(open(path, "w", encoding="utf-8")))
         try:
-            anyio.run(main, args, share, counters, tally, backend=backend_of(args))
+            run_on_backend(lambda: main(args, share, counters, tally), args.backend)
         except BaseException as exc:
             if counters is not None or not _interrupted(exc):
                 raise  # (a worker's Ctrl-C: the parent says it once)
@@ -184,29 +176,31 @@ def _alone(exc: BaseException) -> BaseException:
 class WorkerFailure(TriopipeError):
     """A worker's failure, as it said it: its message and its exit status."""
 
-    def __init__(self, problem: str, status: int) -> None:
+    def __init__(self, problem: str, status: ExitStatus) -> None:
         super().__init__(problem)
         self.problem = problem
         self.status = status
 
 
-def _described(exc: BaseException) -> tuple[str, int] | None:
+def _described(exc: BaseException) -> tuple[str, ExitStatus] | None:
     """A failure of a run as one line and an exit status (None: a bug, left to raise)."""
     if _interrupted(exc):
-        return "interrupted", EXIT_INTERRUPTED
+        return "interrupted", ExitStatus.INTERRUPTED
     exc = _alone(exc)
     if isinstance(exc, WorkerFailure):
         return exc.problem, exc.status
+    if isinstance(exc, CliError):
+        return str(exc), exc.status
     if isinstance(exc, ConnectError):
-        return f"cannot connect: {exc}", EXIT_CANNOT_CONNECT
+        return f"cannot connect: {exc}", ExitStatus.CANNOT_CONNECT
     if isinstance(exc, AuthenticationError):
-        return f"the server refused the credentials: {exc}", EXIT_CANNOT_CONNECT
+        return f"the server refused the credentials: {exc}", ExitStatus.CANNOT_CONNECT
     if isinstance(exc, CommandNotAllowedError):
-        return f"a command that cannot be pumped: {exc}", EXIT_USAGE
+        return f"a command that cannot be pumped: {exc}", ExitStatus.USAGE
     if isinstance(exc, INPUT_ERRORS):  # the input, unreadable midway
-        return input_problem(exc), EXIT_BAD_INPUT
+        return input_problem(exc), ExitStatus.BAD_INPUT
     if isinstance(exc, TriopipeError):
-        return str(exc), EXIT_CONNECTION_LOST
+        return str(exc), ExitStatus.CONNECTION_LOST
     return None
 
 
@@ -218,7 +212,10 @@ def _child(
     try:
         tally = _run_share(main, args, share, counters)
     except BaseException as exc:
-        described = _described(exc) or (f"{type(exc).__name__}: {exc}", EXIT_CONNECTION_LOST)
+        described = _described(exc) or (
+            f"{type(exc).__name__}: {exc}",
+            ExitStatus.CONNECTION_LOST,
+        )
         results.put((share.index, None, described))
     else:
         tally.errors_file = None
@@ -227,10 +224,10 @@ def _child(
 
 def run_reported(
     name: str, args: argparse.Namespace, main: Main, *, unit: str, by_slot: bool = False
-) -> Tally | int:
+) -> Tally | ExitStatus:
     """The tally of :func:`run_workers`, or the exit status of a failure, said in one line."""
     try:
-        return run_workers(args, main, unit=unit, by_slot=by_slot)
+        return run_workers(name, args, main, unit=unit, by_slot=by_slot)
     except BaseException as exc:
         described = _described(exc)
         if described is None:
@@ -241,7 +238,7 @@ def run_reported(
 
 
 def run_workers(
-    args: argparse.Namespace, main: Main, *, unit: str, by_slot: bool = False
+    name: str, args: argparse.Namespace, main: Main, *, unit: str, by_slot: bool = False
 ) -> Tally:
     """Run ``main`` in ``args.workers`` processes (or here, for one) and add up their tallies.
 
@@ -267,10 +264,10 @@ def run_workers(
         process.start()
     progress = Progress(
         counters.acknowledged,
-        lambda: None,
-        unit,
-        quiet=args.quiet or args.json,
-        fraction=counters.fraction,
+        counters.fraction,
+        mode=choose_mode(args.quiet),
+        label=name,
+        unit=unit,
     )
     outcomes: dict[int, tuple[Tally | None, Any]] = {}
     try:
@@ -291,7 +288,7 @@ def run_workers(
             process.join(timeout=1)
             if process.is_alive():
                 process.kill()
-        progress.finish()
+        progress.close()
     return _combined(args, outcomes)
 
 
@@ -321,23 +318,14 @@ def _combined(args: argparse.Namespace, outcomes: dict[int, tuple[Tally | None, 
     return total
 
 
-def backend_of(args: argparse.Namespace) -> str:
-    """The event loop to run on: ``--backend``, asyncio when trio is not installed."""
-    backend: str = args.backend
-    if backend == "trio":
-        try:
-            import trio  # noqa: F401
-        except ImportError:
-            print("triopipe: trio is not installed; running on asyncio", file=sys.stderr)
-            backend = "asyncio"
-    return backend
-
-
 def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
     """Add the options of how a run goes and reports (``--workers``, ``--json``, ...)."""
-    parser.add_argument("--errors", metavar="FILE", help="write every failure to FILE")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    add_report_options(
+        parser,
+        errors_help="write every failure to FILE, one JSON object a line with its record "
+        "or key "
+        f"(default: only the first {SHOWN_ERRORS}, in the summary)",
+    )
     parser.add_argument(
         "--workers",
         type=positive,
@@ -345,12 +333,7 @@ def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
         metavar="N",
         help=f"split the work over N processes: {workers_help} (default: 1)",
     )
-    parser.add_argument(
-        "--backend",
-        choices=["trio", "asyncio"],
-        default="asyncio",
-        help="event loop (default: %(default)s)",
-    )
+    add_backend_option(parser)
 
 
 def positive(text: str) -> int:
