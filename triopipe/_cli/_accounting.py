@@ -281,6 +281,8 @@ class Tally:
     #: Where the bad record that stopped the run (import) is, and what was wrong.
     stopped_at: str | None = None
     stop_reason: str | None = None
+    #: The exit status that stop calls for (default: bad input).
+    stop_status: ExitStatus | None = None
     #: The first failures, as (where, what) pairs: shown in the summary.
     quoted: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     #: Where every failure goes (``--errors``), if anywhere.
@@ -332,6 +334,7 @@ class Tally:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
         if self.stopped_at is None:
             self.stopped_at, self.stop_reason = other.stopped_at, other.stop_reason
+            self.stop_status = other.stop_status
         self.quoted = (self.quoted + other.quoted)[:SHOWN_ERRORS]
 
     def exit_status(self) -> ExitStatus:
@@ -341,7 +344,7 @@ class Tally:
         if self.unknown or self.not_sent or self.broken_scans or self.source_link_errors:
             return ExitStatus.CONNECTION_LOST
         if self.stopped_at is not None:
-            return ExitStatus.BAD_INPUT
+            return self.stop_status or ExitStatus.BAD_INPUT
         if self.different:
             return ExitStatus.DIFFERENT
         if self.errors or self.source_errors:

@@ -56,6 +56,7 @@ __all__ = [
     "Share",
     "WorkerFailure",
     "add_run_options",
+    "add_workers_option",
     "positive",
     "run_reported",
     "run_workers",
@@ -326,6 +327,12 @@ def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
         "or key "
         f"(default: only the first {SHOWN_ERRORS}, in the summary)",
     )
+    add_workers_option(parser, workers_help)
+    add_backend_option(parser)
+
+
+def add_workers_option(parser: argparse.ArgumentParser, workers_help: str) -> None:
+    """Add ``--workers N``, ``workers_help`` saying how the work is split."""
     parser.add_argument(
         "--workers",
         type=positive,
@@ -333,7 +340,6 @@ def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
         metavar="N",
         help=f"split the work over N processes: {workers_help} (default: 1)",
     )
-    add_backend_option(parser)
 
 
 def positive(text: str) -> int:

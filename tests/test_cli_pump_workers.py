@@ -1,0 +1,136 @@
+"""``triopipe pump --workers N`` against real servers: the data and counts of one worker.
+
+Each run is the real program (worker processes), on each event loop where
+the loop matters. The data is compared key by key with what one worker
+leaves; the counts and named lines with what the input holds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_runner import triopipe
+from helpers import Control
+from keyspace import keyspace
+
+BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
+
+
+def report(result: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
+    assert result.stdout, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def mixed_lines(count: int) -> bytes:
+    """Commands whose result depends on their order per key, and keyless ones."""
+    lines = []
+    for i in range(count):
+        lines.append(b"RPUSH order:%d %d" % (i % 97, i))
+        lines.append(b"SET last:%d %d" % (i % 89, i))
+        if i % 1000 == 0:
+            lines.append(b"PING")  # no key: worker 0 sends it
+            lines.append(b"")  # a blank line shifts the lines after it
+    return b"\n".join(lines) + b"\n"
+
+
+def pump_twice(path: Path, target: list[str], urls: list[str], backend: str) -> None:
+    """Pump ``path`` with one worker, then with two: the same keys, values and counts."""
+    results = []
+    for workers in ("1", "2"):
+        for url in urls:
+            Control(url).flushall()
+        result = triopipe(
+            "pump", str(path), *target, "--workers", workers, "--json", "--backend", backend,
+            subprocess_=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        results.append((report(result), keyspace(urls)))
+    (alone, alone_keys), (split, split_keys) = results
+    assert split_keys == alone_keys
+    assert len(split_keys) == 97 + 89
+    for name in ("read", "sent", "acknowledged", "error_replies", "unknown", "not_sent"):
+        assert split[name] == alone[name], name
+    assert split["acknowledged"] == 2 * 30_000 + 30
+    assert split["workers"] == 2
+
+
+@BACKENDS
+def test_two_workers_into_two_shards_leave_the_keys_of_one(
+    redis_shard_urls: list[str], tmp_path: Path, backend: str
+) -> None:
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(mixed_lines(30_000))
+    shards = redis_shard_urls[:2]
+    pump_twice(path, ["--shards", *shards], shards, backend)
+    assert all(Control(url).dbsize() for url in shards)  # both shards got keys
+
+
+def test_two_workers_into_a_cluster_leave_the_keys_of_one(
+    redis_cluster_urls: list[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(mixed_lines(30_000))
+    pump_twice(path, ["--cluster", redis_cluster_urls[0]], redis_cluster_urls, "trio")
+
+
+@BACKENDS
+def test_error_replies_and_a_malformed_line_are_counted_exactly(
+    redis_url: str, redis_shard_urls: list[str], tmp_path: Path, backend: str
+) -> None:
+    # 25,000 SETs; LPUSH on three of those strings (error replies), then a
+    # line with an unclosed quote, then more SETs that must not be sent.
+    lines = [b"SET s:%d v" % i for i in range(25_000)]
+    wrong_at = []
+    for i in (5, 12_345, 24_999):
+        lines.insert(i + len(wrong_at), b"LPUSH s:%d x" % (i - 1))
+        wrong_at.append(i + len(wrong_at) + 1)
+    lines.append(b'SET broken "no closing quote')
+    malformed = len(lines)
+    lines += [b"SET after:%d v" % i for i in range(5_000)]
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    errors = tmp_path / "errors.jsonl"
+    shards = redis_shard_urls[:2]
+    for target, urls in ((["--url", redis_url], [redis_url]), (["--shards", *shards], shards)):
+        result = triopipe(
+            "pump", str(path), *target, "--workers", "2", "--json", "--errors", str(errors),
+            "--backend", backend, subprocess_=True,
+        )  # fmt: skip
+        assert result.returncode == 3, result.stderr
+        counts = report(result)
+        assert counts["stopped_at"] == f"line {malformed}"
+        assert counts["stop_reason"].startswith("unbalanced quotes")
+        assert (counts["read"], counts["sent"]) == (25_003, 25_003)
+        assert (counts["acknowledged"], counts["error_replies"]) == (25_000, 3)
+        assert counts["unknown"] == counts["not_sent"] == 0
+        logged = [json.loads(line) for line in errors.read_text().splitlines()]
+        assert sorted(entry["line"] for entry in logged) == wrong_at
+        assert all(entry["error"].startswith("error reply: WRONGTYPE") for entry in logged)
+        stderr = result.stderr.decode()
+        assert f"stopped at line {malformed}: unbalanced quotes" in stderr, stderr
+        assert f"line {wrong_at[0]}: error reply: WRONGTYPE" in stderr
+        assert sum(int(Control(url).dbsize()) for url in urls) == 25_000  # type: ignore[call-overload]
+        assert all(Control(url).get("after:0") is None for url in urls)
+
+
+def test_what_workers_cannot_do_is_refused_before_sending(redis_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "few.txt"
+    path.write_bytes(b"SET a 1\n")
+    refused = {
+        "--checkpoint": ["--checkpoint", str(tmp_path / "cp.json")],
+        "--wait-replicas": ["--wait-replicas", "0"],
+    }
+    for option, extra in refused.items():
+        result = triopipe("pump", str(path), "--url", redis_url, "--workers", "2", *extra)
+        assert result.returncode == 2, result.stderr
+        assert option.encode() in result.stderr
+        assert result.stderr.count(b"\n") == 1
+    piped = triopipe("pump", "--url", redis_url, "--workers", "2", data=b"SET a 1\n")
+    assert piped.returncode == 2
+    assert b"--workers needs an input file" in piped.stderr
+    assert Control(redis_url).dbsize() == 0

@@ -1,0 +1,136 @@
+"""``triopipe pump --workers N``: one worker's share of the input, exactly accounted.
+
+Rules that live here (the process pool itself is :mod:`._workers`):
+
+- every worker reads and checks the whole input with its own
+  :class:`~._input.CommandSource`, so a malformed or refused command stops
+  every worker at the same place, after every command before it is answered;
+- a worker sends only its share (:meth:`~._workers.Share.sends` by the slot
+  of the first key to shards or a cluster, commands without a key going to
+  worker 0; whole blocks of :data:`~._workers.BLOCK` commands to one server),
+  so each command is sent, and counted, by exactly one worker;
+- outcomes are named by their place in the input (``line 17``, ``command
+  17``), as one process names them; a broken link stops that worker's
+  reading, as it stops a single run's.
+
+``--checkpoint`` and ``--wait-replicas``/``--wait-aof`` are refused with
+``--workers``: a checkpoint records one answered prefix of one input, which
+several processes answering in their own orders do not have.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+
+from .._exceptions import TriopipeError
+from ._accounting import Tally
+from ._exits import CliError, ExitStatus
+from ._input import Command, CommandSource
+from ._options import Target
+from ._refusals import CommandCheck
+from ._workers import Counters, Share
+
+__all__ = ["check_workers", "pump_share"]
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    """Refuse what ``--workers`` cannot do, before anything is sent.
+
+    Raises:
+        CliError: standard input, ``--checkpoint`` or a durability wait with
+            several workers (:attr:`~ExitStatus.USAGE`).
+    """
+    if args.workers <= 1:
+        return
+    if args.file == "-":
+        raise CliError(
+            "--workers needs an input file: each worker reads all of it", ExitStatus.USAGE
+        )
+    if args.checkpoint is not None:
+        raise CliError(
+            "--checkpoint cannot be used with --workers: workers answer their shares in "
+            "their own order, so the input has no single answered prefix to resume from",
+            ExitStatus.USAGE,
+        )
+    if args.wait_replicas is not None or args.wait_aof:
+        raise CliError(
+            "--wait-replicas and --wait-aof cannot be used with --workers (use one worker)",
+            ExitStatus.USAGE,
+        )
+
+
+class _ShareFeed:
+    """This worker's commands of a source, remembering each in-flight one's input index."""
+
+    def __init__(self, source: CommandSource, share: Share, tally: Tally) -> None:
+        self._source = source
+        self._share = share
+        self._tally = tally
+        # The input index of each command handed to pump and not yet
+        # answered; the first of them is pump's command number self._first.
+        self._indexes: deque[int] = deque()
+        self._first = 0
+
+    def commands(self) -> Iterator[Command]:
+        share, indexes = self._share, self._indexes
+        if share.by_slot:
+            sends = share.sends
+            for index, command in enumerate(self._source):
+                if sends(command):
+                    indexes.append(index)
+                    yield command
+        else:
+            owns = share.owns_record
+            for index, command in enumerate(self._source):
+                if owns(index + 1):
+                    indexes.append(index)
+                    yield command
+
+    def outcomes(self, first: int, outcomes: list[Any]) -> None:
+        """Count the outcomes of pump's commands ``first``, ... (in order, each once)."""
+        indexes, base, tally = self._indexes, self._first, self._tally
+        locate = self._source.locate
+        tally.outcomes(first, outcomes, lambda number: locate(indexes[number - base]))
+        self._first = first + len(outcomes)
+        for _ in outcomes:
+            indexes.popleft()
+        if indexes:
+            self._source.release(indexes[0])
+        if tally.unknown or tally.not_sent:
+            self._source.halted = True  # a link broke: read no more, as one process does
+
+
+async def pump_share(
+    args: argparse.Namespace, share: Share, counters: Counters | None, tally: Tally
+) -> None:
+    """Pump this worker's share of ``args.file``, counting into ``tally``."""
+    target: Target = args.target_chosen
+    # Read with blocking calls, as one process reads its input: a local file.
+    with open(args.file, "rb") as stream:  # noqa: ASYNC230
+        size = args.input_size
+        source = CommandSource(stream, args.format, check=CommandCheck(idempotent=False))
+        feed = _ShareFeed(source, share, tally)
+
+        def fraction() -> float | None:
+            return min(source.bytes_read / size, 1.0) if size else None
+
+        async with target.open() as client, anyio.create_task_group() as group:
+            if counters is not None:
+                group.start_soon(counters.publish, share, tally, fraction)
+            try:
+                await client.pump(feed.commands(), on_outcomes=feed.outcomes)
+            except (TriopipeError, TypeError, ValueError) as exc:
+                where = source.locate(source.taken - 1)
+                raise CliError(f"after {where}: {exc}", ExitStatus.BAD_INPUT) from None
+            group.cancel_scope.cancel()
+    tally.items = tally.commands  # each command read is sent by exactly one worker
+    if source.failure is not None:
+        tally.stopped_at = source.failure.where
+        tally.stop_reason = source.failure.reason
+        tally.stop_status = source.failure.status
+    args.input_form = source.form
