@@ -17,6 +17,9 @@ from cli_runner import triopipe
 from helpers import Control
 from keyspace import keyspace
 
+from triopipe._cli._workers import first_key_at
+from triopipe._routing import key_positions
+
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
 
 
@@ -134,3 +137,25 @@ def test_what_workers_cannot_do_is_refused_before_sending(redis_url: str, tmp_pa
     assert piped.returncode == 2
     assert b"--workers needs an input file" in piped.stderr
     assert Control(redis_url).dbsize() == 0
+
+
+def test_the_first_key_found_by_shape_is_the_one_the_key_specs_find() -> None:
+    commands = [
+        (b"SET", b"k", b"v"),
+        (b"set", b"k2", b"v"),
+        (b"RPUSH", b"list", b"a", b"b"),
+        (b"MSET", b"a", b"1", b"b", b"2"),
+        (b"EVAL", b"return 1", b"1", b"key"),
+        (b"EVAL", b"return 1", b"0"),
+        (b"XREAD", b"COUNT", b"2", b"STREAMS", b"s1", b"s2", b"0", b"0"),
+        (b"OBJECT", b"ENCODING", b"k"),
+        (b"SORT", b"k", b"STORE", b"dest"),
+        (b"PING",),
+    ]
+    for _ in range(2):  # the second time from the cache, where it may be cached
+        for command in commands:
+            positions = key_positions(command)
+            assert first_key_at(command) == (positions[0] if positions else None), command
+    # EVAL's keys depend on its key count, not only on its length.
+    assert first_key_at((b"EVAL", b"s", b"0", b"x")) is None
+    assert first_key_at((b"EVAL", b"s", b"1", b"x")) == 3

@@ -21,6 +21,7 @@ several processes answering in their own orders do not have.
 from __future__ import annotations
 
 import argparse
+from binascii import crc_hqx
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -28,14 +29,18 @@ from typing import Any
 import anyio
 
 from .._exceptions import TriopipeError
+from .._routing import hash_tag
+from .._routing._keys import SLOTS
 from ._accounting import Tally
 from ._exits import CliError, ExitStatus
 from ._input import Command, CommandSource
 from ._options import Target
 from ._refusals import CommandCheck
-from ._workers import Counters, Share
+from ._workers import Counters, Share, first_key_at
 
 __all__ = ["check_workers", "pump_share"]
+
+_LAST_SLOT = SLOTS - 1
 
 
 def check_workers(args: argparse.Namespace) -> None:
@@ -79,11 +84,22 @@ class _ShareFeed:
     def commands(self) -> Iterator[Command]:
         share, indexes = self._share, self._indexes
         if share.by_slot:
-            sends = share.sends
+            # Share.sends, unrolled: every worker judges every command of the input.
+            low, high = share.slot_range()
+            keyless = share.index == 0
             for index, command in enumerate(self._source):
-                if sends(command):
-                    indexes.append(index)
-                    yield command
+                at = first_key_at(command)
+                if at is None:
+                    if not keyless:
+                        continue
+                else:
+                    key = command[at]
+                    if b"{" in key:
+                        key = hash_tag(key)
+                    if not low <= crc_hqx(key, 0) & _LAST_SLOT < high:
+                        continue
+                indexes.append(index)
+                yield command
         else:
             owns = share.owns_record
             for index, command in enumerate(self._source):

@@ -43,7 +43,8 @@ from .._exceptions import (
     TriopipeError,
 )
 from .._routing import key_positions, key_slot
-from .._routing._keys import SLOTS
+from .._routing._keys import SLOTS, command_key
+from .._routing._keyspecs import INDEX, KEY_SPECS, RANGE, UNKNOWN_KEYS
 from ._accounting import SHOWN_ERRORS, ErrorLog, Tally
 from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem
 from ._options import add_backend_option, add_report_options, run_on_backend
@@ -57,6 +58,7 @@ __all__ = [
     "WorkerFailure",
     "add_run_options",
     "add_workers_option",
+    "first_key_at",
     "positive",
     "run_reported",
     "run_workers",
@@ -91,21 +93,57 @@ class Share:
         """Whether keys of ``slot`` are this worker's."""
         return self.count == 1 or slot * self.count // SLOTS == self.index
 
+    def slot_range(self) -> tuple[int, int]:
+        """The slots of this worker, from the first to one past the last (as :meth:`owns_slot`)."""
+        # The smallest slot s with s * count // SLOTS >= index, for this and the next index.
+        return -(-self.index * SLOTS // self.count), -(-(self.index + 1) * SLOTS // self.count)
+
     def sends(self, command: Sequence[Any]) -> bool:
         """Whether this worker sends ``command`` (its record being its to send)."""
         if self.count == 1 or not self.by_slot:
             return True
-        try:
-            positions = key_positions(command)
-        except TriopipeError:
-            positions = []
-        if not positions:
+        at = first_key_at(command)
+        if at is None:
             return self.index == 0
-        return self.owns_slot(key_slot(command[positions[0]]))
+        return self.owns_slot(key_slot(command[at]))
 
     def file_name(self, path: str) -> str:
         """This worker's own file for what the run writes to ``path``."""
         return path if self.count == 1 else f"{path}.worker{self.index}"
+
+
+# The first key's index by (name as spelled, argument count), for commands
+# whose key specs find keys by position alone (SET k v, RPUSH k a b...):
+# every worker asks for each of a million commands.
+_FIRST_KEY_AT: dict[tuple[Any, int], int | None] = {}
+_CACHE_LIMIT = 4096
+
+
+def first_key_at(command: Sequence[Any]) -> int | None:
+    """The index of ``command``'s first key, or None: no key (or not known)."""
+    shape = (command[0], len(command))
+    if shape in _FIRST_KEY_AT:
+        return _FIRST_KEY_AT[shape]
+    try:
+        positions = key_positions(command)
+    except TriopipeError:
+        positions = []
+    at = positions[0] if positions else None
+    if len(_FIRST_KEY_AT) < _CACHE_LIMIT and _keys_found_by_position(command):
+        _FIRST_KEY_AT[shape] = at
+    return at
+
+
+def _keys_found_by_position(command: Sequence[Any]) -> bool:
+    """Whether the name and the argument count alone decide where ``command``'s keys are."""
+    try:
+        name = command_key(command)
+    except TriopipeError:
+        return False
+    if "|" in name or name in UNKNOWN_KEYS or name == "MIGRATE":
+        return False  # a subcommand's name, or hand-written rules, read the arguments
+    specs = KEY_SPECS.get(name)
+    return bool(specs) and all(spec[0] == INDEX and spec[3] == RANGE for spec in specs or ())
 
 
 class Counters:
