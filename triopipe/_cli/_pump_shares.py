@@ -31,12 +31,13 @@ import anyio
 from .._exceptions import TriopipeError
 from .._routing import hash_tag
 from .._routing._keys import SLOTS
+from .._routing._shards import slot_table
 from ._accounting import Tally
 from ._exits import CliError, ExitStatus
 from ._input import Command, CommandSource
 from ._options import Target
 from ._refusals import CommandCheck
-from ._workers import Counters, Share, first_key_at
+from ._workers import Counters, Share, key_shape
 
 __all__ = ["check_workers", "pump_share"]
 
@@ -70,42 +71,73 @@ def check_workers(args: argparse.Namespace) -> None:
 
 
 class _ShareFeed:
-    """This worker's commands of a source, remembering each in-flight one's input index."""
+    """This worker's commands of a source, remembering each in-flight one's input index.
 
-    def __init__(self, source: CommandSource, share: Share, tally: Tally) -> None:
+    ``slots`` flags this worker's slots (one byte each; None: split by
+    blocks). Commands go through ``client`` (the target's), or, in runs,
+    straight to ``own_server`` when it owns the one key they name.
+    """
+
+    def __init__(
+        self, source: CommandSource, share: Share, tally: Tally, slots: bytes | None
+    ) -> None:
         self._source = source
         self._share = share
         self._tally = tally
+        self._slots = slots
         # The input index of each command handed to pump and not yet
-        # answered; the first of them is pump's command number self._first.
+        # answered; the first of them is command number self._first of this
+        # worker (counted over its runs of pump calls).
         self._indexes: deque[int] = deque()
         self._first = 0
 
-    def commands(self) -> Iterator[Command]:
-        share, indexes = self._share, self._indexes
-        if share.by_slot:
-            # Share.sends, unrolled: every worker judges every command of the input.
-            low, high = share.slot_range()
-            keyless = share.index == 0
-            for index, command in enumerate(self._source):
-                at = first_key_at(command)
-                if at is None:
-                    if not keyless:
-                        continue
-                else:
-                    key = command[at]
-                    if b"{" in key:
-                        key = hash_tag(key)
-                    if not low <= crc_hqx(key, 0) & _LAST_SLOT < high:
-                        continue
-                indexes.append(index)
-                yield command
-        else:
+    def _mine(self, own_server: bool) -> Iterator[tuple[bool, Command]]:
+        """This worker's commands, each with whether it may go straight to its own server."""
+        share, indexes, slots = self._share, self._indexes, self._slots
+        if slots is None:
             owns = share.owns_record
             for index, command in enumerate(self._source):
                 if owns(index + 1):
                     indexes.append(index)
-                    yield command
+                    yield False, command
+            return
+        # Share.sends, unrolled: every worker judges every command of the input.
+        keyless = share.index == 0
+        for index, command in enumerate(self._source):
+            at, alone = key_shape(command)
+            if at is None:
+                if not keyless:
+                    continue
+                alone = False  # the target's client knows where it goes
+            else:
+                key = command[at]
+                if b"{" in key:
+                    key = hash_tag(key)
+                if not slots[crc_hqx(key, 0) & _LAST_SLOT]:
+                    continue
+            indexes.append(index)
+            yield alone and own_server, command
+
+    async def pump(self, client: Any, own_server: Any | None) -> None:
+        """Pump this worker's commands, each run of them through one client, in input order."""
+        pairs = self._mine(own_server is not None)
+        ahead = next(pairs, None)
+        while ahead is not None:
+            direct = ahead[0]
+
+            def run(direct: bool = direct) -> Iterator[Command]:
+                nonlocal ahead
+                while ahead is not None and ahead[0] is direct:
+                    yield ahead[1]
+                    ahead = next(pairs, None)
+
+            before = self._first  # every earlier run is answered
+
+            def counted(first: int, outcomes: list[Any], before: int = before) -> None:
+                self.outcomes(before + first, outcomes)
+
+            through = client if own_server is None or not direct else own_server
+            await through.pump(run(), on_outcomes=counted)
 
     def outcomes(self, first: int, outcomes: list[Any]) -> None:
         """Count the outcomes of pump's commands ``first``, ... (in order, each once)."""
@@ -121,6 +153,24 @@ class _ShareFeed:
             self._source.halted = True  # a link broke: read no more, as one process does
 
 
+def _split(target: Target, client: Any, share: Share) -> tuple[bytes | None, Any | None]:
+    """This worker's slots (a flag each; None: by blocks), and its own server, if it has one.
+
+    With as many shards as workers, each worker takes the slots of one shard
+    (and sends its single-key commands straight to it, the sharded client's
+    routing skipped); otherwise, to shards or a cluster, a range of slots.
+    """
+    if not share.by_slot:
+        return None, None
+    if target.kind == "shards" and len(client.shards) == share.count:
+        names = tuple(client.shards)
+        table = slot_table(names)
+        slots = bytes(owner == share.index for owner in table)
+        return slots, client.shards[names[share.index]]
+    low, high = share.slot_range()
+    return bytes(low <= slot < high for slot in range(SLOTS)), None
+
+
 async def pump_share(
     args: argparse.Namespace, share: Share, counters: Counters | None, tally: Tally
 ) -> None:
@@ -130,7 +180,6 @@ async def pump_share(
     with open(args.file, "rb") as stream:  # noqa: ASYNC230
         size = args.input_size
         source = CommandSource(stream, args.format, check=CommandCheck(idempotent=False))
-        feed = _ShareFeed(source, share, tally)
 
         def fraction() -> float | None:
             return min(source.bytes_read / size, 1.0) if size else None
@@ -138,8 +187,10 @@ async def pump_share(
         async with target.open() as client, anyio.create_task_group() as group:
             if counters is not None:
                 group.start_soon(counters.publish, share, tally, fraction)
+            slots, own_server = _split(target, client, share)
+            feed = _ShareFeed(source, share, tally, slots)
             try:
-                await client.pump(feed.commands(), on_outcomes=feed.outcomes)
+                await feed.pump(client, own_server)
             except (TriopipeError, TypeError, ValueError) as exc:
                 where = source.locate(source.taken - 1)
                 raise CliError(f"after {where}: {exc}", ExitStatus.BAD_INPUT) from None

@@ -59,6 +59,7 @@ __all__ = [
     "add_run_options",
     "add_workers_option",
     "first_key_at",
+    "key_shape",
     "positive",
     "run_reported",
     "run_workers",
@@ -112,26 +113,33 @@ class Share:
         return path if self.count == 1 else f"{path}.worker{self.index}"
 
 
-# The first key's index by (name as spelled, argument count), for commands
-# whose key specs find keys by position alone (SET k v, RPUSH k a b...):
-# every worker asks for each of a million commands.
-_FIRST_KEY_AT: dict[tuple[Any, int], int | None] = {}
+# Where the first key is, and whether it is the only one, by (name as
+# spelled, argument count), for commands whose key specs find keys by
+# position alone (SET k v, RPUSH k a b...): every worker asks for each of a
+# million commands.
+_KEYS_BY_SHAPE: dict[tuple[Any, int], tuple[int | None, bool]] = {}
 _CACHE_LIMIT = 4096
 
 
 def first_key_at(command: Sequence[Any]) -> int | None:
     """The index of ``command``'s first key, or None: no key (or not known)."""
+    return key_shape(command)[0]
+
+
+def key_shape(command: Sequence[Any]) -> tuple[int | None, bool]:
+    """The index of ``command``'s first key (None: none, or not known), and whether it is alone."""
     shape = (command[0], len(command))
-    if shape in _FIRST_KEY_AT:
-        return _FIRST_KEY_AT[shape]
+    found = _KEYS_BY_SHAPE.get(shape)
+    if found is not None:
+        return found
     try:
         positions = key_positions(command)
     except TriopipeError:
         positions = []
-    at = positions[0] if positions else None
-    if len(_FIRST_KEY_AT) < _CACHE_LIMIT and _keys_found_by_position(command):
-        _FIRST_KEY_AT[shape] = at
-    return at
+    found = (positions[0] if positions else None, len(positions) == 1)
+    if len(_KEYS_BY_SHAPE) < _CACHE_LIMIT and _keys_found_by_position(command):
+        _KEYS_BY_SHAPE[shape] = found
+    return found
 
 
 def _keys_found_by_position(command: Sequence[Any]) -> bool:
