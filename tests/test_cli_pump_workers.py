@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 from cli_runner import triopipe
 from helpers import Control
@@ -160,3 +161,21 @@ def test_the_first_key_found_by_shape_is_the_one_the_key_specs_find() -> None:
     # EVAL's keys depend on its key count, not only on its length.
     assert first_key_at((b"EVAL", b"s", b"0", b"x")) is None
     assert first_key_at((b"EVAL", b"s", b"1", b"x")) == 3
+
+
+def test_a_truncated_resp_file_stops_every_worker_at_its_last_command(
+    redis_shard_urls: list[str], tmp_path: Path
+) -> None:
+    data = b"".join(hiredis.pack_command(("SET", f"k:{i}", "v" * 50)) for i in range(30_000))
+    path = tmp_path / "cut.resp"
+    path.write_bytes(data[: len(data) - 20])  # inside command 30,000
+    shards = redis_shard_urls[:2]
+    result = triopipe(
+        "pump", str(path), "--shards", *shards, "--workers", "2", "--json", subprocess_=True
+    )
+    assert result.returncode == 3, result.stderr
+    counts = report(result)
+    assert counts["format"] == "resp"
+    assert counts["stopped_at"] == "command 30000"
+    assert counts["read"] == counts["acknowledged"] == 29_999
+    assert sum(int(Control(url).dbsize()) for url in shards) == 29_999  # type: ignore[call-overload]

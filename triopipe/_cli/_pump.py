@@ -471,7 +471,8 @@ def add_parser(commands: Any) -> None:
     add_workers_option(
         pump,
         "to shards or a cluster, by the slot of each command's first key (each key's "
-        "commands keep their order; commands without a key go through worker 0); to one "
+        "commands keep their order; commands without a key go through worker 0; into as "
+        "many shards as workers, a shard per worker); to one "
         f"server, by blocks of {BLOCK:,} commands of the input dealt in turn (commands on "
         "one key in different blocks may run out of order). Needs an input file; not with "
         "--checkpoint or --wait-*",

@@ -5,10 +5,18 @@ Rules that live here (the process pool itself is :mod:`._workers`):
 - every worker reads and checks the whole input with its own
   :class:`~._input.CommandSource`, so a malformed or refused command stops
   every worker at the same place, after every command before it is answered;
-- a worker sends only its share (:meth:`~._workers.Share.sends` by the slot
-  of the first key to shards or a cluster, commands without a key going to
-  worker 0; whole blocks of :data:`~._workers.BLOCK` commands to one server),
-  so each command is sent, and counted, by exactly one worker;
+- a worker sends only its share: to shards or a cluster, the commands whose
+  first key's slot is one of its slots (a range of slots, as
+  :meth:`~._workers.Share.sends`; into as many shards as workers, the slots
+  of one shard), commands without a key going through worker 0; to one
+  server, whole blocks of :data:`~._workers.BLOCK` commands. So each command
+  is sent, and counted, by exactly one worker, and each key's commands keep
+  their order;
+- a worker with a shard of its own sends the single-key commands of its
+  slots straight to that shard's client, in runs (one ``pump`` call per run,
+  each answered before the next), and every other command through the
+  sharded client: the sharded client's routing of every command is what
+  makes one process slow into shards;
 - outcomes are named by their place in the input (``line 17``, ``command
   17``), as one process names them; a broken link stops that worker's
   reading, as it stops a single run's.
