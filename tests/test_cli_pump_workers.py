@@ -14,7 +14,7 @@ from typing import Any
 
 import hiredis
 import pytest
-from cli_runner import triopipe
+from cli_runner import run_breaking_links, triopipe
 from helpers import Control
 from keyspace import keyspace
 
@@ -179,3 +179,20 @@ def test_a_truncated_resp_file_stops_every_worker_at_its_last_command(
     assert counts["stopped_at"] == "command 30000"
     assert counts["read"] == counts["acknowledged"] == 29_999
     assert sum(int(Control(url).dbsize()) for url in shards) == 29_999  # type: ignore[call-overload]
+
+
+async def test_broken_links_leave_acknowledged_le_keys_le_acknowledged_plus_unknown(
+    redis_url: str, tmp_path: Path, anyio_backend_name: str
+) -> None:
+    count = 300_000
+    path = tmp_path / "many.txt"
+    path.write_bytes(b"".join(b"SET k:%d %d\n" % (i, i) for i in range(count)))
+    args = ["pump", str(path), "--url", "{proxy}", "--workers", "2"]
+    args += ["--backend", anyio_backend_name]
+    status, counts = await run_breaking_links(args, redis_url, redis_url, count // 4)
+    stored = int(Control(redis_url).dbsize())  # type: ignore[call-overload]
+    assert counts["unknown"] > 0
+    assert counts["read"] == counts["sent"] + counts["not_sent"] < count  # reading stopped
+    assert counts["acknowledged"] + counts["unknown"] + counts["not_sent"] == counts["read"]
+    assert counts["acknowledged"] <= stored <= counts["acknowledged"] + counts["unknown"]
+    assert status == counts["exit_status"] == 5
