@@ -8,6 +8,7 @@ leaves; the counts and named lines with what the input holds.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,17 @@ async def test_broken_links_leave_acknowledged_le_keys_le_acknowledged_plus_unkn
     assert counts["acknowledged"] + counts["unknown"] + counts["not_sent"] == counts["read"]
     assert counts["acknowledged"] <= stored <= counts["acknowledged"] + counts["unknown"]
     assert status == counts["exit_status"] == 5
+
+
+def test_one_progress_display_for_every_worker(redis_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(b"".join(b"SET k:%d %d\n" % (i, i) for i in range(200_000)))
+    result = triopipe(
+        "pump", str(path), "--url", redis_url, "--workers", "2", "--progress-interval", "0.05",
+        subprocess_=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith(b"pump: ")]
+    assert progress, result.stderr
+    assert b" commands, " in progress[0]
+    assert re.search(rb"acknowledged +200,000\n", result.stderr), result.stderr

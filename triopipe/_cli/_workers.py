@@ -48,7 +48,7 @@ from .._routing._keyspecs import INDEX, KEY_SPECS, RANGE, UNKNOWN_KEYS
 from ._accounting import SHOWN_ERRORS, ErrorLog, Tally
 from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem
 from ._options import add_backend_option, add_report_options, run_on_backend
-from ._progress import Progress, choose_mode
+from ._progress import LINE_INTERVAL, Progress, choose_mode
 
 __all__ = [
     "BLOCK",
@@ -315,6 +315,8 @@ def run_workers(
         mode=choose_mode(args.quiet),
         label=name,
         unit=unit,
+        # pump's --progress-interval (the others print at the default pace)
+        line_interval=getattr(args, "progress_interval", LINE_INTERVAL),
     )
     outcomes: dict[int, tuple[Tally | None, Any]] = {}
     try:
