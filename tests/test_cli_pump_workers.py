@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +214,23 @@ def test_one_progress_display_for_every_worker(redis_url: str, tmp_path: Path) -
     assert progress, result.stderr
     assert b" commands, " in progress[0]
     assert re.search(rb"acknowledged +200,000\n", result.stderr), result.stderr
+
+
+@BACKENDS
+def test_sigterm_stops_every_worker(redis_url: str, tmp_path: Path, backend: str) -> None:
+    count = 1_000_000
+    path = tmp_path / "many.txt"
+    path.write_bytes(b"".join(b"SET k:%d %d\n" % (i, i) for i in range(count)))
+    command = [sys.executable, "-m", "triopipe", "pump", str(path), "--url", redis_url]
+    command += ["--workers", "2", "--backend", backend]
+    control = Control(redis_url)
+    with subprocess.Popen(command, stderr=subprocess.PIPE) as process:
+        while int(control.dbsize()) == 0:  # type: ignore[call-overload]
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.endswith(b"triopipe pump: interrupted\n"), stderr
+    stored = int(control.dbsize())  # type: ignore[call-overload]
+    time.sleep(0.5)  # no worker runs on
+    assert stored == int(control.dbsize()) < count  # type: ignore[call-overload]

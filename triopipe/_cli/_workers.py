@@ -29,6 +29,7 @@ import dataclasses
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -256,6 +257,9 @@ def _child(
 ) -> None:
     # Only plain data crosses to the parent: a tally, or a failure described
     # (an exception might not survive pickling).
+    # Ctrl-C stops a worker, even one started from a shell that ignores it
+    # (a background job); the parent passes SIGTERM on as Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         tally = _run_share(main, args, share, counters)
     except BaseException as exc:
@@ -309,6 +313,7 @@ def run_workers(
     ]
     for process in processes:
         process.start()
+    previous_handler = _forward_sigterm(processes)
     progress = Progress(
         counters.acknowledged,
         counters.fraction,
@@ -333,12 +338,32 @@ def run_workers(
             if len(outcomes) < len(processes):
                 progress.tick()
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
         for process in processes:
             process.join(timeout=1)
             if process.is_alive():
                 process.kill()
         progress.close()
     return _combined(args, outcomes)
+
+
+def _forward_sigterm(processes: list[Any]) -> Any:
+    """Pass SIGTERM on to every worker (which stops as at Ctrl-C); returns the old handler.
+
+    (Ctrl-C reaches the whole process group; a SIGTERM only this process,
+    whose workers would otherwise run on, orphaned.) None: not the main thread.
+    """
+
+    def forward(signum: int, frame: Any) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGINT)
+
+    try:
+        return signal.signal(signal.SIGTERM, forward)
+    except ValueError:
+        return None
 
 
 def _lost(processes: list[Any], outcomes: dict[int, Any]) -> bool:
