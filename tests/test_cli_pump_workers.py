@@ -217,20 +217,27 @@ def test_one_progress_display_for_every_worker(redis_url: str, tmp_path: Path) -
 
 
 @BACKENDS
-def test_sigterm_stops_every_worker(redis_url: str, tmp_path: Path, backend: str) -> None:
+def test_sigterm_stops_every_worker_and_their_counts_add_up(
+    redis_url: str, tmp_path: Path, backend: str
+) -> None:
     count = 1_000_000
     path = tmp_path / "many.txt"
     path.write_bytes(b"".join(b"SET k:%d %d\n" % (i, i) for i in range(count)))
     command = [sys.executable, "-m", "triopipe", "pump", str(path), "--url", redis_url]
-    command += ["--workers", "2", "--backend", backend]
+    command += ["--workers", "2", "--json", "--backend", backend]
     control = Control(redis_url)
-    with subprocess.Popen(command, stderr=subprocess.PIPE) as process:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         while int(control.dbsize()) == 0:  # type: ignore[call-overload]
             time.sleep(0.01)
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert stderr.endswith(b"triopipe pump: interrupted\n"), stderr
+    assert b"interrupted" in stderr
+    counts = json.loads(stdout)
+    assert counts["interrupted"] is True
+    assert counts["exit_status"] == 130
     stored = int(control.dbsize())  # type: ignore[call-overload]
     time.sleep(0.5)  # no worker runs on
     assert stored == int(control.dbsize()) < count  # type: ignore[call-overload]
+    assert counts["read"] == counts["acknowledged"] + counts["unknown"] < count
+    assert counts["acknowledged"] <= stored <= counts["acknowledged"] + counts["unknown"]

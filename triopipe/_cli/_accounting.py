@@ -355,6 +355,7 @@ class Tally:
         if self.stopped_at is None:
             self.stopped_at, self.stop_reason = other.stopped_at, other.stop_reason
             self.stop_status = other.stop_status
+        self.interrupted = self.interrupted or other.interrupted
         self.quoted = (self.quoted + other.quoted)[:SHOWN_ERRORS]
 
     def exit_status(self) -> ExitStatus:

@@ -147,6 +147,13 @@ class _ShareFeed:
             through = client if own_server is None or not direct else own_server
             await through.pump(run(), on_outcomes=counted)
 
+    def cut_off(self) -> None:
+        """Count the commands taken and still unanswered as of unknown outcome."""
+        unanswered = len(self._indexes)
+        self._tally.commands += unanswered
+        self._tally.unknown += unanswered
+        self._indexes.clear()
+
     def outcomes(self, first: int, outcomes: list[Any]) -> None:
         """Count the outcomes of pump's commands ``first``, ... (in order, each once)."""
         indexes, base, tally = self._indexes, self._first, self._tally
@@ -202,8 +209,12 @@ async def pump_share(
             except (TriopipeError, TypeError, ValueError) as exc:
                 where = source.locate(source.taken - 1)
                 raise CliError(f"after {where}: {exc}", ExitStatus.BAD_INPUT) from None
+            finally:
+                # Interrupted, the commands taken and unanswered may have
+                # been applied: counted as unknown, as one process counts them.
+                feed.cut_off()
+                tally.items = tally.commands  # each command read is sent by one worker
             group.cancel_scope.cancel()
-    tally.items = tally.commands  # each command read is sent by exactly one worker
     if source.failure is not None:
         tally.stopped_at = source.failure.where
         tally.stop_reason = source.failure.reason

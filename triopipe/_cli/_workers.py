@@ -194,9 +194,10 @@ def _run_share(
         try:
             run_on_backend(lambda: main(args, share, counters, tally), args.backend)
         except BaseException as exc:
-            if counters is not None or not _interrupted(exc):
-                raise  # (a worker's Ctrl-C: the parent says it once)
-            # What was answered before Ctrl-C is still worth a summary.
+            if not _interrupted(exc):
+                raise
+            # What was answered before Ctrl-C is still worth a summary (with
+            # workers, the parent adds this one to the others).
             tally.interrupted = True
     return tally
 
@@ -324,19 +325,19 @@ def run_workers(
         line_interval=getattr(args, "progress_interval", LINE_INTERVAL),
     )
     outcomes: dict[int, tuple[Tally | None, Any]] = {}
+    interrupted_at: float | None = None
     try:
         while len(outcomes) < len(processes):
-            deadline = time.monotonic() + progress.period
-            while len(outcomes) < len(processes) and time.monotonic() < deadline:
-                try:
-                    index, tally, failure = results.get(timeout=0.05)
-                except queue.Empty:
-                    if _lost(processes, outcomes):
-                        raise TriopipeError("a worker process died without a result") from None
-                    continue
-                outcomes[index] = (tally, failure)
-            if len(outcomes) < len(processes):
-                progress.tick()
+            try:
+                _collect(processes, results, outcomes, progress)
+            except KeyboardInterrupt:
+                if interrupted_at is not None:
+                    raise  # a second Ctrl-C: stop waiting for the workers' counts
+                # The workers got it too (one process group): their counts come.
+                interrupted_at = time.monotonic()
+            if interrupted_at is not None and time.monotonic() - interrupted_at > 1:
+                _stop_workers(processes, outcomes)  # those the Ctrl-C did not reach
+                interrupted_at = -1e9
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
@@ -348,6 +349,33 @@ def run_workers(
     return _combined(args, outcomes)
 
 
+def _collect(
+    processes: list[Any],
+    results: Any,
+    outcomes: dict[int, tuple[Tally | None, Any]],
+    progress: Progress,
+) -> None:
+    """Take the workers' results for one period of the progress display, then show it."""
+    deadline = time.monotonic() + progress.period
+    while len(outcomes) < len(processes) and time.monotonic() < deadline:
+        try:
+            index, tally, failure = results.get(timeout=0.05)
+        except queue.Empty:
+            if _lost(processes, outcomes):
+                raise TriopipeError("a worker process died without a result") from None
+            continue
+        outcomes[index] = (tally, failure)
+    if len(outcomes) < len(processes):
+        progress.tick()
+
+
+def _stop_workers(processes: list[Any], outcomes: dict[int, Any]) -> None:
+    """Send Ctrl-C (SIGINT) to every worker still running without a result."""
+    for index, process in enumerate(processes):
+        if index not in outcomes and process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGINT)
+
+
 def _forward_sigterm(processes: list[Any]) -> Any:
     """Pass SIGTERM on to every worker (which stops as at Ctrl-C); returns the old handler.
 
@@ -356,9 +384,7 @@ def _forward_sigterm(processes: list[Any]) -> Any:
     """
 
     def forward(signum: int, frame: Any) -> None:
-        for process in processes:
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGINT)
+        _stop_workers(processes, {})
 
     try:
         return signal.signal(signal.SIGTERM, forward)
