@@ -132,12 +132,17 @@ class _ShareFeed:
         ahead = next(pairs, None)
         while ahead is not None:
             direct = ahead[0]
+            handed = 0
 
             def run(direct: bool = direct) -> Iterator[Command]:
-                nonlocal ahead
+                nonlocal ahead, handed
                 while ahead is not None and ahead[0] is direct:
-                    yield ahead[1]
+                    # The next one is looked at before this one is handed over:
+                    # a command handed over is never handed again.
+                    command = ahead[1]
                     ahead = next(pairs, None)
+                    handed += 1
+                    yield command
 
             before = self._first  # every earlier run is answered
 
@@ -146,6 +151,8 @@ class _ShareFeed:
 
             through = client if own_server is None or not direct else own_server
             await through.pump(run(), on_outcomes=counted)
+            if not handed:
+                return  # the pump took nothing more: what is left is cut off
 
     def cut_off(self) -> None:
         """Count the commands taken and still unanswered as of unknown outcome."""
@@ -219,4 +226,3 @@ async def pump_share(
         tally.stopped_at = source.failure.where
         tally.stop_reason = source.failure.reason
         tally.stop_status = source.failure.status
-    args.input_form = source.form
