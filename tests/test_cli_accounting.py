@@ -39,7 +39,7 @@ def test_every_outcome_in_one_count_and_errors_located() -> None:
     assert accounting.status() is ExitStatus.ERROR_REPLIES
     entries = [json.loads(line) for line in log.getvalue().splitlines()]
     assert [entry["line"] for entry in entries] == [3, 27]
-    assert accounting.first_errors[0] == ("line 3", str(_wrongtype()))
+    assert accounting.first_errors[0] == ("line 3", f"error reply: {_wrongtype()}")
 
 
 def test_a_broken_link_ends_the_answered_prefix() -> None:
@@ -135,15 +135,29 @@ def test_the_progress_line_has_unit_rate_percent_and_time_left() -> None:
 def test_the_errors_file_names_positions_as_fields() -> None:
     written = io.StringIO()
     log = ErrorLog(written)
-    log.write("line 17", "WRONGTYPE a")
+    log.write("line 17", "error reply: WRONGTYPE a")
     log.write("record 4 (line 5)", "field 'n' is missing")
     log.write("key user:1 x", "error reply: b")
     log.write("key 42", "error reply: c")
     log.write("verify", "3 keys on the source, 2 on the target")
     assert [json.loads(line) for line in written.getvalue().splitlines()] == [
-        {"line": 17, "error": "WRONGTYPE a"},
+        {"line": 17, "error": "error reply: WRONGTYPE a"},
         {"record": 4, "line": 5, "error": "field 'n' is missing"},
         {"key": "user:1 x", "error": "error reply: b"},
         {"key": "42", "error": "error reply: c"},
         {"at": "verify", "error": "3 keys on the source, 2 on the target"},
     ]
+
+
+def test_pump_import_and_copy_say_an_error_reply_the_same_way() -> None:
+    pump_log, import_log = io.StringIO(), io.StringIO()
+    outcomes = [b"OK", _wrongtype(), b"OK"]
+    accounting = Accounting(lambda index: f"line {index + 1}", error_log=ErrorLog(pump_log))
+    accounting.add(0, outcomes)
+    tally = Tally(errors_file=ErrorLog(import_log))
+    tally.outcomes(0, outcomes, lambda index: f"line {index + 1}")
+    said = f"line 2: error reply: {_wrongtype()}"
+    assert f"  {said}" in accounting.summary()
+    assert tally.quoted == accounting.first_errors == [("line 2", said.split(": ", 1)[1])]
+    assert pump_log.getvalue() == import_log.getvalue()
+    assert json.loads(pump_log.getvalue()) == {"line": 2, "error": said.split(": ", 1)[1]}

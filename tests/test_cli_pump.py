@@ -109,9 +109,9 @@ def test_error_replies_each_with_its_line(redis_url: str, tmp_path: Path, backen
     assert report["acknowledged"] == 30_001
     logged = [json.loads(line) for line in errors.read_text().splitlines()]
     assert [entry["line"] for entry in logged] == expected_lines
-    assert all(entry["error"].startswith("WRONGTYPE") for entry in logged)
+    assert all(entry["error"].startswith("error reply: WRONGTYPE") for entry in logged)
     for line in expected_lines:
-        assert f"error reply at line {line}: WRONGTYPE".encode() in result.stderr
+        assert f"line {line}: error reply: WRONGTYPE".encode() in result.stderr
     assert Control(redis_url).get("last") == b"v"
 
 

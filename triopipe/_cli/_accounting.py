@@ -20,6 +20,13 @@ unknown outcome or not sent ends it, and stops the reading of more input
 Positions come from a ``locate(index)`` callable (``line 17``, ``command 17``,
 ``record 17``), so the same accounting serves every input format.
 
+Every failure is said one way, by :func:`failure_text` and :func:`failure_lines`,
+whichever subcommand met it: ``line 17: error reply: WRONGTYPE ...`` in the
+summary, ``{"line": 17, "error": "error reply: WRONGTYPE ..."}`` in the
+``--errors`` file (the position as fields, the kind of failure first in the
+message: ``error reply``, ``unknown outcome (its link broke)``, ``not
+sent``; a bad record's or a verification's own words).
+
 ``import`` and ``copy`` count into a :class:`Tally` instead: the same four
 outcomes (and a copy's own: keys kept, unreadable, gone), in counts that the
 processes of ``--workers`` add up field by field. Its exit status, first
@@ -43,11 +50,25 @@ from .._exceptions import ConnectionLostError, ResponseError, TransportError
 from .._statistics import PumpTally
 from ._exits import ExitStatus
 
-__all__ = ["Accounting", "ErrorLog", "Tally", "count_lines"]
+__all__ = ["Accounting", "ErrorLog", "Tally", "count_lines", "failure_lines", "failure_text"]
 
 #: Error replies printed in the summary; the others are only counted (and
 #: written to the ``--errors`` file when given).
 SHOWN_ERRORS = 5
+
+
+#: The kind of failure of a command the server refused.
+ERROR_REPLY = "error reply"
+
+
+def failure_text(kind: str, detail: object) -> str:
+    """What failed, as summaries and ``--errors`` files say it: ``error reply: WRONGTYPE ...``."""
+    return f"{kind}: {detail}"
+
+
+def failure_lines(failures: Sequence[tuple[str, str]]) -> list[str]:
+    """Summary lines of ``(where, what)`` failures: ``  line 17: error reply: WRONGTYPE ...``."""
+    return [f"  {where}: {what}" for where, what in failures]
 
 
 class ErrorLog:
@@ -62,6 +83,7 @@ class ErrorLog:
         self._stream = stream
 
     def write(self, where: str, message: str) -> None:
+        """Log the failure at ``where`` (said by :func:`failure_text`)."""
         self._stream.write(json.dumps({**_position(where), "error": message}) + "\n")
 
 
@@ -143,7 +165,7 @@ class Accounting:
         if len(self.first_errors) >= SHOWN_ERRORS and self._error_log is None:
             return
         where = self._locate(index)
-        message = str(error)
+        message = failure_text(ERROR_REPLY, error)
         if len(self.first_errors) < SHOWN_ERRORS:
             self.first_errors.append((where, message))
         if self._error_log is not None:
@@ -217,9 +239,7 @@ class Accounting:
             ]
         )
         lines.append(f"  {elapsed:.2f} s, {self.settled / elapsed:,.0f} commands/s")
-        lines.extend(
-            f"  error reply at {where}: {message}" for where, message in self.first_errors
-        )
+        lines.extend(failure_lines(self.first_errors))
         if self.errors > len(self.first_errors):
             lines.append(f"  ... and {self.errors - len(self.first_errors):,} more error replies")
         return lines
@@ -281,6 +301,8 @@ class Tally:
     #: Where the bad record that stopped the run (import) is, and what was wrong.
     stopped_at: str | None = None
     stop_reason: str | None = None
+    #: The exit status that stop calls for (default: bad input).
+    stop_status: ExitStatus | None = None
     #: The first failures, as (where, what) pairs: shown in the summary.
     quoted: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     #: Where every failure goes (``--errors``), if anywhere.
@@ -320,8 +342,8 @@ class Tally:
                 kind = "not sent"
             else:
                 self.errors += 1
-                kind = "error reply"
-            self.failure(where(first + offset), f"{kind}: {outcome}")
+                kind = ERROR_REPLY
+            self.failure(where(first + offset), failure_text(kind, outcome))
         self.acknowledged += len(outcomes) - failed
 
     def merge(self, other: Tally) -> None:
@@ -332,6 +354,8 @@ class Tally:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
         if self.stopped_at is None:
             self.stopped_at, self.stop_reason = other.stopped_at, other.stop_reason
+            self.stop_status = other.stop_status
+        self.interrupted = self.interrupted or other.interrupted
         self.quoted = (self.quoted + other.quoted)[:SHOWN_ERRORS]
 
     def exit_status(self) -> ExitStatus:
@@ -341,7 +365,7 @@ class Tally:
         if self.unknown or self.not_sent or self.broken_scans or self.source_link_errors:
             return ExitStatus.CONNECTION_LOST
         if self.stopped_at is not None:
-            return ExitStatus.BAD_INPUT
+            return self.stop_status or ExitStatus.BAD_INPUT
         if self.different:
             return ExitStatus.DIFFERENT
         if self.errors or self.source_errors:
@@ -393,7 +417,7 @@ class Tally:
             if self.stopped_at is not None:
                 lines.append(f"  stopped at {self.stopped_at}: {self.stop_reason}")
             lines.extend(
-                f"  {where}: {what}" for where, what in self.quoted if where != self.stopped_at
+                failure_lines([quoted for quoted in self.quoted if quoted[0] != self.stopped_at])
             )
             if self.unknown:
                 lines.append(f"  {self.unknown:,} commands may or may not have been applied")

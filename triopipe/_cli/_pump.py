@@ -32,7 +32,7 @@ import anyio
 
 from .._exceptions import TriopipeError
 from .._tasks import background_task_group
-from ._accounting import Accounting, ErrorLog
+from ._accounting import Accounting, ErrorLog, count_lines
 from ._checkpoint import Checkpoint, CheckpointFile, Recorder
 from ._durability import WINDOW, Durability, WindowLog, wait_on_each
 from ._exits import CliError, ExitStatus, statuses_help
@@ -46,7 +46,9 @@ from ._options import (
     target_from_args,
 )
 from ._progress import LINE_INTERVAL, Progress, choose_mode
+from ._pump_shares import check_workers, pump_share
 from ._refusals import CommandCheck
+from ._workers import BLOCK, add_workers_option, run_reported
 
 __all__ = ["add_parser", "run"]
 
@@ -333,6 +335,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``triopipe pump`` with parsed arguments; returns the exit status."""
     try:
         target = target_from_args(args)
+        check_workers(args)
+        if args.workers > 1:
+            return _run_shares(args, target)
         with _opened_input(args.file) as (stream, size), _error_file(args.errors) as errors:
             state = _Run(args, target, stream, size, errors)
             try:
@@ -349,6 +354,43 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "json", False):  # scripts get an object whatever happened
             print(json.dumps({"error": str(exc), "exit_status": int(exc.status)}), flush=True)
         return exc.status
+
+
+# --json's names of the counts with --workers: those of one process.
+_SUMMARY_NAMES = {
+    "items": "read",
+    "sent": "sent",
+    "acknowledged": "acknowledged",
+    "errors": "error_replies",
+    "unknown": "unknown",
+    "not_sent": "not_sent",
+}
+
+
+def _run_shares(args: argparse.Namespace, target: Target) -> int:
+    """Run ``pump --workers N``: the parent's part (see :mod:`._pump_shares`)."""
+    with _opened_input(args.file) as (stream, size):
+        form = CommandSource(stream, args.format).form  # from the first bytes alone
+    args.target_chosen, args.input_size = target, size
+    started = time.perf_counter()
+    tally = run_reported("pump", args, pump_share, unit="commands")
+    if isinstance(tally, ExitStatus):
+        return tally
+    elapsed = time.perf_counter() - started
+    described = target.describe()
+    lines = [
+        f"triopipe pump: {args.file} ({form}) -> {described}, {args.workers} workers",
+        *count_lines([("commands read", tally.items, "")]),
+        *tally.outcome_lines(),
+        f"  {elapsed:.2f} s, {tally.commands / max(elapsed, 1e-9):,.0f} commands/s",
+    ]
+    about = {"target": described, "input": args.file, "format": form, "workers": args.workers}
+    tally.print_summary(
+        "pump",
+        None if args.quiet else lines,
+        tally.as_dict(_SUMMARY_NAMES, elapsed, **about) if args.json else None,
+    )
+    return tally.exit_status()
 
 
 def add_parser(commands: Any) -> None:
@@ -425,5 +467,14 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="when standard error is not a terminal, print a progress line every SECONDS "
         f"(default: {LINE_INTERVAL:g}); on a terminal a live bar is shown",
+    )
+    add_workers_option(
+        pump,
+        "to shards or a cluster, by the slot of each command's first key (each key's "
+        "commands keep their order; commands without a key go through worker 0; into as "
+        "many shards as workers, a shard per worker); to one "
+        f"server, by blocks of {BLOCK:,} commands of the input dealt in turn (commands on "
+        "one key in different blocks may run out of order). Needs an input file; not with "
+        "--checkpoint or --wait-*",
     )
     add_backend_option(pump)

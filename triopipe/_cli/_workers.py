@@ -29,6 +29,7 @@ import dataclasses
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,11 +44,12 @@ from .._exceptions import (
     TriopipeError,
 )
 from .._routing import key_positions, key_slot
-from .._routing._keys import SLOTS
+from .._routing._keys import SLOTS, command_key
+from .._routing._keyspecs import INDEX, KEY_SPECS, RANGE, UNKNOWN_KEYS
 from ._accounting import SHOWN_ERRORS, ErrorLog, Tally
 from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem
 from ._options import add_backend_option, add_report_options, run_on_backend
-from ._progress import Progress, choose_mode
+from ._progress import LINE_INTERVAL, Progress, choose_mode
 
 __all__ = [
     "BLOCK",
@@ -56,6 +58,9 @@ __all__ = [
     "Share",
     "WorkerFailure",
     "add_run_options",
+    "add_workers_option",
+    "first_key_at",
+    "key_shape",
     "positive",
     "run_reported",
     "run_workers",
@@ -90,21 +95,64 @@ class Share:
         """Whether keys of ``slot`` are this worker's."""
         return self.count == 1 or slot * self.count // SLOTS == self.index
 
+    def slot_range(self) -> tuple[int, int]:
+        """The slots of this worker, from the first to one past the last (as :meth:`owns_slot`)."""
+        # The smallest slot s with s * count // SLOTS >= index, for this and the next index.
+        return -(-self.index * SLOTS // self.count), -(-(self.index + 1) * SLOTS // self.count)
+
     def sends(self, command: Sequence[Any]) -> bool:
         """Whether this worker sends ``command`` (its record being its to send)."""
         if self.count == 1 or not self.by_slot:
             return True
-        try:
-            positions = key_positions(command)
-        except TriopipeError:
-            positions = []
-        if not positions:
+        at = first_key_at(command)
+        if at is None:
             return self.index == 0
-        return self.owns_slot(key_slot(command[positions[0]]))
+        return self.owns_slot(key_slot(command[at]))
 
     def file_name(self, path: str) -> str:
         """This worker's own file for what the run writes to ``path``."""
         return path if self.count == 1 else f"{path}.worker{self.index}"
+
+
+# Where the first key is, and whether it is the only one, by (name as
+# spelled, argument count), for commands whose key specs find keys by
+# position alone (SET k v, RPUSH k a b...): every worker asks for each of a
+# million commands.
+_KEYS_BY_SHAPE: dict[tuple[Any, int], tuple[int | None, bool]] = {}
+_CACHE_LIMIT = 4096
+
+
+def first_key_at(command: Sequence[Any]) -> int | None:
+    """The index of ``command``'s first key, or None: no key (or not known)."""
+    return key_shape(command)[0]
+
+
+def key_shape(command: Sequence[Any]) -> tuple[int | None, bool]:
+    """The index of ``command``'s first key (None: none, or not known), and whether it is alone."""
+    shape = (command[0], len(command))
+    found = _KEYS_BY_SHAPE.get(shape)
+    if found is not None:
+        return found
+    try:
+        positions = key_positions(command)
+    except TriopipeError:
+        positions = []
+    found = (positions[0] if positions else None, len(positions) == 1)
+    if len(_KEYS_BY_SHAPE) < _CACHE_LIMIT and _keys_found_by_position(command):
+        _KEYS_BY_SHAPE[shape] = found
+    return found
+
+
+def _keys_found_by_position(command: Sequence[Any]) -> bool:
+    """Whether the name and the argument count alone decide where ``command``'s keys are."""
+    try:
+        name = command_key(command)
+    except TriopipeError:
+        return False
+    if "|" in name or name in UNKNOWN_KEYS or name == "MIGRATE":
+        return False  # a subcommand's name, or hand-written rules, read the arguments
+    specs = KEY_SPECS.get(name)
+    return bool(specs) and all(spec[0] == INDEX and spec[3] == RANGE for spec in specs or ())
 
 
 class Counters:
@@ -146,9 +194,10 @@ def _run_share(
         try:
             run_on_backend(lambda: main(args, share, counters, tally), args.backend)
         except BaseException as exc:
-            if counters is not None or not _interrupted(exc):
-                raise  # (a worker's Ctrl-C: the parent says it once)
-            # What was answered before Ctrl-C is still worth a summary.
+            if not _interrupted(exc):
+                raise
+            # What was answered before Ctrl-C is still worth a summary (with
+            # workers, the parent adds this one to the others).
             tally.interrupted = True
     return tally
 
@@ -209,6 +258,9 @@ def _child(
 ) -> None:
     # Only plain data crosses to the parent: a tally, or a failure described
     # (an exception might not survive pickling).
+    # Ctrl-C stops a worker, even one started from a shell that ignores it
+    # (a background job); the parent passes SIGTERM on as Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         tally = _run_share(main, args, share, counters)
     except BaseException as exc:
@@ -262,34 +314,82 @@ def run_workers(
     ]
     for process in processes:
         process.start()
+    previous_handler = _forward_sigterm(processes)
     progress = Progress(
         counters.acknowledged,
         counters.fraction,
         mode=choose_mode(args.quiet),
         label=name,
         unit=unit,
+        # pump's --progress-interval (the others print at the default pace)
+        line_interval=getattr(args, "progress_interval", LINE_INTERVAL),
     )
     outcomes: dict[int, tuple[Tally | None, Any]] = {}
+    interrupted_at: float | None = None
     try:
         while len(outcomes) < len(processes):
-            deadline = time.monotonic() + progress.period
-            while len(outcomes) < len(processes) and time.monotonic() < deadline:
-                try:
-                    index, tally, failure = results.get(timeout=0.05)
-                except queue.Empty:
-                    if _lost(processes, outcomes):
-                        raise TriopipeError("a worker process died without a result") from None
-                    continue
-                outcomes[index] = (tally, failure)
-            if len(outcomes) < len(processes):
-                progress.tick()
+            try:
+                _collect(processes, results, outcomes, progress)
+            except KeyboardInterrupt:
+                if interrupted_at is not None:
+                    raise  # a second Ctrl-C: stop waiting for the workers' counts
+                # The workers got it too (one process group): their counts come.
+                interrupted_at = time.monotonic()
+            if interrupted_at is not None and time.monotonic() - interrupted_at > 1:
+                _stop_workers(processes, outcomes)  # those the Ctrl-C did not reach
+                interrupted_at = -1e9
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
         for process in processes:
             process.join(timeout=1)
             if process.is_alive():
                 process.kill()
         progress.close()
     return _combined(args, outcomes)
+
+
+def _collect(
+    processes: list[Any],
+    results: Any,
+    outcomes: dict[int, tuple[Tally | None, Any]],
+    progress: Progress,
+) -> None:
+    """Take the workers' results for one period of the progress display, then show it."""
+    deadline = time.monotonic() + progress.period
+    while len(outcomes) < len(processes) and time.monotonic() < deadline:
+        try:
+            index, tally, failure = results.get(timeout=0.05)
+        except queue.Empty:
+            if _lost(processes, outcomes):
+                raise TriopipeError("a worker process died without a result") from None
+            continue
+        outcomes[index] = (tally, failure)
+    if len(outcomes) < len(processes):
+        progress.tick()
+
+
+def _stop_workers(processes: list[Any], outcomes: dict[int, Any]) -> None:
+    """Send Ctrl-C (SIGINT) to every worker still running without a result."""
+    for index, process in enumerate(processes):
+        if index not in outcomes and process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGINT)
+
+
+def _forward_sigterm(processes: list[Any]) -> Any:
+    """Pass SIGTERM on to every worker (which stops as at Ctrl-C); returns the old handler.
+
+    (Ctrl-C reaches the whole process group; a SIGTERM only this process,
+    whose workers would otherwise run on, orphaned.) None: not the main thread.
+    """
+
+    def forward(signum: int, frame: Any) -> None:
+        _stop_workers(processes, {})
+
+    try:
+        return signal.signal(signal.SIGTERM, forward)
+    except ValueError:
+        return None
 
 
 def _lost(processes: list[Any], outcomes: dict[int, Any]) -> bool:
@@ -326,6 +426,12 @@ def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
         "or key "
         f"(default: only the first {SHOWN_ERRORS}, in the summary)",
     )
+    add_workers_option(parser, workers_help)
+    add_backend_option(parser)
+
+
+def add_workers_option(parser: argparse.ArgumentParser, workers_help: str) -> None:
+    """Add ``--workers N``, ``workers_help`` saying how the work is split."""
     parser.add_argument(
         "--workers",
         type=positive,
@@ -333,7 +439,6 @@ def add_run_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
         metavar="N",
         help=f"split the work over N processes: {workers_help} (default: 1)",
     )
-    add_backend_option(parser)
 
 
 def positive(text: str) -> int:
