@@ -37,9 +37,8 @@ _OTHER = "#9aa5ad"
 
 def _label(measurement: dict[str, Any]) -> str:
     backend = measurement["backend"]
-    if backend in ("sync", "C"):
-        return measurement["client"]
-    return f"{measurement['client']} ({backend})"
+    client = str(measurement["client"])
+    return client if backend in ("sync", "C") else f"{client} ({backend})"
 
 
 def _lower_is_better(unit: str) -> bool:
