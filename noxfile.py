@@ -56,19 +56,17 @@ def tests_valkey(session: nox.Session) -> None:
     run_pytest(session, env={"TRIOPIPE_REDIS_SERVER": binary})
 
 
-#: The tests that cover the modules the compiled build compiles (the
-#: sans-io pipeline, the connection, the backends, retries, RESP): the
+#: The tests that drive the modules the compiled build compiles (the sans-io
+#: pipeline, RESP encoding and reading, arguments, keys, retry rules): the
 #: compiled session runs these rather than the whole suite, to keep CI short.
 COMPILED_TESTS = [
     "tests/test_compiled.py",
     "tests/core",
     "tests/resp",
+    "tests/routing",
     "tests/integration/test_pipelining.py",
     "tests/integration/test_cancellation.py",
     "tests/integration/test_core_defects.py",
-    "tests/integration/test_faults.py",
-    "tests/integration/test_liveness.py",
-    "tests/integration/test_client.py",
     "tests/integration/test_malformed.py",
 ]
 
