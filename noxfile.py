@@ -79,6 +79,11 @@ def tests_compiled(session: nox.Session) -> None:
     ``HATCH_BUILD_HOOK_ENABLE_MYPYC=1`` turns it on for this install only. The
     server is found as in ``tests``.
     """
+    env = {"TRIOPIPE_EXPECT_COMPILED": "1"}
+    # The command specifications beside the checkout, which the copy is not.
+    specs = Path("..", "shared", "commands", "json").resolve()
+    if specs.is_dir():
+        env["TRIOPIPE_COMMAND_SPECS"] = str(specs)
     # mypyc builds its extension modules in the source tree, where an editable
     # install would pick them up instead of the .py files: build from a copy.
     source = Path(session.create_tmp()) / "source"
@@ -99,7 +104,7 @@ def tests_compiled(session: nox.Session) -> None:
         "pytest",
         *COMPILED_TESTS,
         *session.posargs,
-        env={"TRIOPIPE_EXPECT_COMPILED": "1"},
+        env=env,
     )
 
 

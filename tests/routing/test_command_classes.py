@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ from triopipe._routing import _commands as commands_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOTS = sorted((ROOT / "tools" / "commands").glob("*.json"))
-SPECS = ROOT.parent / "shared" / "commands" / "json"
+SPECS = Path(
+    os.environ.get("TRIOPIPE_COMMAND_SPECS", ROOT.parent / "shared" / "commands" / "json")
+)
 
 SHARED = CommandClass.SHARED
 BLOCKING = CommandClass.BLOCKING
