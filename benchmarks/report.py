@@ -80,6 +80,12 @@ def evaluate(comparison: Comparison, results: dict[str, MeasurementResult]) -> V
     if comparison.kind == "limit":
         if comparison.limit_of == "server_peak":
             value = subject.server_peak_mib
+        elif comparison.limit_of == "child_rss":
+            value = max(
+                run.extra.get("child_peak_rss_mib", 0.0)
+                for run in subject.runs
+                if run.seconds is not None
+            )
         else:
             value = max(run.rss_peak_mib or 0.0 for run in subject.runs if run.seconds is not None)
         within = None if value is None or comparison.target is None else value <= comparison.target

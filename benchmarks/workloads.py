@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -766,6 +767,29 @@ def _write_pump_input(directory: Path, count: int, form: str) -> Path:
     return path
 
 
+def _compile_triopipe() -> None:
+    """Write triopipe's bytecode, as installing a wheel does.
+
+    Without it a run under ``PYTHONDONTWRITEBYTECODE`` (or from a read-only
+    checkout) compiles the whole package every time: about 0.2 s that no
+    installed copy pays.
+    """
+    import triopipe
+
+    package = Path(triopipe.__file__).parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+
+
+def _stored(ctx: Context) -> int:
+    """Keys on every server of the run."""
+    total = 0
+    for url in ctx.urls:
+        host, _, port = url.removeprefix("redis://").partition(":")
+        with RawConnection(host, int(port)) as connection:
+            total += connection.execute("DBSIZE")
+    return total
+
+
 def _timed_pump(argv: list[str], source: Path, count: int, ctx: Context) -> Outcome:
     with source.open("rb") as stdin:
         start = time.perf_counter()
@@ -774,10 +798,11 @@ def _timed_pump(argv: list[str], source: Path, count: int, ctx: Context) -> Outc
     if result.returncode != 0:
         tail = result.stderr.decode(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"{argv[0]} exited with {result.returncode}: {' / '.join(tail)}")
-    with RawConnection(*ctx.address()) as connection:
-        stored = connection.execute("DBSIZE")
+    stored = _stored(ctx)
     _expect(stored == count, f"DBSIZE is {stored} after pumping {count} SETs")
-    return Outcome(seconds, count)
+    # The largest process this one waited for: the pump (or redis-cli).
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return Outcome(seconds, count, {"child_peak_rss_mib": peak})
 
 
 def pump_available() -> bool:
@@ -807,8 +832,16 @@ def b7_redis_cli_pipe(ctx: Context) -> Outcome:
 def b7_triopipe_pump(ctx: Context) -> Outcome:
     if not pump_available():
         raise SkippedError("needs `triopipe pump` (not built yet)")
+    _compile_triopipe()
     form = ctx.params["form"]
+    # B7 workers: the same lines into every server of the run as shards.
+    workers = ctx.params.get("workers")
     with tempfile.TemporaryDirectory(prefix="triopipe-bench-") as directory:
         source = _write_pump_input(Path(directory), ctx.params["count"], form)
-        argv = [sys.executable, "-m", "triopipe", "pump", "--url", ctx.url, "-"]
+        argv = [sys.executable, "-m", "triopipe", "pump", "--quiet"]
+        if workers is None:
+            argv += ["--url", ctx.url, "-"]
+        else:
+            # --workers reads a file (each worker reads all of it), not stdin.
+            argv += ["--shards", *ctx.urls, "--workers", str(workers), str(source)]
         return _timed_pump(argv, source, ctx.params["count"], ctx)

@@ -476,7 +476,7 @@ class _PipelineRun:
         self._address = config.address
         self._units: deque[_Unit] = deque()
         self._results: list[Any] = []
-        self._sink = self._results.extend if sink is None else sink
+        self._sink = self._keep if sink is None else sink
         # Set once the server cannot be reached: nothing more is sent.
         self._down: BaseException | None = None
 
@@ -589,12 +589,16 @@ class _PipelineRun:
         units.popleft()
         if head.observation is not None:
             head.observation.end(None)
+        self._sink(replies)
+
+    def _keep(self, outcomes: list[Any]) -> None:
+        """The default sink: keep every outcome, to be returned."""
         # Share the common short replies (+OK for a SET, ...): ten million of
         # them cost one object, not ten million.
         shared = _SHARED_REPLIES.get
-        self._sink(
+        self._results.extend(
             [shared(reply, reply) if type(reply) is bytes and len(reply) <= 4 else reply
-             for reply in replies]
+             for reply in outcomes]
         )  # fmt: skip
 
     def _failed(self, unit: _Unit, error: BaseException | None) -> None:

@@ -153,6 +153,17 @@ class PumpTally:
         first = self._next
         self._next = first + len(outcomes)
         failed = 0
+        # Most batches hold no error: tell so from their types, in C.
+        kinds = set(map(type, outcomes))
+        if any(issubclass(kind, Exception) for kind in kinds):
+            failed = self._count_failures(outcomes)
+        self._acknowledged += len(outcomes) - failed
+        if self._on_outcomes is not None:
+            self._on_outcomes(first, outcomes)
+
+    def _count_failures(self, outcomes: list[Any]) -> int:
+        """Count the failures among ``outcomes`` by kind; return how many failed."""
+        failed = 0
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 failed += 1
@@ -162,9 +173,7 @@ class PumpTally:
                     self._not_sent += 1
                 else:
                     self._errors += 1
-        self._acknowledged += len(outcomes) - failed
-        if self._on_outcomes is not None:
-            self._on_outcomes(first, outcomes)
+        return failed
 
     def report(self) -> PumpReport:
         """The counts so far."""

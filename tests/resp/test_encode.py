@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 from triopipe._resp import (
     HAVE_HIREDIS,
     Arg,
+    encode_alike,
     encode_command,
     encode_commands,
     encode_each,
+    encode_requests,
     python_encode_command,
 )
 
@@ -189,3 +191,43 @@ def test_pure_python_environment_variable() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr(b"*1\r\n$4\r\nPING\r\n")
+
+
+# -- windows of one shape: encode_alike ---------------------------------------------------------
+
+bytes_argument = st.binary(max_size=40) | st.binary(min_size=1000, max_size=1100)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda arity: st.lists(
+    st.tuples(*[bytes_argument] * arity), min_size=1, max_size=30)))  # fmt: skip
+def test_a_window_of_one_shape_encodes_to_the_same_bytes(window: list[tuple[bytes, ...]]) -> None:
+    expected = b"".join(map(python_encode_command, window))
+    encoded = encode_alike(window)  # type: ignore[arg-type]
+    # None only for an argument of 1 KiB or more; else the same bytes.
+    if any(len(argument) >= 1024 for command in window for argument in command):
+        assert encoded is None
+    else:
+        assert encoded == expected
+    assert encode_requests(window) == [(expected, len(window))]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        [(b"SET", b"a", b"1"), (b"GET", b"a")],  # lengths differ
+        [(b"SET", b"a", "1")],  # a str
+        [(b"SET", b"a", 1)],  # an int
+        [(b"SET", b"a", memoryview(b"abcd")[::2])],  # a strided view: hiredis would misread it
+        [(b"SET", b"a", bytearray(b"1"))],
+        [()],
+    ],
+)
+def test_other_windows_are_left_to_the_command_by_command_path(
+    window: list[tuple[Arg, ...]],
+) -> None:
+    assert encode_alike(window) is None
+    if window[0]:
+        assert encode_requests(window) == [
+            (b"".join(map(python_encode_command, window)), len(window))
+        ]

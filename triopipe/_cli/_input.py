@@ -43,6 +43,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Any, BinaryIO, Protocol
 
 import hiredis
@@ -57,6 +58,7 @@ _READ_SIZE = 64 * 1024
 # has no comment: see _inline for the bytes that need the full rules.
 _UNUSUAL = re.compile(rb"[\"'\x0b\x0c\x00#]")
 _UNSEEN = ("", ExitStatus.OK)
+_name = itemgetter(0)
 
 #: A command as the pump takes it: a tuple, which the encoder packs in one C call.
 Command = tuple[bytes, ...]
@@ -167,15 +169,9 @@ class CommandSource:
         self._extend = extend
 
     def __iter__(self) -> Iterator[Command]:
-        commands = self._text() if self.form == "text" else self._resp()
-        if self._skip:
-            for _ in commands:
-                self.skipped += 1
-                if self.skipped == self._skip:
-                    break
-            if self.skipped < self._skip:
-                return  # the input ended within the commands to skip
-        yield from commands
+        # One C iterator over the blocks' own iterators: nothing runs in
+        # Python per command, only per block.
+        return chain.from_iterable(self._handed_blocks())
 
     # -- where commands came from -------------------------------------------
 
@@ -209,15 +205,25 @@ class CommandSource:
 
     # -- handing commands over ----------------------------------------------
 
-    def _hand_over(self, commands: list[Command]) -> Iterator[Command]:
-        """Yield a block of commands, the lease extended first when it would pass it."""
-        end = self._handed + len(commands)
-        if end > self._limit and self._extend is not None:
-            self._limit = self._extend(end)
-        block = self._block = iter(commands)
-        self._handed = end
-        yield from block
-        self._block = None
+    def _handed_blocks(self) -> Iterator[Iterator[Command]]:
+        """An iterator over each block read, the lease extended first when the block passes it.
+
+        The first ``skip`` commands are counted as taken and dropped.
+        """
+        blocks = self._text() if self.form == "text" else self._resp()
+        to_skip = self._skip
+        for block in blocks:
+            end = self._handed + len(block)
+            if end > self._limit and self._extend is not None:
+                self._limit = self._extend(end)
+            self._handed = end
+            if to_skip:
+                dropped = min(to_skip, len(block))
+                self.skipped += dropped
+                to_skip -= dropped
+                block = block[dropped:]
+            self._block = iter(block)
+            yield self._block
 
     def _allowed(self, commands: list[Command]) -> bool:
         """Whether every command of a block is allowed by its name alone (known and allowed)."""
@@ -225,7 +231,7 @@ class CommandSource:
         if check is None:
             return True
         by_name = check.by_name
-        return all(by_name.get(name, _UNSEEN) is None for name in {c[0] for c in commands})
+        return all(by_name.get(name, _UNSEEN) is None for name in set(map(_name, commands)))
 
     def _verdict(self, command: Command, where: str) -> bool:
         """Check one command; on a refusal keep it as the failure and return False."""
@@ -262,8 +268,8 @@ class CommandSource:
             data = stream.read(_READ_SIZE)
             self.bytes_read += len(data)
 
-    def _text(self) -> Iterator[Command]:
-        """Commands of text lines; blank lines and ``#`` comments are skipped."""
+    def _text(self) -> Iterator[list[Command]]:
+        """Blocks of commands of text lines; blank lines and ``#`` comments are skipped."""
         offset = self._start.offset
         number = self._start.line  # lines consumed
         expected = number + 1  # the line of the next command, without a gap
@@ -282,7 +288,7 @@ class CommandSource:
                     segments.append((self._handed, number + 1))
                 number += len(lines)
                 expected = number + 1
-                yield from self._hand_over(commands)
+                yield commands
             else:
                 for line in lines:
                     number += 1
@@ -298,12 +304,12 @@ class CommandSource:
                     if number != expected:
                         segments.append((self._handed, number))
                     expected = number + 1
-                    yield from self._hand_over([command])
+                    yield [command]
             offset += consumed
             marks.append(Mark(self._handed, offset, number))
 
-    def _resp(self) -> Iterator[Command]:
-        """Commands of RESP input: arrays of bulk strings, as ``redis-cli --pipe`` reads."""
+    def _resp(self) -> Iterator[list[Command]]:
+        """Blocks of RESP commands: arrays of bulk strings, as ``redis-cli --pipe`` reads."""
         stream = self._stream
         # hiredis itself, one command at a time: a command before bad bytes
         # is still taken (and sent), and a push or error frame is refused.
@@ -317,11 +323,10 @@ class CommandSource:
                 return
             reader.feed(data)
             commands: list[Any] = []  # hiredis's lists, checked before they are taken
-            append = commands.append
             bad_bytes = None
             try:
-                while (command := gets()) is not False:
-                    append(command)
+                # A loop in C; list.extend keeps what it took before a raise.
+                commands.extend(iter(gets, False))
             except hiredis.ProtocolError as exc:
                 bad_bytes = f"not RESP: {exc}"
             good = self._good_prefix(commands)
@@ -329,7 +334,7 @@ class CommandSource:
                 taken: list[Command] = list(map(tuple, commands[:good]))
                 if self._track:
                     offset += sum(map(resp_size, taken))
-                yield from self._hand_over(taken)
+                yield taken
             if self.failure is not None:
                 return
             if bad_bytes is not None:

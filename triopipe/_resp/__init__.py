@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._encode import HAVE_HIREDIS as HAVE_HIREDIS
 from ._encode import Arg as Arg
+from ._encode import encode_alike as encode_alike
 from ._encode import encode_command as encode_command
 from ._encode import encode_commands as encode_commands
 from ._encode import encode_each as encode_each
@@ -31,6 +32,7 @@ __all__ = [
     "Push",
     "PythonReader",
     "Reader",
+    "encode_alike",
     "encode_command",
     "encode_commands",
     "encode_each",

@@ -17,6 +17,7 @@ __all__ = [
     "HAVE_HIREDIS",
     "USE_HIREDIS",
     "Arg",
+    "encode_alike",
     "encode_command",
     "encode_commands",
     "encode_requests",
@@ -224,20 +225,55 @@ def encode_each(commands: Iterable[Sequence[Arg]], first: int = 0) -> list[bytes
         raise _which_command(batch, first, encode) from None
 
 
+#: ``$<n>`` for argument lengths below 1 KiB, looked up rather than formatted.
+_LENGTHS = tuple(b"$%d" % n for n in range(1024))
+_STARS = tuple(b"*%d" % n for n in range(16))
+
+
+def encode_alike(commands: list[Sequence[Arg]]) -> bytes | None:
+    """Encode commands of one shape as one bytes object, or None for any other window.
+
+    A window of a bulk load usually holds commands of one length, each
+    argument of which is bytes shorter than 1 KiB (``SET key value`` read
+    from a file). Such a window is encoded column by column, every loop in
+    C, about 1.3x as fast as packing each command with hiredis, and into the
+    same bytes. Anything else (lengths that differ, a str, int or
+    memoryview argument, a longer one) gives None: the caller then encodes
+    command by command, which also names a bad argument.
+    """
+    arity = len(commands[0])
+    if not 0 < arity < len(_STARS) or len(set(map(len, commands))) != 1:
+        return None
+    if set(map(type, chain.from_iterable(commands))) != {bytes}:
+        return None
+    pieces: list[Iterable[bytes]] = [(_STARS[arity],) * len(commands)]
+    header = _LENGTHS.__getitem__
+    for column in zip(*commands, strict=True):
+        pieces.append(map(header, map(len, column)))
+        pieces.append(column)
+    try:
+        return b"\r\n".join(chain.from_iterable(zip(*pieces, strict=True))) + b"\r\n"
+    except IndexError:  # an argument of 1 KiB or more
+        return None
+
+
 def encode_requests(
     commands: Iterable[Sequence[Arg]], first: int = 0, limit: int = 1024 * 1024
 ) -> list[tuple[bytes, int]]:
     """Encode commands into requests of at most ``limit`` bytes each (but one command).
 
     Each request is ``(bytes, number of commands)``. A window of small
-    commands (the usual case) becomes one request, encoded and joined in C
-    without a list of parts; big values go as several requests instead of
-    one huge join. Either every command is encoded, or none.
+    commands (the usual case) becomes one request, encoded by
+    :func:`encode_alike` or joined in C without a list of parts; big values
+    go as several requests instead of one huge join. Either every command is
+    encoded, or none.
 
     Raises:
         ValueError, TypeError: as :func:`encode_each`.
     """
     batch = commands if isinstance(commands, list) else list(commands)
+    if batch and (joined := encode_alike(batch)) is not None and len(joined) <= limit:
+        return [(joined, len(batch))]
     if (
         _pack is not None
         and batch
