@@ -241,10 +241,15 @@ def encode_alike(commands: list[Sequence[Arg]]) -> bytes | None:
     memoryview argument, a longer one) gives None: the caller then encodes
     command by command, which also names a bad argument.
     """
+    if set(map(type, chain.from_iterable(commands))) != {bytes}:
+        return None
+    return _encode_columns(cast("list[Sequence[bytes]]", commands))
+
+
+def _encode_columns(commands: list[Sequence[bytes]]) -> bytes | None:
+    """:func:`encode_alike` for commands known to hold bytes only."""
     arity = len(commands[0])
     if not 0 < arity < len(_STARS) or len(set(map(len, commands))) != 1:
-        return None
-    if set(map(type, chain.from_iterable(commands))) != {bytes}:
         return None
     pieces: list[Iterable[bytes]] = [(_STARS[arity],) * len(commands)]
     header = _LENGTHS.__getitem__
@@ -272,14 +277,19 @@ def encode_requests(
         ValueError, TypeError: as :func:`encode_each`.
     """
     batch = commands if isinstance(commands, list) else list(commands)
-    if batch and (joined := encode_alike(batch)) is not None and len(joined) <= limit:
+    kinds = set(map(type, chain.from_iterable(batch)))
+    if (
+        kinds == {bytes}
+        and (joined := _encode_columns(cast("list[Sequence[bytes]]", batch))) is not None
+        and len(joined) <= limit
+    ):
         return [(joined, len(batch))]
     if (
         _pack is not None
         and batch
         and all(batch)
         and not _needs_python(batch[0])
-        and memoryview not in set(map(type, chain.from_iterable(batch)))
+        and memoryview not in kinds
     ):
         try:
             joined = b"".join(map(_pack, batch))
