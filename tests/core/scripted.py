@@ -420,13 +420,14 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
             await anyio.lowlevel.checkpoint()
 
 
-async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+async def in_thread(function: Callable[..., Any], *args: Any, bound: float = WAIT) -> Any:
     """Run a blocking ``function(*args)`` in a worker thread, bounded like every wait here.
 
     On timeout the thread is abandoned and the test fails; closing the
     connection then fails the thread's request, which releases the thread.
+    ``bound`` (seconds) is for a thread making many calls in a row.
     """
-    with anyio.fail_after(WAIT):
+    with anyio.fail_after(bound):
         return await anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
 
 

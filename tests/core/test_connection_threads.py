@@ -8,6 +8,7 @@ zero), and that a thread's partial write is finished by the sender.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import anyio
@@ -17,6 +18,7 @@ import pytest
 from triopipe._connection import Connection
 
 from .scripted import (
+    WAIT,
     StreamFactory,
     echo,
     echo_payload,
@@ -96,7 +98,12 @@ async def test_threads_and_loop_tasks_share_a_link_each_reply_to_its_caller(
             outer.start_soon(monitor)
             async with anyio.create_task_group() as task_group:
                 for number in range(4):
-                    task_group.start_soon(in_thread, worker, number)
+                    # 40 calls in a row, each waiting for the GIL held by the
+                    # spinning monitor: on trio a thread's call took up to
+                    # 40 ms on the 2-core machine (6.5 s for the 160).
+                    task_group.start_soon(
+                        functools.partial(in_thread, worker, number, bound=8 * WAIT)
+                    )
                     task_group.start_soon(loop_caller, number)
             done = True
 
