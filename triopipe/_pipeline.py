@@ -589,7 +589,13 @@ class Pipeline(Generic[N]):
         self._unattributed = 0
         pending = self.pending
         pushes: list[Push] | None = None
-        settled = 0
+        settled = settled_in_runs = 0
+        if pending and pending[0].replies is not None:
+            # A batch's replies are taken as slices, not one by one, up to a
+            # push frame; what is left goes through the loop below.
+            before = self.settled
+            replies = replies[self._settle_in_runs(replies) :]
+            settled_in_runs = self.settled - before
         try:
             for reply in replies:
                 if type(reply) is Push:
@@ -624,11 +630,47 @@ class Pipeline(Generic[N]):
         finally:
             self.settled += settled
             self._replied += settled
-        if settled and (self._round_trip_start is not None or self._delivery is not None):
+        if (settled or settled_in_runs) and (
+            self._round_trip_start is not None or self._delivery is not None
+        ):
             self._end_samples()
         if self.waiters:
             self.release_room()
         return pushes
+
+    def _settle_in_runs(self, replies: list[Any]) -> int:
+        """Settle pending requests with the first ``replies``, up to a push frame; return how many.
+
+        The replies of a batch are taken as one slice, not one by one. Each
+        request settled is counted as it is (in :attr:`settled`).
+        """
+        pending = self.pending
+        taken = 0
+        while pending and taken < len(replies):
+            request = pending[0]
+            collected = request.replies
+            if collected is None:
+                reply = replies[taken]
+                if type(reply) is Push:
+                    break
+                request.value = reply
+                taken += 1
+                count = 1
+            else:
+                count = request.count
+                chunk = replies[taken : taken + count - len(collected)]
+                if Push in set(map(type, chunk)):
+                    break
+                collected.extend(chunk)
+                taken += len(chunk)
+                if len(collected) < count:
+                    break  # the rest comes with later bytes
+            pending.popleft()
+            self.settled += count
+            self._replied += count
+            request.done = True
+            request.notify.set()
+        return taken
 
     def _end_samples(self) -> None:
         """Replies came: complete the budget's samples they end."""
