@@ -75,8 +75,14 @@ _PURE_ONLY_ERRORS = (
     "max_depth",
     "invalid boolean b'\\x00'",
 )
-# HiredisReader errors after which the pure reader legitimately waits.
-_HIREDIS_ONLY_ERRORS = ("more elements than fit in memory", "Multi-bulk length out of range")
+# HiredisReader errors after which the pure reader legitimately waits. Both
+# refuse an aggregate as a map key: hiredis as soon as its header arrives,
+# the pure reader once the key and its value are complete.
+_HIREDIS_ONLY_ERRORS = (
+    "more elements than fit in memory",
+    "Multi-bulk length out of range",
+    "invalid map key",
+)
 
 
 # --- random valid RESP3 ------------------------------------------------------------
@@ -351,3 +357,14 @@ def test_a_real_disagreement_fails() -> None:
         assert_agree(Outcome((("int", 1),), None), Outcome((), "bad"), b"")
     with pytest.raises(AssertionError):
         assert_agree(Outcome((), None), Outcome((("int", 1),), None), b"")
+
+
+@pytest.mark.skipif(not HAVE_HIREDIS, reason="no hiredis")
+def test_an_aggregate_map_key_is_refused_by_both_readers_hiredis_sooner() -> None:
+    """The difference allowed above, found by the mutated-stream test: both refuse."""
+    wire = b"%90\r\n*3\r\n$-1\r\n-ERR \r\n_"
+    check(wire, [], False)
+    complete = b"%1\r\n*1\r\n$1\r\na\r\n:1\r\n"
+    for reader in (PythonReader(), HiredisReader()):
+        with pytest.raises(ProtocolError, match="invalid map key"):
+            reader.read_replies(complete)
