@@ -783,9 +783,8 @@ def _compile_triopipe() -> None:
 def _stored(ctx: Context) -> int:
     """Keys on every server of the run."""
     total = 0
-    for url in ctx.urls:
-        host, _, port = url.removeprefix("redis://").partition(":")
-        with RawConnection(host, int(port)) as connection:
+    for index in range(len(ctx.urls)):
+        with RawConnection(*ctx.address(index)) as connection:
             total += connection.execute("DBSIZE")
     return total
 

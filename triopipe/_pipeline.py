@@ -639,10 +639,12 @@ class Pipeline(Generic[N]):
         return pushes
 
     def _settle_in_runs(self, replies: list[Any]) -> int:
-        """Settle pending requests with the first ``replies``, up to a push frame; return how many.
+        """Settle the pending batches with the first ``replies``; return how many replies it used.
 
-        The replies of a batch are taken as one slice, not one by one. Each
-        request settled is counted as it is (in :attr:`settled`).
+        Each batch takes its replies as one slice, not one by one. It stops
+        at a single command's request or a push frame, which the general loop
+        of :meth:`feed` handles. Each request settled is counted as it is (in
+        :attr:`settled`).
         """
         pending = self.pending
         taken = 0
@@ -650,21 +652,15 @@ class Pipeline(Generic[N]):
             request = pending[0]
             collected = request.replies
             if collected is None:
-                reply = replies[taken]
-                if type(reply) is Push:
-                    break
-                request.value = reply
-                taken += 1
-                count = 1
-            else:
-                count = request.count
-                chunk = replies[taken : taken + count - len(collected)]
-                if Push in set(map(type, chunk)):
-                    break
-                collected.extend(chunk)
-                taken += len(chunk)
-                if len(collected) < count:
-                    break  # the rest comes with later bytes
+                break
+            count = request.count
+            chunk = replies[taken : taken + count - len(collected)]
+            if Push in set(map(type, chunk)):
+                break
+            collected.extend(chunk)
+            taken += len(chunk)
+            if len(collected) < count:
+                break  # the rest comes with later bytes
             pending.popleft()
             self.settled += count
             self._replied += count

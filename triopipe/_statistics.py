@@ -152,11 +152,13 @@ class PumpTally:
         """Count the outcomes of the next commands, in order."""
         first = self._next
         self._next = first + len(outcomes)
-        failed = 0
         # Most batches hold no error: tell so from their types, in C.
         kinds = set(map(type, outcomes))
-        if any(issubclass(kind, Exception) for kind in kinds):
-            failed = self._count_failures(outcomes)
+        failed = (
+            self._count_failures(outcomes)
+            if any(issubclass(kind, Exception) for kind in kinds)
+            else 0
+        )
         self._acknowledged += len(outcomes) - failed
         if self._on_outcomes is not None:
             self._on_outcomes(first, outcomes)
