@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ import hiredis
 __all__ = ["RawConnection", "address_of", "pack", "parse_info"]
 
 _READ_SIZE = 256 * 1024
+_FEED_BYTES = 16 * 1024
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
@@ -110,12 +111,15 @@ class RawConnection:
             replies.append(reply)
         return replies
 
-    def run_window(self, payloads: Iterator[bytes], window: int) -> int:
+    def run_window(
+        self, payloads: Iterator[bytes], window: int, take: Callable[[list[Any]], object]
+    ) -> int:
         """Send encoded commands with up to ``window`` of them in flight; return how many.
 
         A sliding window, B8's raw ceiling: as soon as replies come in, as many
-        commands go out, so the link never idles while commands remain. Replies
-        are parsed and dropped; the first error reply raises.
+        commands go out, so the link never idles while commands remain. The
+        replies of each read go to ``take`` and are not kept; the first error
+        reply raises.
         """
         reader, recv, send = self._reader, self._sock.recv, self._sock.sendall
         first = list(itertools.islice(payloads, window))
@@ -125,12 +129,17 @@ class RawConnection:
             data = recv(_READ_SIZE)
             if not data:
                 raise ConnectionResetError("the server closed the connection")
-            reader.feed(data)
-            answered = 0
-            while (reply := reader.gets()) is not False:
-                if isinstance(reply, hiredis.ReplyError):
-                    raise reply
-                answered += 1
+            replies = []
+            # Fed in pieces, as triopipe does: hiredis moves what is left of
+            # its buffer after each reply, a cost quadratic in the piece's size.
+            for start in range(0, len(data), _FEED_BYTES):
+                reader.feed(data[start : start + _FEED_BYTES])
+                while (reply := reader.gets()) is not False:
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise reply
+                    replies.append(reply)
+            take(replies)
+            answered = len(replies)
             in_flight -= answered
             done += answered
             more = list(itertools.islice(payloads, answered))

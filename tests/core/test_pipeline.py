@@ -20,6 +20,7 @@ from triopipe._pipeline import (
     MAX_REPLY_BUDGET,
     MAX_WINDOW,
     REPLY_BUDGET,
+    WINDOW_SHARE,
     WRITE_BYTES,
     Pipeline,
     ReplyBudget,
@@ -74,9 +75,9 @@ def write_all(pipeline: Pipeline[Flag]) -> bytes:
         (
             10_000,
             int(REPLY_BUDGET / INITIAL_REPLY_SIZE),
-            int(REPLY_BUDGET / INITIAL_REPLY_SIZE) // 2,
+            int(REPLY_BUDGET / INITIAL_REPLY_SIZE) // WINDOW_SHARE,
         ),
-        (10, 10, 5),
+        (10, 10, 2),
         (3, 3, 1),
         (1, 1, 1),
     ],
@@ -94,11 +95,11 @@ def test_budget_starts_from_the_large_reply_guess_capped_by_max_in_flight(
     ("observations", "reply_size", "limit", "window"),
     [
         # Half way from 1024 to 100 bytes a reply: 262144 / 562 = 466.4.
-        ([(100, 1)], 562.0, 466, 233),
+        ([(100, 1)], 562.0, 466, 116),
         # Then 100 replies of 10 bytes: half way from 562 to 10.
-        ([(100, 1), (1000, 100)], 286.0, 916, 458),
+        ([(100, 1), (1000, 100)], 286.0, 916, 229),
         # Larger replies shrink the limit: half way to 3072 is 2048 bytes.
-        ([(3072, 1)], 2048.0, 128, 64),
+        ([(3072, 1)], 2048.0, 128, 32),
         # A 10 MB reply: one command in flight at a time.
         ([(10_000_000, 1)], 5_000_512.0, 1, 1),
     ],
@@ -106,7 +107,7 @@ def test_budget_starts_from_the_large_reply_guess_capped_by_max_in_flight(
 def test_budget_follows_the_mean_reply_size(
     observations: list[tuple[int, int]], reply_size: float, limit: int, window: int
 ) -> None:
-    """Each read moves the mean half way to its own mean; limit = 256 KiB / mean, window half."""
+    """Each read moves the mean half way to its own; limit = 256 KiB / mean, window a quarter."""
     budget = ReplyBudget(10_000)
     for size, count in observations:
         budget.observe(size, count)
@@ -122,7 +123,7 @@ def test_budget_with_tiny_replies_reaches_max_in_flight_and_the_window_cap() -> 
     assert budget.window == MAX_WINDOW
     small = ReplyBudget(100)
     small.observe(4, 1)
-    assert (small.limit, small.window) == (100, 50)
+    assert (small.limit, small.window) == (100, 25)
 
 
 class Clock:
@@ -236,7 +237,8 @@ def test_budget_limit_and_window_stay_within_bounds(
         budget.observe(size, count)
         assert 1 <= budget.limit <= max_in_flight
         assert 1 <= budget.window <= min(MAX_WINDOW, budget.limit)
-        assert budget.window == max(1, min(MAX_WINDOW, budget.limit // 2))
+        replies_fit = int(REPLY_BUDGET / budget.reply_size)
+        assert budget.window == max(1, min(MAX_WINDOW, budget.limit // WINDOW_SHARE, replies_fit))
 
 
 # -- submitting and writing ------------------------------------------------------------

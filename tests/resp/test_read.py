@@ -202,6 +202,31 @@ def test_many_replies_in_one_read(make: MakeReader) -> None:
     assert replies == [1] * 10_000
 
 
+def test_a_read_of_many_large_replies(make: MakeReader) -> None:
+    """A 290 KiB read, which hiredis is fed in pieces: every reply whole and in order.
+
+    The replies straddle every piece's boundary; the last is cut by the end of
+    the read and completed by the next one.
+    """
+    values = [bytes([i]) * (4096 + i) for i in range(70)]
+    wire = b"".join(b"$%d\r\n%s\r\n" % (len(value), value) for value in values)
+    cut = len(wire) - 100
+    reader = make()
+    assert reader.read_replies(memoryview(wire)[:cut]) == values[:-1]
+    assert reader.read_replies(wire[cut:]) == values[-1:]
+    assert not reader.has_partial()
+
+
+def test_a_large_read_keeps_pushes_and_decode_errors_in_place(make: MakeReader) -> None:
+    filler = b"$20000\r\n" + b"a" * 20_000 + b"\r\n"
+    push = b">2\r\n$7\r\nmessage\r\n:1\r\n"
+    wire = filler + push + filler + b"$2\r\n\xff\xfe\r\n" + filler
+    replies = make(decode=True).read_replies(wire)
+    assert [type(reply) for reply in replies] == [str, Push, str, UnicodeDecodeError, str]
+    assert replies[1] == Push(["message", 1])
+    assert replies[0] == replies[2] == replies[4] == "a" * 20_000
+
+
 # --- decode errors ---------------------------------------------------------
 
 BAD_UTF8 = [
@@ -348,6 +373,13 @@ def test_bulk_over_limit_hiredis_rejected_once_buffered() -> None:
         reader.read_replies(b"x" * 100_000)
     with pytest.raises(ProtocolError):
         reader.read_replies(b":1\r\n")
+
+
+@pytest.mark.skipif(not HAVE_HIREDIS, reason="no hiredis")
+def test_bulk_over_limit_hiredis_rejected_within_one_large_read() -> None:
+    reader = HiredisReader(max_bulk_length=10)
+    with pytest.raises(ProtocolError, match="max_bulk_length"):
+        reader.read_replies(b":1\r\n$200000\r\n" + b"x" * 150_000)
 
 
 @pytest.mark.skipif(not HAVE_HIREDIS, reason="no hiredis")

@@ -64,6 +64,15 @@ __all__ = [
 # hiredis trims its buffer once it has consumed 1 KiB of it, so the buffer is
 # the incomplete element plus at most that much of what came before.
 _HIREDIS_BUFFER_SLACK: Final = 64 * 1024
+# Largest piece of a read fed to hiredis at once. Every reply hiredis takes
+# that ends past the buffer's first KiB moves the rest of the buffer to its
+# front (the trim above), so feeding a whole 256 KiB read costs time
+# quadratic in the read's size: measured per 4 KiB bulk reply, 1,240 ns fed
+# whole against 300 ns fed in 16 KiB pieces (8-24 KiB are within 5% of
+# that); per 100-byte reply 150 against 60 ns; per 5-byte reply 58 against
+# 47. Large reads come exactly when the client falls behind a fast stream,
+# so without this a client that lags pays more per reply and lags further.
+_FEED_BYTES: Final = 16 * 1024
 
 
 class Reader(Protocol):
@@ -164,9 +173,21 @@ class HiredisReader:
 
     def read_replies(self, data: bytes | bytearray | memoryview) -> list[object]:
         """Feed ``data`` and return every reply now complete. See :class:`Reader`."""
-        self._feed(data)
-        gets = self._gets
         replies: list[object] = []
+        if len(data) <= _FEED_BYTES:
+            self._feed(data)
+            self._take_replies(replies)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(view), _FEED_BYTES):
+                self._feed(view[start : start + _FEED_BYTES])
+                self._take_replies(replies)
+        self._check_buffer()
+        return replies
+
+    def _take_replies(self, replies: list[object]) -> None:
+        """Append every reply complete in what was fed so far to ``replies``."""
+        gets = self._gets
         append = replies.append
         while True:
             try:
@@ -184,8 +205,6 @@ class HiredisReader:
                 append(exc)
             except (MemoryError, TypeError) as exc:
                 raise self._poison(exc) from exc
-        self._check_buffer()
-        return replies
 
     def _check_buffer(self) -> None:
         if self._len() > self._buffer_limit:
