@@ -585,7 +585,7 @@ def _b8(b: _Builder, backend: str) -> None:
         for shape, title, op in _B8_SHAPES:
             size_key = f"B8 {shape}"
             label = f"B8 {title}, {where}"
-            api = "await get()" if shape == "sequential" else "execute_many"
+            api = "await get()" if shape == "sequential" else "pump"
             subject = b.measure(
                 "B8",
                 f"triopipe {shape} {delay}us",
