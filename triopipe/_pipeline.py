@@ -110,9 +110,10 @@ MAX_WINDOW = 512
 # flight swing between the limit less one window and the limit: with windows
 # of half the limit the link carries three quarters of it on average, with a
 # quarter seven eighths. It matters only where replies are large (small ones
-# reach MAX_WINDOW either way); measured with 4 KiB GETs, half against a
-# quarter: 350k against 650k GET/s with no added delay, 130k against 200k at
-# 1 ms one way (an eighth: 410k and 230k). A window also asks for at most
+# reach MAX_WINDOW either way); measured with 4 KiB GETs on asyncio, half
+# against a quarter: 350k against 650k GET/s with no added delay, 130k
+# against 200k at 1 ms one way (an eighth: 410k and 230k; a sixteenth, four
+# commands a window on loopback: 100k and 250k). A window also asks for at most
 # REPLY_BUDGET bytes of replies, so that once the budget has grown over a
 # slow link the server is sent many modest windows rather than a few huge
 # ones: 240k against 200k GET/s at 1 ms.
