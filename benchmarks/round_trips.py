@@ -17,7 +17,8 @@ The bulk jobs keep no reply, with every client: each reply is checked as its
 batch (or window, or read) comes in, then dropped, as a job that streams
 values through would do. Kept, 50,000 replies of 4 KiB are 200 MB of fresh
 memory, and the page faults of touching it cost every client alike (the raw
-socket itself ran 10-50% slower keeping them); a ceiling that dropped its
+socket itself ran at half its speed keeping them with no added delay, 4-20%
+slower at 1 ms); a ceiling that dropped its
 replies while the clients kept theirs would compare different jobs. Command
 lists are built before the clock starts. B8's fan-in reuses B2's functions of
 :mod:`benchmarks.workloads`.
