@@ -540,7 +540,7 @@ class _PipelineRun:
         if observer is not None:
             observation = observer.command(self._address, "PIPELINE", count)
         try:
-            request = connection.submit(payload, count, many=True)
+            request = connection.submit(payload, count, many=True, sealed=True)
         except ConnectError as exc:  # the server is down: nothing more is sent
             self._down = exc
             request = None
@@ -581,7 +581,9 @@ class _PipelineRun:
                 if self._observer is not None:
                     self._observer.retried(self._address, "PIPELINE", exc, unit.attempts)
                 try:
-                    unit.request = connection.submit(unit.payload, unit.count, many=True)
+                    unit.request = connection.submit(
+                        unit.payload, unit.count, many=True, sealed=True
+                    )
                 except ConnectError as down:  # send nothing more
                     self._down = down
                     unit.request = None

@@ -543,9 +543,9 @@ class Pipeline(Generic[N]):
         return self._write is not None or bool(self._more) or bool(self.queue)
 
     def write_directly(
-        self, payload: bytes, count: int, notify: N, *, thread: bool = False
+        self, payload: bytes, count: int, notify: N, *, thread: bool = False, many: bool = False
     ) -> Request[N] | None:
-        """Make a lone request the next write, skipping the queue, if the link allows it.
+        """Make a request the next write, skipping the queue, if the link allows it.
 
         For a writer other than the sender, which then writes the request's
         bytes at once (:meth:`next_write` gives them) and reports them with
@@ -554,8 +554,11 @@ class Pipeline(Generic[N]):
         reply may be read before the write call returns. Returns None,
         changing nothing, when it must wait for the sender instead:
 
-        - from the loop thread, unless the link is :attr:`idle`: on a busy
-          link the sender writes it together with what else arrives;
+        - from the loop thread, a lone command unless the link is
+          :attr:`idle`: on a busy link the sender writes it together with
+          what else arrives. A ``many`` request (a window of a pipeline,
+          which never grows) needs only :attr:`between_writes`: it is a
+          write of its own anyway;
         - from another ``thread`` (under the connection's thread lock, with
           the sender asleep), unless the link is :attr:`between_writes` and
           has room. Such a request is counted in ``thread_submitted``, the
@@ -566,19 +569,21 @@ class Pipeline(Generic[N]):
         if thread:
             if not self.has_room(count):
                 return None
-        elif self.pending:
+        elif self.pending and not many:
             return None
-        request = Request(payload, count, notify, False)
+        request = Request(payload, count, notify, many)
         request.taken = True
         request.start = self._taken
         self._taken += len(payload)
         if thread:
             self.thread_submitted += count
         else:
-            # A lone command on an idle link times the round trip exactly.
-            # (Not from other threads: the receiver reads these fields.)
+            # As next_write does: a lone command on an idle link times the
+            # round trip exactly. (Not from other threads: the receiver
+            # reads these fields.)
             if self.budget.clock is not None:
-                self._start_samples(True, count)
+                timed = not self.pending and (not many or count <= ROUND_TRIP_COMMANDS)
+                self._start_samples(timed, count)
             self.submitted += count
         self.commands_written += count
         self.pending.append(request)

@@ -580,6 +580,26 @@ def test_write_directly_from_the_loop_only_on_an_idle_link() -> None:
     assert pipeline.outstanding == 1
 
 
+def test_a_sealed_window_is_written_directly_between_writes_even_with_replies_awaited() -> None:
+    """A window of a pipeline needs only the link between writes; it collects its replies."""
+    pipeline = make()
+    first = pipeline.write_directly(cmd("a") + cmd("b"), 2, Flag(), many=True)
+    assert first is not None
+    assert pipeline.write_directly(cmd("c"), 1, Flag(), many=True) is None  # a write under way
+    assert pipeline.wrote(len(cmd("a") + cmd("b")))
+    second = pipeline.write_directly(cmd("c"), 1, Flag(), many=True)
+    assert second is not None
+    assert second.start == len(cmd("a") + cmd("b"))
+    assert list(pipeline.pending) == [first, second]
+    assert pipeline.wrote(len(cmd("c")))
+    # Something queued: it goes first, through the sender.
+    submit(pipeline, "q")
+    assert pipeline.write_directly(cmd("d"), 1, Flag(), many=True) is None
+    pipeline.feed([b"a", b"b", b"c"], 30)
+    assert (first.replies, second.replies) == ([b"a", b"b"], [b"c"])
+    assert (pipeline.submitted, pipeline.commands_written) == (4, 3)
+
+
 def test_write_directly_from_a_thread_between_writes_with_room() -> None:
     """A thread may write with replies awaited, between writes and within the room."""
     pipeline = make(max_in_flight=2)

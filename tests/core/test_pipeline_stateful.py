@@ -69,7 +69,9 @@ class Model:
 
     request: Request[Any]
     tokens: list[bytes]
-    kind: str  # "single", "many", "direct", "thread" or "push" (answered by a push only)
+    # "single", "many", "window" (sealed, written directly), "direct", "thread"
+    # or "push" (answered by a push only)
+    kind: str
     state: str = "queued"  # then "pending", "answered", "dropped", "failed" or "written"
     start: int = -1
     received: int = 0
@@ -329,6 +331,25 @@ class PipelineMachine(RuleBasedStateMachine):
         assert self.take(model) == payload
         self.current = payload
         self.thread_commands += thread
+
+    @rule(count=st.integers(1, 4))
+    def write_window_directly(self, count: int) -> None:
+        """A sealed window of a pipeline, written by the loop without the sender.
+
+        Replies may be awaited: the window only needs the link between writes.
+        """
+        tokens = [self.token() for _ in range(count)]
+        payload = b"".join(self.encode("window", token) for token in tokens)
+        allowed = not self.queue and self.current is None
+        request = self.pipeline.write_directly(payload, count, Counting(), many=True)
+        assert (request is not None) is allowed
+        if request is None:
+            return
+        assert request.replies == []
+        model = Model(request, tokens, "window")
+        self.models.append(model)
+        assert self.take(model) == payload
+        self.current = payload
 
     # -- reading -------------------------------------------------------------------------------
 
