@@ -11,6 +11,7 @@ scripts run on every client.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,18 +160,25 @@ async def test_unsubscribe_under_a_storm_of_callers_misdelivers_nothing(redis_ur
 
 @pytest.fixture
 def replicated() -> Iterator[tuple[str, str]]:
-    """A primary and one replica in sync: their URLs."""
-    with redis_server_process() as primary, redis_server_process() as replica:
-        Control(replica.url).execute_command("REPLICAOF", "127.0.0.1", str(primary.port))
+    """A primary and one replica in sync: their URLs.
+
+    The primary starts the sync at once (by default it waits 5 s for more
+    replicas), and a busy machine gets 20 s to finish it.
+    """
+    with (
+        redis_server_process(repl_diskless_sync_delay=0) as primary,
+        redis_server_process(replicaof=f"127.0.0.1 {primary.port}") as replica,
+    ):
         control = Control(replica.url)
-        for _ in range(500):
+        deadline = time.monotonic() + 20
+        while True:
             info = control.execute_command("INFO", "replication")
             assert isinstance(info, bytes)
             if b"master_link_status:up" in info:
                 break
-            threading.Event().wait(0.01)
-        else:
-            pytest.fail("the replica did not sync")
+            if time.monotonic() > deadline:
+                pytest.fail("the replica did not sync within 20 s")
+            time.sleep(0.01)
         yield primary.url, replica.url
 
 
