@@ -546,7 +546,8 @@ class _PipelineRun:
             request = None
         units.append(_Unit(request, payload, count, observation))
         if count >= connection.window or len(payload) >= _REQUEST_BYTES:
-            # Let the sender write this request while the next is built.
+            # Let the sender write this request (unless it went out directly)
+            # and the receiver read replies, while the next is built.
             await anyio.lowlevel.checkpoint()
 
     async def _collect(self) -> None:
