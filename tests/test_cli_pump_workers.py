@@ -8,10 +8,12 @@ leaves; the counts and named lines with what the input holds.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ from cli_runner import run_breaking_links, triopipe
 from helpers import Control
 from keyspace import keyspace
 
-from triopipe._cli._workers import first_key_at
+from triopipe._cli._accounting import Tally
+from triopipe._cli._options import run_on_backend
+from triopipe._cli._workers import _stop_at_ctrl_c, first_key_at
 from triopipe._routing import key_positions
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -241,3 +245,28 @@ def test_sigterm_stops_every_worker_and_their_counts_add_up(
     assert stored == int(control.dbsize()) < count  # type: ignore[call-overload]
     assert counts["read"] == counts["acknowledged"] + counts["unknown"] < count
     assert counts["acknowledged"] <= stored <= counts["acknowledged"] + counts["unknown"]
+
+
+@BACKENDS
+def test_ctrl_c_in_a_worker_stops_it_at_an_await_with_its_counts_whole(backend: str) -> None:
+    """Ctrl-C arriving while a worker counts outcomes waits for the next await.
+
+    Raised where it lands, KeyboardInterrupt would stop the counting half
+    way: commands counted, their outcomes not yet sorted.
+    """
+    import anyio.lowlevel
+
+    tally = Tally()
+    ctrl_c = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
+
+    async def count_forever() -> None:
+        ctrl_c.start()
+        while True:
+            tally.commands += 512
+            time.sleep(0.05)  # noqa: ASYNC251 - Ctrl-C arrives here, far from any await
+            tally.acknowledged += 512
+            await anyio.lowlevel.checkpoint()
+
+    run_on_backend(lambda: _stop_at_ctrl_c(count_forever, tally), backend)
+    assert tally.interrupted
+    assert tally.commands == tally.acknowledged >= 512

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from .._exceptions import (
     AuthenticationError,
@@ -192,7 +193,10 @@ def _run_share(
             path = share.file_name(args.errors)
             tally.errors_file = ErrorLog(stack.enter_context(open(path, "w", encoding="utf-8")))
         try:
-            run_on_backend(lambda: main(args, share, counters, tally), args.backend)
+            run_on_backend(
+                lambda: _stop_at_ctrl_c(lambda: main(args, share, counters, tally), tally),
+                args.backend,
+            )
         except BaseException as exc:
             if not _interrupted(exc):
                 raise
@@ -200,6 +204,32 @@ def _run_share(
             # workers, the parent adds this one to the others).
             tally.interrupted = True
     return tally
+
+
+async def _stop_at_ctrl_c(run: Callable[[], Awaitable[None]], tally: Tally) -> None:
+    """Run ``run``; Ctrl-C cancels it between two checkpoints (``tally.interrupted`` set).
+
+    Raised wherever it lands, KeyboardInterrupt could fall between two
+    updates of the tally (a request's outcomes counted, not yet sorted into
+    acknowledged and failed), and the counts would no longer add up. Taken
+    as a message, as one ``pump`` process takes it, it cancels the run at an
+    await, with every count whole. (A Ctrl-C before the receiver is open
+    still raises, before anything was counted.)
+    """
+
+    async def watch(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                tally.interrupted = True
+                scope.cancel()
+                return
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(watch)
+            await run()
+            tasks.cancel_scope.cancel()
 
 
 def _interrupted(exc: BaseException) -> bool:
