@@ -25,8 +25,8 @@ from helpers import Control
 from keyspace import keyspace
 
 from triopipe._cli._accounting import Tally
-from triopipe._cli._options import run_on_backend
-from triopipe._cli._workers import _stop_at_ctrl_c, first_key_at
+from triopipe._cli._options import run_on_backend, stop_on_signals
+from triopipe._cli._workers import first_key_at
 from triopipe._routing import key_positions
 
 BACKENDS = pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -267,6 +267,6 @@ def test_ctrl_c_in_a_worker_stops_it_at_an_await_with_its_counts_whole(backend: 
             tally.acknowledged += 512
             await anyio.lowlevel.checkpoint()
 
-    run_on_backend(lambda: _stop_at_ctrl_c(count_forever, tally), backend)
+    run_on_backend(lambda: stop_on_signals(count_forever, tally, signal.SIGINT), backend)
     assert tally.interrupted
     assert tally.commands == tally.acknowledged >= 512

@@ -23,20 +23,24 @@ import dataclasses
 import functools
 import getpass
 import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
+import anyio.abc
 
 from .._client import open_client
 from .._cluster import open_cluster_client
 from .._config import parse_url
 from .._exceptions import AuthenticationError, ResponseError, TransportError
 from .._sharded import open_sharded_client
+from .._tasks import background_task_group
 from ._exits import CliError, ExitStatus
 
 __all__ = [
     "PASSWORD_VARIABLES",
+    "Interruptible",
     "Kind",
     "Target",
     "add_backend_option",
@@ -263,6 +267,37 @@ def _password(askpass: bool, prompt: str) -> str | None:
         if value:
             return value
     return None
+
+
+class Interruptible(Protocol):
+    """A run's state that records a Ctrl-C (or SIGTERM)."""
+
+    interrupted: bool
+
+
+async def stop_on_signals(
+    run: Callable[[], Awaitable[None]], state: Interruptible, *signals: signal.Signals
+) -> None:
+    """Run ``run()``; the first of ``signals`` sets ``state.interrupted`` and cancels it.
+
+    Taken as a message rather than raised wherever it lands (as KeyboardInterrupt
+    is on trio), a signal stops the run at an await, between two updates of its
+    counts, never half way through one. The receiver is open before ``run``
+    starts; a signal before that still raises, before anything was counted.
+    """
+
+    async def watch(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(*signals) as received:
+            task_status.started()
+            async for _ in received:
+                state.interrupted = True
+                scope.cancel()
+                return
+
+    with anyio.CancelScope() as scope:
+        async with background_task_group() as tasks:
+            await tasks.start(watch)
+            await run()
 
 
 def run_on_backend(function: Callable[[], Awaitable[T]], backend: str) -> T:

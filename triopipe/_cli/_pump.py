@@ -28,8 +28,6 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
-import anyio
-
 from .._exceptions import TriopipeError
 from .._tasks import background_task_group
 from ._accounting import Accounting, ErrorLog, count_lines
@@ -43,6 +41,7 @@ from ._options import (
     add_report_options,
     add_target_options,
     run_on_backend,
+    stop_on_signals,
     target_from_args,
 )
 from ._progress import LINE_INTERVAL, Progress, choose_mode
@@ -163,19 +162,7 @@ class _Run:
 
     async def pump(self) -> None:
         """The run; Ctrl-C or SIGTERM cancels it cleanly, leaving every count consistent."""
-        with anyio.CancelScope() as scope:
-            async with background_task_group() as tasks:
-                tasks.start_soon(self._stop_on_signal, scope)
-                await self._pump()
-
-    async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
-        # Taken as a message, not raised wherever the signal lands: outcomes
-        # are counted between two checkpoints of the event loop, never half.
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                self.interrupted = True
-                scope.cancel()
-                return
+        await stop_on_signals(self._pump, self, signal.SIGINT, signal.SIGTERM)
 
     async def _pump(self) -> None:
         # With waits, one connection per server: a wait counts its connection's writes.

@@ -36,7 +36,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
-import anyio.abc
 
 from .._exceptions import (
     AuthenticationError,
@@ -49,7 +48,7 @@ from .._routing._keys import SLOTS, command_key
 from .._routing._keyspecs import INDEX, KEY_SPECS, RANGE, UNKNOWN_KEYS
 from ._accounting import SHOWN_ERRORS, ErrorLog, Tally
 from ._exits import INPUT_ERRORS, CliError, ExitStatus, input_problem
-from ._options import add_backend_option, add_report_options, run_on_backend
+from ._options import add_backend_option, add_report_options, run_on_backend, stop_on_signals
 from ._progress import LINE_INTERVAL, Progress, choose_mode
 
 __all__ = [
@@ -193,8 +192,13 @@ def _run_share(
             path = share.file_name(args.errors)
             tally.errors_file = ErrorLog(stack.enter_context(open(path, "w", encoding="utf-8")))
         try:
+            # Ctrl-C (the parent passes SIGTERM on as one) stops the run at
+            # an await: raised wherever it lands, it could fall between two
+            # updates of the tally, and the counts would not add up.
             run_on_backend(
-                lambda: _stop_at_ctrl_c(lambda: main(args, share, counters, tally), tally),
+                lambda: stop_on_signals(
+                    lambda: main(args, share, counters, tally), tally, signal.SIGINT
+                ),
                 args.backend,
             )
         except BaseException as exc:
@@ -204,32 +208,6 @@ def _run_share(
             # workers, the parent adds this one to the others).
             tally.interrupted = True
     return tally
-
-
-async def _stop_at_ctrl_c(run: Callable[[], Awaitable[None]], tally: Tally) -> None:
-    """Run ``run``; Ctrl-C cancels it between two checkpoints (``tally.interrupted`` set).
-
-    Raised wherever it lands, KeyboardInterrupt could fall between two
-    updates of the tally (a request's outcomes counted, not yet sorted into
-    acknowledged and failed), and the counts would no longer add up. Taken
-    as a message, as one ``pump`` process takes it, it cancels the run at an
-    await, with every count whole. (A Ctrl-C before the receiver is open
-    still raises, before anything was counted.)
-    """
-
-    async def watch(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT) as signals:
-            task_status.started()
-            async for _ in signals:
-                tally.interrupted = True
-                scope.cancel()
-                return
-
-    with anyio.CancelScope() as scope:
-        async with anyio.create_task_group() as tasks:
-            await tasks.start(watch)
-            await run()
-            tasks.cancel_scope.cancel()
 
 
 def _interrupted(exc: BaseException) -> bool:
