@@ -484,13 +484,7 @@ class Pipeline(Generic[N]):
         self._taken = offset
         if not chunks:
             return None
-        # A write of a few commands on an empty pipe times the round trip;
-        # a big one would count the server's time on all of its commands.
-        timed = empty and written <= ROUND_TRIP_COMMANDS
-        if self.budget.clock is not None and (
-            self._delivery is None or (timed and self._round_trip_start is None)
-        ):
-            self._start_samples(timed, written)
+        self._sample_write(empty, written)
         self.commands_written += written
         if len(chunks) == 1:
             write = chunks[0]
@@ -522,6 +516,19 @@ class Pipeline(Generic[N]):
             return self._write is None
         self._write = memoryview(write)[count:]  # no copy of a big payload
         return False
+
+    def _sample_write(self, empty: bool, written: int) -> None:
+        """A write of ``written`` more commands was taken (on an ``empty`` pipe: no
+        reply awaited): start the budget's samples it is due for, if any.
+
+        A write of a few commands on an empty pipe times the round trip; a big
+        one would count the server's time on all of its commands.
+        """
+        timed = empty and written <= ROUND_TRIP_COMMANDS
+        if self.budget.clock is not None and (
+            self._delivery is None or (timed and self._round_trip_start is None)
+        ):
+            self._start_samples(timed, written)
 
     def _start_samples(self, timed: bool, written: int) -> None:
         """Time the write of ``written`` more commands, for the budget (see ReplyBudget).
@@ -578,12 +585,10 @@ class Pipeline(Generic[N]):
         if thread:
             self.thread_submitted += count
         else:
-            # As next_write does: a lone command on an idle link times the
-            # round trip exactly. (Not from other threads: the receiver
+            # As the sender's writes are: a lone command on an idle link times
+            # the round trip exactly. (Not from other threads: the receiver
             # reads these fields.)
-            if self.budget.clock is not None:
-                timed = not self.pending and (not many or count <= ROUND_TRIP_COMMANDS)
-                self._start_samples(timed, count)
+            self._sample_write(not self.pending, count)
             self.submitted += count
         self.commands_written += count
         self.pending.append(request)
