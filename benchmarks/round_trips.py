@@ -18,10 +18,9 @@ batch (or window, or read) comes in, then dropped, as a job that streams
 values through would do. Kept, 50,000 replies of 4 KiB are 200 MB of fresh
 memory, and the page faults of touching it cost every client alike (the raw
 socket itself ran at half its speed keeping them with no added delay, 4-20%
-slower at 1 ms); a ceiling that dropped its
-replies while the clients kept theirs would compare different jobs. Command
-lists are built before the clock starts. B8's fan-in reuses B2's functions of
-:mod:`benchmarks.workloads`.
+slower at 1 ms); a ceiling that dropped its replies while the clients kept
+theirs would compare different jobs. Command lists are built before the clock
+starts. B8's fan-in reuses B2's functions of :mod:`benchmarks.workloads`.
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ class _Work:
             if self.shape == "bulk_set"
             else [("get", _BIG_KEY)] * self.count
         )
-
+        # Replies checked so far (see take), and how many of them were wrong.
         self.replies = self.wrong = 0
 
     def chunks(self) -> Iterator[list[Command]]:
